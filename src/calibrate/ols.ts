@@ -1,0 +1,79 @@
+/** Ordinary least squares with an intercept, solved by normal equations (few features, small n). */
+export interface OlsFit {
+  intercept: number;
+  coefficients: number[];
+  r2: number;
+  rmse: number;
+  looRmse: number;
+  maxAbsPctError: number;
+  n: number;
+}
+
+function solve(a: number[][], b: number[]): number[] {
+  const n = b.length;
+  const m = a.map((row, i) => [...row, b[i]!]);
+  for (let col = 0; col < n; col++) {
+    let pivot = col;
+    for (let r = col + 1; r < n; r++) if (Math.abs(m[r]![col]!) > Math.abs(m[pivot]![col]!)) pivot = r;
+    [m[col], m[pivot]] = [m[pivot]!, m[col]!];
+    const p = m[col]![col]!;
+    if (Math.abs(p) < 1e-12) throw new Error('singular design matrix: a feature is constant or collinear');
+    for (let r = 0; r < n; r++) {
+      if (r === col) continue;
+      const f = m[r]![col]! / p;
+      for (let c = col; c <= n; c++) m[r]![c]! -= f * m[col]![c]!;
+    }
+  }
+  return m.map((row, i) => row[n]! / row[i]!);
+}
+
+function fitRaw(xs: number[][], ys: number[], withIntercept: boolean): number[] {
+  const rows = xs.map((x) => (withIntercept ? [1, ...x] : x));
+  const k = rows[0]!.length;
+  const xtx = Array.from({ length: k }, () => new Array<number>(k).fill(0));
+  const xty = new Array<number>(k).fill(0);
+  rows.forEach((row, i) => {
+    for (let a = 0; a < k; a++) {
+      xty[a]! += row[a]! * ys[i]!;
+      for (let b = 0; b < k; b++) xtx[a]![b]! += row[a]! * row[b]!;
+    }
+  });
+  return solve(xtx, xty);
+}
+
+export function ols(xs: number[][], ys: number[], withIntercept = true): OlsFit {
+  if (xs.length !== ys.length || xs.length === 0) throw new Error('ols needs matching, non-empty data');
+  const beta = fitRaw(xs, ys, withIntercept);
+  const predict = (b: number[], x: number[]): number =>
+    withIntercept ? b[0]! + x.reduce((s, v, i) => s + v * b[i + 1]!, 0) : x.reduce((s, v, i) => s + v * b[i]!, 0);
+  const mean = ys.reduce((s, y) => s + y, 0) / ys.length;
+  let ssr = 0;
+  let sst = 0;
+  let maxPct = 0;
+  ys.forEach((y, i) => {
+    const e = y - predict(beta, xs[i]!);
+    ssr += e * e;
+    sst += (y - mean) ** 2;
+    if (y !== 0) maxPct = Math.max(maxPct, (100 * Math.abs(e)) / Math.abs(y));
+  });
+  let loo = 0;
+  if (xs.length > xs[0]!.length + 2) {
+    for (let i = 0; i < xs.length; i++) {
+      const b = fitRaw(
+        xs.filter((_, j) => j !== i),
+        ys.filter((_, j) => j !== i),
+        withIntercept,
+      );
+      loo += (ys[i]! - predict(b, xs[i]!)) ** 2;
+    }
+  }
+  return {
+    intercept: withIntercept ? beta[0]! : 0,
+    coefficients: withIntercept ? beta.slice(1) : beta,
+    r2: sst > 0 ? 1 - ssr / sst : 1,
+    rmse: Math.sqrt(ssr / ys.length),
+    looRmse: Math.sqrt(loo / ys.length),
+    maxAbsPctError: maxPct,
+    n: ys.length,
+  };
+}

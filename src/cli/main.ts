@@ -1,0 +1,78 @@
+import { parseArgs } from 'node:util';
+import { InputError } from '../runtime/errors.js';
+import { UnknownProfileError } from '../profiles/store.js';
+import { calibrateCommand } from './calibrate.js';
+import { simulateCommand } from './simulate.js';
+
+/** A command's exit code; errors a user can fix exit 2 with a one-line message, never a stack. */
+export type Command = (argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, { run: Command; summary: string }> = {
+  simulate: { run: simulateCommand, summary: 'run the digital twin on --scenario FILE or --batch FILE.jsonl' },
+  calibrate: { run: calibrateCommand, summary: 'fit a profile from measurement tables (--data DIR --model M)' },
+};
+
+export class UsageError extends Error {}
+
+function help(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(12)}${c.summary}`);
+  return ['usage: loraplan <command> [options]', '', 'commands:', ...lines, '', "Run 'loraplan <command> --help' for a command's options."].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${help()}\n`);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`loraplan: unknown command "${name}"\n\n${help()}\n`);
+    return 2;
+  }
+  try {
+    return await command.run(rest);
+  } catch (error) {
+    process.stderr.write(`loraplan ${name}: ${describe(error)}\n`);
+    return 2;
+  }
+}
+
+export function describe(error: unknown): string {
+  if (error instanceof InputError) return `invalid input: ${error.message}`;
+  if (error instanceof UnknownProfileError || error instanceof UsageError) return error.message;
+  if (error instanceof SyntaxError) return `not valid JSON: ${error.message}`;
+  if (error instanceof Error && 'code' in error && error.code === 'ENOENT') return error.message;
+  if (error instanceof Error && 'code' in error && typeof error.code === 'string' && error.code.startsWith('ERR_PARSE_ARGS')) {
+    return error.message;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+export type ParsedOptions<T extends OptionSpec> = {
+  [K in keyof T]?: T[K]['type'] extends 'string' ? string : boolean;
+} & { help?: boolean };
+
+/** Strict flag parsing: an unknown flag or a positional argument is a usage error. */
+export function parseOptions<T extends OptionSpec>(argv: string[], options: T): { values: ParsedOptions<T> } {
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...options, help: { type: 'boolean', short: 'h' } },
+    strict: true,
+    allowPositionals: false,
+  });
+  return { values: values as ParsedOptions<T> };
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('bin/loraplan.js')) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`loraplan: ${describe(error)}\n`);
+      process.exitCode = 2;
+    },
+  );
+}

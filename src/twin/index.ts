@@ -1,0 +1,18 @@
+// The twin's public surface: scenario contract, profile format and the simulator.
+export {
+  scenarioSchema,
+  simulationResultSchema,
+  configSchema,
+  workloadSchema,
+  requestLengthsSchema,
+  DEFAULT_STARVATION_THRESHOLD,
+  LIMITS,
+  type Scenario,
+  type ScenarioInput,
+  type SimulationResult,
+  type TwinConfig,
+  type Workload,
+} from './scenario.js';
+export { profileSchema, kvCacheTokens, type Profile } from './profile.js';
+export { simulate, isStarving, resolveAdapters, TWIN_VERSION, type SimulateOptions } from './simulate.js';
+export type { StepObserver, StepView } from './engine.js';

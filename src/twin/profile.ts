@@ -1,0 +1,122 @@
+import { z } from 'zod';
+
+/**
+ * A quantile function given by knots (p, tokens), interpolated log-linearly between knots:
+ * request lengths are skewed over two orders of magnitude, so a straight line in log-space
+ * follows their CDF far better than one in linear space.
+ */
+export const quantileKnotsSchema = z
+  .array(z.tuple([z.number().min(0).max(1), z.number().positive()]))
+  .min(2)
+  .refine((k) => k[0]?.[0] === 0 && k[k.length - 1]?.[0] === 1, 'knots must span p = 0 to p = 1')
+  .refine(
+    (k) => k.every((knot, i) => i === 0 || (knot[0] > k[i - 1]![0] && knot[1] >= k[i - 1]![1])),
+    'knots must increase in p and not decrease in tokens',
+  );
+
+export const lengthDistributionSchema = z.object({
+  prompt: quantileKnotsSchema,
+  output: quantileKnotsSchema,
+  /** Requests with prompt + output above this are redrawn (the ShareGPT filter). */
+  maxTotalTokens: z.number().int().positive(),
+  /** What the knots were fitted to, kept so the fit can be checked. */
+  targets: z.object({
+    promptMean: z.number(),
+    outputMean: z.number(),
+    promptStd: z.number(),
+    outputStd: z.number(),
+    promptQuartiles: z.tuple([z.number(), z.number()]),
+    outputQuartiles: z.tuple([z.number(), z.number()]),
+  }),
+});
+export type LengthDistribution = z.infer<typeof lengthDistributionSchema>;
+
+export const profileSchema = z.object({
+  schemaVersion: z.literal(1),
+  id: z.string(),
+  gpu: z.string(),
+  model: z.string(),
+  vllmVersion: z.string(),
+  /** vLLM refuses to start when the KV cache cannot hold one sequence of this many tokens. */
+  maxModelLen: z.number().int().positive(),
+  blockSize: z.number().int().positive(),
+  /** vLLM 0.8 V1 allocates this many extra blocks when a request grows (num_preallocate_tokens=64). */
+  preallocateBlocks: z.number().int().min(0),
+  allowedLoraRanks: z.array(z.number().int().positive()).min(1),
+  kvCache: z.object({
+    /** kvCacheTokens = intercept - perSlotRank * maxLoras * maxLoraRank, where not measured. */
+    intercept: z.number(),
+    perSlotRank: z.number(),
+    measured: z.array(
+      z.object({
+        maxLoras: z.number().int(),
+        maxLoraRank: z.number().int(),
+        kvCacheTokens: z.number().int().nullable(),
+      }),
+    ),
+  }),
+  /**
+   * Step time in ms. base = intercept + perDecodeSeq*D + perPrefillToken*P + perKvKiloToken*K/1000;
+   * with LoRA the base is multiplied by loraMultiplier = intercept + perAdapterInBatch*U + perSlot*maxLoras
+   * (+ perSlotRank * maxLoras * maxLoraRank), and scheduler time and adapter loads are added.
+   */
+  stepTime: z.object({
+    base: z.object({
+      intercept: z.number(),
+      perDecodeSeq: z.number(),
+      perPrefillToken: z.number(),
+      perKvKiloToken: z.number(),
+    }),
+    loraMultiplier: z.object({
+      intercept: z.number(),
+      perAdapterInBatch: z.number(),
+      perSlot: z.number(),
+      perSlotRank: z.number(),
+    }),
+  }),
+  scheduler: z.object({
+    intercept: z.number(),
+    perRunningRequest: z.number(),
+    /** Cost of each waiting request the FCFS scan visits (admitted or skipped). */
+    perVisitedWaitingRequest: z.number(),
+  }),
+  adapterLoad: z.object({
+    cpuToGpuMs: z.array(
+      z.object({ maxLoraRank: z.number().int(), adapterRank: z.number().int(), ms: z.number() }),
+    ),
+    /** Used for pairs the table lacks: ms = intercept + perMaxLoraRank*maxLoraRank + paddedPenalty*[rank < maxLoraRank]. */
+    cpuToGpuFallback: z.object({
+      intercept: z.number(),
+      perMaxLoraRank: z.number(),
+      paddedPenalty: z.number(),
+    }),
+    diskToCpuMs: z.number(),
+  }),
+  requestLengths: lengthDistributionSchema,
+  /** The measurements' benchmark client failed requests beyond this many in flight (ephemeral ports). */
+  measurementClientMaxInFlight: z.number().int().positive(),
+  fit: z.record(z.string(), z.unknown()),
+});
+export type Profile = z.infer<typeof profileSchema>;
+
+/** KV tokens the server gets for this many slots of this rank (0 where vLLM failed to start). */
+export function kvCacheTokens(profile: Profile, maxLoras: number, maxLoraRank: number): number {
+  const measured = profile.kvCache.measured.find(
+    (m) => m.maxLoras === maxLoras && m.maxLoraRank === maxLoraRank,
+  );
+  // A measured start-up failure (KV or CUDA memory) means no cache at all.
+  if (measured) return measured.kvCacheTokens ?? 0;
+  const estimate =
+    profile.kvCache.intercept - profile.kvCache.perSlotRank * maxLoras * maxLoraRank;
+  // Round down to whole blocks, as vLLM sizes the cache in blocks.
+  return Math.max(0, Math.floor(estimate / profile.blockSize) * profile.blockSize);
+}
+
+export function cpuToGpuLoadMs(profile: Profile, maxLoraRank: number, adapterRank: number): number {
+  const row = profile.adapterLoad.cpuToGpuMs.find(
+    (r) => r.maxLoraRank === maxLoraRank && r.adapterRank === adapterRank,
+  );
+  if (row) return row.ms;
+  const f = profile.adapterLoad.cpuToGpuFallback;
+  return f.intercept + f.perMaxLoraRank * maxLoraRank + (adapterRank < maxLoraRank ? f.paddedPenalty : 0);
+}

@@ -1,0 +1,282 @@
+// Validates the twin against every real run in shared/data/vllm-0.8.5-h100/validation_runs.csv and
+// writes docs/validation/twin.md, twin-throughput.svg and twin-runs.csv.
+// Usage: npm run validate:twin [-- --data DIR --out DIR --threads N --only MODEL]
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { renderSvg } from '../charts/svg.js';
+import { num, readCsv, type CsvRow } from '../calibrate/csv.js';
+import { PACKAGE_ROOT } from '../profiles/store.js';
+import { SimulationPool } from '../runtime/pool.js';
+import { parseScenario } from '../runtime/scenario-runner.js';
+import { TWIN_VERSION, type SimulationResult } from '../twin/index.js';
+import { errorSummary, pct, type ErrorSummary } from './metrics.js';
+
+export const DEFAULT_DATA_DIR = resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'vllm-0.8.5-h100');
+
+export interface RunComparison {
+  model: string;
+  workload: string;
+  run: string;
+  maxLoras: number;
+  maxCpuLoras: number;
+  realOk: boolean;
+  realFailure: string;
+  twinFeasible: boolean;
+  realThroughput: number;
+  twinThroughput: number;
+  publishedThroughput: number;
+  realStarving: boolean;
+  twinStarving: boolean;
+  realTtftMs: number;
+  twinTtftMs: number;
+  realItlMs: number;
+  twinItlMs: number;
+  twinWallMs: number;
+}
+
+/** The scenario a measured run corresponds to: same model, flags, rates, ranks, adapters, window. */
+export function scenarioForRun(row: CsvRow, seed = 1) {
+  const maxLoras = num(row, 'max_loras');
+  const cpu = row.max_cpu_loras === '' ? maxLoras : num(row, 'max_cpu_loras');
+  return parseScenario({
+    profile: `h100-64gb/${row.model}`,
+    config: {
+      maxLoras,
+      maxCpuLoras: cpu,
+      maxLoraRank: num(row, 'max_lora_rank'),
+      maxNumBatchedTokens: num(row, 'max_num_batched_tokens') || 2048,
+      maxNumSeqs: num(row, 'max_num_seqs'),
+    },
+    workload: {
+      rates: row.adapter_rates!.trim().split(/\s+/).map(Number),
+      ranks: row.adapter_ranks!.trim().split(/\s+/).map(Number),
+      adapterCount: cpu,
+      // The measurements' client ran out of ports past ~27k requests in flight: model it.
+      maxInFlightRequests: 'measurement',
+    },
+    durationSeconds: num(row, 'total_time_s'),
+    seed,
+  });
+}
+
+export async function compareRuns(dataDir: string, threads?: number, only?: string): Promise<RunComparison[]> {
+  const rows = readCsv(join(dataDir, 'validation_runs.csv')).filter((r) => !only || r.model === only);
+  const published = new Map(
+    readCsv(join(dataDir, 'published_twin_vs_real.csv')).map((r) => [`${r.model}|${r.workload_id}|${r.run_id}`, r]),
+  );
+  const pool = new SimulationPool(threads ? { threads } : {});
+  try {
+    const results: SimulationResult[] = await Promise.all(rows.map((row) => pool.run({ scenario: scenarioForRun(row) })));
+    return rows.map((row, i) => {
+      const r = results[i]!;
+      const pub = published.get(`${row.model}|${row.workload_id}|${row.run_id}`);
+      const realOk = row.parse_ok === 'True';
+      return {
+        model: row.model!,
+        workload: row.workload_id!,
+        run: row.run_id!,
+        maxLoras: num(row, 'max_loras'),
+        maxCpuLoras: row.max_cpu_loras === '' ? num(row, 'max_loras') : num(row, 'max_cpu_loras'),
+        realOk,
+        realFailure: row.failure_reason ?? '',
+        twinFeasible: r.feasible,
+        realThroughput: realOk ? num(row, 'total_tok_s') : NaN,
+        twinThroughput: r.throughputTokensPerSecond,
+        publishedThroughput: pub && pub.sim_total_tok_s !== '' ? num(pub, 'sim_total_tok_s') : NaN,
+        realStarving: realOk ? num(row, 'throughput_vs_ideal') < 0.9 : false,
+        twinStarving: r.starving,
+        realTtftMs: realOk ? num(row, 'mean_ttft_ms') : NaN,
+        twinTtftMs: r.ttftMs.mean,
+        realItlMs: realOk ? num(row, 'mean_itl_ms') : NaN,
+        twinItlMs: r.itlMs.mean,
+        twinWallMs: r.wallTimeMs,
+      };
+    });
+  } finally {
+    await pool.close();
+  }
+}
+
+export interface ModelSummary {
+  model: string;
+  runs: number;
+  throughput: ErrorSummary;
+  publishedThroughput: ErrorSummary;
+  throughputNonStarving: ErrorSummary;
+  throughputStarving: ErrorSummary;
+  ttft: ErrorSummary;
+  itl: ErrorSummary;
+  publishedItl: ErrorSummary;
+  verdictAgreement: number;
+  verdictRuns: number;
+  startupAgreement: number;
+  startupRuns: number;
+  medianWallMs: number;
+  maxWallMs: number;
+}
+
+const median = (v: number[]): number => {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+export function summarize(model: string, runs: RunComparison[], dataDir: string): ModelSummary {
+  const ok = runs.filter((r) => r.realOk);
+  const publishedItl = new Map(
+    readCsv(join(dataDir, 'published_twin_vs_real.csv'))
+      .filter((r) => r.model === model && r.sim_itl_ms !== '')
+      .map((r) => [`${r.workload_id}|${r.run_id}`, num(r, 'sim_itl_ms')]),
+  );
+  // Start-up verdict: the twin calls a configuration infeasible exactly when vLLM failed for lack of KV cache.
+  const startup = runs.filter((r) => r.realOk || r.realFailure === 'kv_cache_insufficient');
+  return {
+    model,
+    runs: ok.length,
+    throughput: errorSummary(ok.map((r) => ({ real: r.realThroughput, predicted: r.twinThroughput }))),
+    publishedThroughput: errorSummary(ok.map((r) => ({ real: r.realThroughput, predicted: r.publishedThroughput }))),
+    throughputNonStarving: errorSummary(ok.filter((r) => !r.realStarving).map((r) => ({ real: r.realThroughput, predicted: r.twinThroughput }))),
+    throughputStarving: errorSummary(ok.filter((r) => r.realStarving).map((r) => ({ real: r.realThroughput, predicted: r.twinThroughput }))),
+    ttft: errorSummary(ok.map((r) => ({ real: r.realTtftMs, predicted: r.twinTtftMs }))),
+    itl: errorSummary(ok.map((r) => ({ real: r.realItlMs, predicted: r.twinItlMs }))),
+    publishedItl: errorSummary(ok.map((r) => ({ real: r.realItlMs, predicted: publishedItl.get(`${r.workload}|${r.run}`) ?? NaN }))),
+    verdictAgreement: ok.filter((r) => r.realStarving === r.twinStarving).length / ok.length,
+    verdictRuns: ok.length,
+    startupAgreement: startup.filter((r) => r.realOk === r.twinFeasible).length / startup.length,
+    startupRuns: startup.length,
+    medianWallMs: median(runs.map((r) => r.twinWallMs)),
+    maxWallMs: Math.max(...runs.map((r) => r.twinWallMs)),
+  };
+}
+
+function chartSpec(runs: RunComparison[]) {
+  const points = runs
+    .filter((r) => r.realOk)
+    .map((r) => ({
+      model: r.model,
+      real: r.realThroughput,
+      twin: r.twinThroughput,
+      verdict: r.realStarving ? 'starving (real)' : 'not starving (real)',
+      run: `${r.workload} ${r.maxLoras}x${r.maxCpuLoras}`,
+    }));
+  const max = Math.max(...points.flatMap((p) => [p.real, p.twin])) * 1.05;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: 'Twin vs real vLLM 0.8.5 throughput (one point per run; diagonal = perfect)',
+    width: 320,
+    height: 320,
+    data: { values: points },
+    facet: { column: { field: 'model', type: 'nominal' as const, title: null } },
+    spec: {
+      layer: [
+        {
+          data: { values: [{ a: 0 }, { a: max }] },
+          mark: { type: 'line' as const, color: '#999', strokeDash: [4, 4] },
+          encoding: {
+            x: { field: 'a', type: 'quantitative' as const, scale: { domain: [0, max] } },
+            y: { field: 'a', type: 'quantitative' as const, scale: { domain: [0, max] } },
+          },
+        },
+        {
+          mark: { type: 'point' as const, filled: true, opacity: 0.7 },
+          encoding: {
+            x: { field: 'real', type: 'quantitative' as const, title: 'real throughput (tok/s)', scale: { domain: [0, max] } },
+            y: { field: 'twin', type: 'quantitative' as const, title: 'twin throughput (tok/s)', scale: { domain: [0, max] } },
+            color: { field: 'verdict', type: 'nominal' as const, title: null },
+            shape: { field: 'verdict', type: 'nominal' as const, title: null },
+          },
+        },
+      ],
+    },
+  };
+}
+
+function report(summaries: ModelSummary[], dataDir: string, command: string): string {
+  const row = (label: string, f: (s: ModelSummary) => string) => `| ${label} | ${summaries.map(f).join(' | ')} |`;
+  const head = `| | ${summaries.map((s) => s.model).join(' | ')} |\n|---|${summaries.map(() => '---').join('|')}|`;
+  const src = relative(PACKAGE_ROOT, dataDir) || dataDir;
+  return `# Twin validation against real vLLM 0.8.5 runs
+
+Generated by \`${command}\` (twin ${TWIN_VERSION}). Each real run of
+\`${src}/validation_runs.csv\` is simulated with the same model, flags, per-adapter rates and
+ranks, adapter count and 3600 s window, seed 1, with the measurements' client limit on requests
+in flight. The published twin's numbers are the \`sim_*\` columns of
+\`${src}/published_twin_vs_real.csv\` on the same runs. Per-run numbers: [twin-runs.csv](twin-runs.csv).
+
+![twin vs real throughput](twin-throughput.svg)
+
+## Throughput (tokens/s of requests completed inside the window)
+${head}
+${row('runs with a summary', (s) => String(s.runs))}
+${row('**MAPE, this twin**', (s) => `**${pct(s.throughput.mape, 2)}**`)}
+${row('MAPE, published twin', (s) => pct(s.publishedThroughput.mape, 2))}
+${row('paper SMAPE, this twin', (s) => pct(s.throughput.smapePaper, 2))}
+${row('paper SMAPE, published twin', (s) => pct(s.publishedThroughput.smapePaper, 2))}
+${row('conventional SMAPE, this twin', (s) => pct(s.throughput.smape, 2))}
+${row('**signed bias, this twin**', (s) => `**${pct(s.throughput.bias, 2)}**`)}
+${row('signed bias, published twin', (s) => pct(s.publishedThroughput.bias, 2))}
+${row('worst run, this twin', (s) => pct(s.throughput.maxApe, 1))}
+${row('MAPE on runs that do not starve', (s) => `${pct(s.throughputNonStarving.mape, 2)} (n=${s.throughputNonStarving.n})`)}
+${row('MAPE on runs that starve', (s) => `${pct(s.throughputStarving.mape, 2)} (n=${s.throughputStarving.n})`)}
+
+## Starvation verdict and start-up
+${head}
+${row('**starvation verdict agreement** (real: throughput_vs_ideal < 0.9)', (s) => `**${pct(100 * s.verdictAgreement, 1)}** of ${s.verdictRuns}`)}
+${row('start-up verdict agreement (ran vs kv_cache_insufficient)', (s) => `${pct(100 * s.startupAgreement, 1)} of ${s.startupRuns}`)}
+
+## Latency (mean over completed requests)
+${head}
+${row('ITL paper SMAPE, this twin', (s) => pct(s.itl.smapePaper, 1))}
+${row('ITL paper SMAPE, published twin', (s) => pct(s.publishedItl.smapePaper, 1))}
+${row('ITL MAPE / bias, this twin', (s) => `${pct(s.itl.mape, 1)} / ${pct(s.itl.bias, 1)}`)}
+${row('TTFT paper SMAPE, this twin', (s) => pct(s.ttft.smapePaper, 1))}
+${row('TTFT MAPE / bias, this twin', (s) => `${pct(s.ttft.mape, 1)} / ${pct(s.ttft.bias, 1)}`)}
+
+The published TTFT figures (17.6% / 17.9% paper SMAPE) use a different definition (unfinished
+requests penalised with the window length), so they are not repeated beside ours, which compare
+the benchmark's own mean TTFT over completed requests.
+
+## Speed
+${head}
+${row('median wall time per run', (s) => `${(s.medianWallMs / 1000).toFixed(2)} s`)}
+${row('max wall time per run', (s) => `${(s.maxWallMs / 1000).toFixed(2)} s`)}
+`;
+}
+
+function toCsv(runs: RunComparison[]): string {
+  const cols = Object.keys(runs[0]!) as Array<keyof RunComparison>;
+  const fmt = (v: unknown) => (typeof v === 'number' ? (Number.isFinite(v) ? String(Number(v.toPrecision(7))) : '') : String(v));
+  return [cols.join(','), ...runs.map((r) => cols.map((c) => fmt(r[c])).join(','))].join('\n') + '\n';
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { data: { type: 'string' }, out: { type: 'string' }, threads: { type: 'string' }, only: { type: 'string' } },
+  });
+  const dataDir = resolve(values.data ?? DEFAULT_DATA_DIR);
+  const outDir = resolve(values.out ?? join(PACKAGE_ROOT, 'docs', 'validation'));
+  const runs = await compareRuns(dataDir, values.threads ? Number(values.threads) : undefined, values.only);
+  const models = [...new Set(runs.map((r) => r.model))];
+  const summaries = models.map((m) => summarize(m, runs.filter((r) => r.model === m), dataDir));
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, 'twin.md'), report(summaries, dataDir, 'npm run validate:twin'));
+  writeFileSync(join(outDir, 'twin-runs.csv'), toCsv(runs));
+  writeFileSync(join(outDir, 'twin-throughput.svg'), await renderSvg(chartSpec(runs)));
+  for (const s of summaries) {
+    process.stdout.write(
+      `${s.model}: throughput MAPE ${pct(s.throughput.mape, 2)} (published ${pct(s.publishedThroughput.mape, 2)}), ` +
+        `bias ${pct(s.throughput.bias, 2)}, paper SMAPE ${pct(s.throughput.smapePaper, 2)}, ` +
+        `non-starving ${pct(s.throughputNonStarving.mape, 2)}, starving ${pct(s.throughputStarving.mape, 2)}, ` +
+        `verdict ${pct(100 * s.verdictAgreement)}, ITL MAPE ${pct(s.itl.mape)} bias ${pct(s.itl.bias)}, ` +
+        `TTFT SMAPEp ${pct(s.ttft.smapePaper)}, wall median ${(s.medianWallMs / 1000).toFixed(2)} s max ${(s.maxWallMs / 1000).toFixed(2)} s\n`,
+    );
+  }
+  process.stdout.write(`wrote ${join(outDir, 'twin.md')}\n`);
+}
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/^.*\/dist\//, 'dist/'))) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`validate:twin: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 1;
+  });
+}
