@@ -20,7 +20,7 @@ export const calibrationInputsSchema = z.strictObject({
   vllmVersion: z.string(),
   maxModelLen: z.number().int().positive(),
   blockSize: z.number().int().positive().default(16),
-  preallocateBlocks: z.number().int().min(0).default(4),
+  preallocateBlocks: z.number().int().min(0).default(0),
   allowedLoraRanks: z.array(z.number().int().positive()),
   requestLengths: z.strictObject({
     prompt: lengthTargetsSchema,
@@ -93,12 +93,20 @@ export function calibrate(inputs: CalibrationInputs, tables: CalibrationTables):
 
   // Base step time, without LoRA and without scheduler CPU time (modelled separately).
   // Decode runs: D = sequences decoded per step, P = prompt tokens per step, K = KV in use.
-  const decode = rowsFor(tables.decodeStepLatency, model, (r) => r.n_steps !== '' && num(r, 'preemptions_in_window') === 0);
+  const decode = rowsFor(
+    tables.decodeStepLatency,
+    model,
+    (r) => r.n_steps !== '' && num(r, 'preemptions_in_window') === 0,
+  );
   const prefill = rowsFor(tables.prefillLatency, model, (r) => r.n_steps !== '');
   const stepX: number[][] = [];
   const stepY: number[] = [];
   for (const r of decode) {
-    stepX.push([num(r, 'output_tokens_per_step'), num(r, 'input_tokens_per_step'), num(r, 'mean_kv_tokens_used') / 1000]);
+    stepX.push([
+      num(r, 'output_tokens_per_step'),
+      num(r, 'input_tokens_per_step'),
+      num(r, 'mean_kv_tokens_used') / 1000,
+    ]);
     stepY.push(num(r, 'mean_step_ms') - num(r, 'mean_sched_ms_per_step'));
   }
   for (const r of prefill) {
@@ -106,17 +114,27 @@ export function calibrate(inputs: CalibrationInputs, tables: CalibrationTables):
     // the step is about the step's prompt tokens plus each request's preallocated blocks.
     const tokens = num(r, 'input_tokens_per_step');
     const requests = num(r, 'output_tokens_per_step');
-    stepX.push([0, tokens, (tokens + requests * inputs.preallocateBlocks * inputs.blockSize) / 1000]);
+    stepX.push([
+      0,
+      tokens,
+      (tokens + requests * inputs.preallocateBlocks * inputs.blockSize) / 1000,
+    ]);
     stepY.push(num(r, 'mean_step_ms') - num(r, 'mean_sched_ms_per_step'));
   }
   const stepFit = ols(stepX, stepY);
 
-  // LoRA compute: the step is multiplied by (c0 + c1 * distinct adapters in the batch).
-  const lora = rowsFor(tables.loraOverhead, model, (r) => r.kind === 'lora' && (r.status ?? '').startsWith('ok'));
+  // LoRA compute, first estimate: extra ITL over the no-LoRA baseline, linear in distinct adapters,
+  // measured at 300 slots only. The serving fit (serving-fit.ts) refines it on real serving runs.
+  const lora = rowsFor(
+    tables.loraOverhead,
+    model,
+    (r) => r.kind === 'lora' && (r.status ?? '').startsWith('ok'),
+  );
   const loraFit = ols(
     lora.map((r) => [num(r, 'loras_in_batch_best')]),
-    lora.map((r) => num(r, 'overhead_pct') / 100),
+    lora.map((r) => num(r, 'mean_itl_ms') - num(r, 'baseline_itl_ms')),
   );
+  const loraSlots = num(lora[0]!, 'max_loras');
 
   // Scheduler CPU time: per running request from this model's own decode runs ...
   const schedRunFit = ols(
@@ -128,14 +146,20 @@ export function calibrate(inputs: CalibrationInputs, tables: CalibrationTables):
   // share of the queue it skips is about 1 - g.
   const schedRows = readCsv(tables.schedulerOverhead);
   const schedScanFit = ols(
-    schedRows.map((r) => [num(r, 'avg_batch_size'), num(r, 'avg_waiting_queue') * (1 - num(r, 'gpu_div_cpu'))]),
+    schedRows.map((r) => [
+      num(r, 'avg_batch_size'),
+      num(r, 'avg_waiting_queue') * (1 - num(r, 'gpu_div_cpu')),
+    ]),
     schedRows.map((r) => num(r, 'scheduling_time_per_step_ms')),
   );
 
   // Adapter loads: the measured table, a linear fallback for other ranks, and disk reads.
   const loads = rowsFor(tables.adapterLoadTime, model);
   const loadFit = ols(
-    loads.map((r) => [num(r, 'max_lora_rank'), num(r, 'adapter_rank') < num(r, 'max_lora_rank') ? 1 : 0]),
+    loads.map((r) => [
+      num(r, 'max_lora_rank'),
+      num(r, 'adapter_rank') < num(r, 'max_lora_rank') ? 1 : 0,
+    ]),
     loads.map((r) => num(r, 'mean_load_ms')),
   );
   const diskMs = loads.reduce((s, r) => s + num(r, 'disk_load_mean_ms'), 0) / loads.length;
@@ -181,11 +205,11 @@ export function calibrate(inputs: CalibrationInputs, tables: CalibrationTables):
         perPrefillToken: round(stepFit.coefficients[1]!),
         perKvKiloToken: round(stepFit.coefficients[2]!),
       },
-      loraMultiplier: {
-        intercept: round(loraFit.intercept),
+      lora: {
+        intercept: 0,
+        perSlot: round(loraFit.intercept / loraSlots),
         perAdapterInBatch: round(loraFit.coefficients[0]!),
-        perSlot: 0,
-        perSlotRank: 0,
+        perBatchedToken: 0,
       },
     },
     scheduler: {
@@ -211,7 +235,7 @@ export function calibrate(inputs: CalibrationInputs, tables: CalibrationTables):
     fit: {
       kvCache: summary(kvFit),
       baseStep: summary(stepFit),
-      loraMultiplier: summary(loraFit),
+      loraOverheadTable: summary(loraFit),
       schedulerPerRunning: summary(schedRunFit),
       schedulerScan: summary(schedScanFit),
       adapterLoadFallback: summary(loadFit),

@@ -33,7 +33,11 @@ export function fitLengthKnots(t: LengthTargets): { knots: Knots; mean: number; 
   };
   let lo = [Math.log(t.quartiles[0]), Math.log(t.quartiles[1])];
   let hi = [Math.log(t.quartiles[1]), Math.log(t.max)];
-  let best = { median: Math.sqrt(t.quartiles[0] * t.quartiles[1]), q95: t.quartiles[1], loss: Infinity };
+  let best = {
+    median: Math.sqrt(t.quartiles[0] * t.quartiles[1]),
+    q95: t.quartiles[1],
+    loss: Infinity,
+  };
   for (let round = 0; round < 5; round++) {
     const steps = 16;
     for (let i = 0; i <= steps; i++) {
@@ -51,7 +55,9 @@ export function fitLengthKnots(t: LengthTargets): { knots: Knots; mean: number; 
     lo = [Math.max(Math.log(t.quartiles[0]), lm - wm), Math.min(Math.log(t.quartiles[1]), lm + wm)];
     hi = [Math.max(Math.log(t.quartiles[1]), lq - wq), Math.min(Math.log(t.max), lq + wq)];
   }
-  const knots = build(best.median, best.q95).map(([p, q]) => [p, Number(q.toFixed(3))] as [number, number]);
+  const knots = build(best.median, best.q95).map(
+    ([p, q]) => [p, Number(q.toFixed(3))] as [number, number],
+  );
   return { knots, ...knotMoments(knots) };
 }
 

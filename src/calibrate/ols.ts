@@ -14,10 +14,12 @@ function solve(a: number[][], b: number[]): number[] {
   const m = a.map((row, i) => [...row, b[i]!]);
   for (let col = 0; col < n; col++) {
     let pivot = col;
-    for (let r = col + 1; r < n; r++) if (Math.abs(m[r]![col]!) > Math.abs(m[pivot]![col]!)) pivot = r;
+    for (let r = col + 1; r < n; r++)
+      if (Math.abs(m[r]![col]!) > Math.abs(m[pivot]![col]!)) pivot = r;
     [m[col], m[pivot]] = [m[pivot]!, m[col]!];
     const p = m[col]![col]!;
-    if (Math.abs(p) < 1e-12) throw new Error('singular design matrix: a feature is constant or collinear');
+    if (Math.abs(p) < 1e-12)
+      throw new Error('singular design matrix: a feature is constant or collinear');
     for (let r = 0; r < n; r++) {
       if (r === col) continue;
       const f = m[r]![col]! / p;
@@ -42,10 +44,13 @@ function fitRaw(xs: number[][], ys: number[], withIntercept: boolean): number[] 
 }
 
 export function ols(xs: number[][], ys: number[], withIntercept = true): OlsFit {
-  if (xs.length !== ys.length || xs.length === 0) throw new Error('ols needs matching, non-empty data');
+  if (xs.length !== ys.length || xs.length === 0)
+    throw new Error('ols needs matching, non-empty data');
   const beta = fitRaw(xs, ys, withIntercept);
   const predict = (b: number[], x: number[]): number =>
-    withIntercept ? b[0]! + x.reduce((s, v, i) => s + v * b[i + 1]!, 0) : x.reduce((s, v, i) => s + v * b[i]!, 0);
+    withIntercept
+      ? b[0]! + x.reduce((s, v, i) => s + v * b[i + 1]!, 0)
+      : x.reduce((s, v, i) => s + v * b[i]!, 0);
   const mean = ys.reduce((s, y) => s + y, 0) / ys.length;
   let ssr = 0;
   let sst = 0;

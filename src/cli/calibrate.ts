@@ -1,6 +1,10 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { calibrate, calibrationInputsSchema, tablesIn } from '../calibrate/calibrate.js';
+import { readServingRuns } from '../calibrate/runs.js';
+import { fitLoraOnServingRuns } from '../calibrate/serving-fit.js';
+import { SimulationPool } from '../runtime/pool.js';
 import { PROFILES_DIR } from '../profiles/store.js';
 import { InputError, fieldIssues } from '../runtime/errors.js';
 import { parseOptions, UsageError } from './main.js';
@@ -9,7 +13,9 @@ const USAGE = `usage: loraplan calibrate --data DIR --inputs FILE [--model M] [-
 
 Fits a twin profile from measurement tables shaped like shared/data/vllm-0.8.5-h100/
 (kv_cache_profile.csv, validation_runs.csv and calibration/*.csv) and an inputs file giving what
-tables cannot (model identity, max_model_len, request-length statistics). Writes
+tables cannot (model identity, max_model_len, request-length statistics). When
+validation_runs.csv holds runs of the model, the LoRA step cost is then fitted on them (a few
+rounds of twin simulations of every run: minutes). Writes
 <out>/<gpu>/<model>.json (default out: models/profiles) and prints each fit's quality.`;
 
 export async function calibrateCommand(argv: string[]): Promise<number> {
@@ -23,24 +29,53 @@ export async function calibrateCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  if (!values.data || !values.inputs) throw new UsageError(`--data and --inputs are required\n${USAGE}`);
+  if (!values.data || !values.inputs)
+    throw new UsageError(`--data and --inputs are required\n${USAGE}`);
   const all = JSON.parse(readFileSync(values.inputs, 'utf8')) as Record<string, unknown>;
   const models = values.model ? [values.model] : Object.keys(all);
-  for (const model of models) {
-    if (!(model in all)) throw new UsageError(`${values.inputs} has no entry for model "${model}"`);
-    const parsed = calibrationInputsSchema.safeParse(all[model]);
-    if (!parsed.success) throw new InputError(fieldIssues(parsed.error, [model]));
-    const profile = calibrate(parsed.data, tablesIn(values.data));
-    const path = join(values.out ?? PROFILES_DIR, `${profile.id}.json`);
-    mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(path, `${JSON.stringify(profile, null, 2)}\n`);
-    process.stdout.write(`${profile.id} -> ${path}\n`);
-    for (const [name, quality] of Object.entries(profile.fit)) {
-      if (typeof quality === 'object' && quality !== null) {
-        const q = Object.entries(quality).map(([k, v]) => `${k}=${String(v)}`).join(' ');
-        process.stdout.write(`  ${name.padEnd(22)}${q}\n`);
+  const pool = new SimulationPool();
+  try {
+    for (const model of models) {
+      if (!(model in all))
+        throw new UsageError(`${values.inputs} has no entry for model "${model}"`);
+      const parsed = calibrationInputsSchema.safeParse(all[model]);
+      if (!parsed.success) throw new InputError(fieldIssues(parsed.error, [model]));
+      const tables = tablesIn(values.data);
+      let profile = calibrate(parsed.data, tables);
+      const runs = existsSync(tables.validationRuns)
+        ? readServingRuns(values.data, model, parsed.data.gpu)
+        : [];
+      if (runs.some((r) => r.ok)) {
+        const fitted = await fitLoraOnServingRuns(
+          profile,
+          runs,
+          (tasks) => Promise.all(tasks.map((t) => pool.run({ ...t, includeStepStats: true }))),
+          3,
+          (round, mape) =>
+            process.stderr.write(
+              `  ${model}: serving fit round ${round + 1}, ITL MAPE before refit ${mape.toFixed(1)}%\n`,
+            ),
+        );
+        profile = {
+          ...fitted.profile,
+          fit: { ...fitted.profile.fit, loraServingFit: fitted.report },
+        };
+      }
+      const path = join(values.out ?? PROFILES_DIR, `${profile.id}.json`);
+      mkdirSync(dirname(path), { recursive: true });
+      writeFileSync(path, `${JSON.stringify(profile, null, 2)}\n`);
+      process.stdout.write(`${profile.id} -> ${path}\n`);
+      for (const [name, quality] of Object.entries(profile.fit)) {
+        if (typeof quality === 'object' && quality !== null) {
+          const q = Object.entries(quality)
+            .map(([k, v]) => `${k}=${String(v)}`)
+            .join(' ');
+          process.stdout.write(`  ${name.padEnd(22)}${q}\n`);
+        }
       }
     }
+  } finally {
+    await pool.close();
   }
   return 0;
 }

@@ -8,15 +8,28 @@ import { simulateCommand } from './simulate.js';
 export type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
-  simulate: { run: simulateCommand, summary: 'run the digital twin on --scenario FILE or --batch FILE.jsonl' },
-  calibrate: { run: calibrateCommand, summary: 'fit a profile from measurement tables (--data DIR --model M)' },
+  simulate: {
+    run: simulateCommand,
+    summary: 'run the digital twin on --scenario FILE or --batch FILE.jsonl',
+  },
+  calibrate: {
+    run: calibrateCommand,
+    summary: 'fit a profile from measurement tables (--data DIR --model M)',
+  },
 };
 
 export class UsageError extends Error {}
 
 function help(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(12)}${c.summary}`);
-  return ['usage: loraplan <command> [options]', '', 'commands:', ...lines, '', "Run 'loraplan <command> --help' for a command's options."].join('\n');
+  return [
+    'usage: loraplan <command> [options]',
+    '',
+    'commands:',
+    ...lines,
+    '',
+    "Run 'loraplan <command> --help' for a command's options.",
+  ].join('\n');
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -43,7 +56,12 @@ export function describe(error: unknown): string {
   if (error instanceof UnknownProfileError || error instanceof UsageError) return error.message;
   if (error instanceof SyntaxError) return `not valid JSON: ${error.message}`;
   if (error instanceof Error && 'code' in error && error.code === 'ENOENT') return error.message;
-  if (error instanceof Error && 'code' in error && typeof error.code === 'string' && error.code.startsWith('ERR_PARSE_ARGS')) {
+  if (
+    error instanceof Error &&
+    'code' in error &&
+    typeof error.code === 'string' &&
+    error.code.startsWith('ERR_PARSE_ARGS')
+  ) {
     return error.message;
   }
   return error instanceof Error ? error.message : String(error);
@@ -55,7 +73,10 @@ export type ParsedOptions<T extends OptionSpec> = {
 } & { help?: boolean };
 
 /** Strict flag parsing: an unknown flag or a positional argument is a usage error. */
-export function parseOptions<T extends OptionSpec>(argv: string[], options: T): { values: ParsedOptions<T> } {
+export function parseOptions<T extends OptionSpec>(
+  argv: string[],
+  options: T,
+): { values: ParsedOptions<T> } {
   const { values } = parseArgs({
     args: argv,
     options: { ...options, help: { type: 'boolean', short: 'h' } },
@@ -65,7 +86,10 @@ export function parseOptions<T extends OptionSpec>(argv: string[], options: T): 
   return { values: values as ParsedOptions<T> };
 }
 
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('bin/loraplan.js')) {
+if (
+  import.meta.url === `file://${process.argv[1]}` ||
+  process.argv[1]?.endsWith('bin/loraplan.js')
+) {
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

@@ -36,7 +36,8 @@ export async function simulateCommand(argv: string[]): Promise<number> {
   }
   const scenarios = await readBatch(values.batch!);
   const threads = values.threads === undefined ? undefined : Number(values.threads);
-  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new UsageError('--threads must be a positive integer');
+  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0))
+    throw new UsageError('--threads must be a positive integer');
   const results = await runBatch(scenarios, threads);
   for (const r of results) process.stdout.write(`${JSON.stringify(r)}\n`);
   return 0;
@@ -70,7 +71,10 @@ async function readBatch(path: string): Promise<Scenario[]> {
 async function runBatch(scenarios: Scenario[], threads?: number): Promise<SimulationResult[]> {
   const pool = new SimulationPool(threads === undefined ? {} : { threads });
   const bar = process.stderr.isTTY
-    ? new SingleBar({ format: 'simulate [{bar}] {value}/{total} scenarios | ETA {eta_formatted}', stream: process.stderr })
+    ? new SingleBar({
+        format: 'simulate [{bar}] {value}/{total} scenarios | ETA {eta_formatted}',
+        stream: process.stderr,
+      })
     : null;
   bar?.start(scenarios.length, 0);
   try {

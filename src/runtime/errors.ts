@@ -9,7 +9,13 @@ export interface FieldIssue {
 export function fieldIssues(error: z.ZodError, prefix: Array<string | number> = []): FieldIssue[] {
   return error.issues.map((issue) => {
     const path = [...prefix, ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))];
-    const field = path.length === 0 ? '(root)' : path.map((p) => (typeof p === 'number' ? `[${p}]` : p)).join('.').replace(/\.\[/g, '[');
+    const field =
+      path.length === 0
+        ? '(root)'
+        : path
+            .map((p) => (typeof p === 'number' ? `[${p}]` : p))
+            .join('.')
+            .replace(/\.\[/g, '[');
     return { field, message: issue.message };
   });
 }

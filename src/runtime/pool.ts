@@ -1,8 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import type { SimulationResult } from '../twin/index.js';
-import type { SimulateTask } from './simulate-worker.js';
+import type { SimulateTask, SimulateTaskResult } from './simulate-worker.js';
 
 export interface PoolOptions {
   threads?: number;
@@ -11,11 +10,13 @@ export interface PoolOptions {
 
 /** A worker-thread pool for twin simulations; works from compiled JS and from TS under tsx/vitest. */
 export class SimulationPool {
-  private readonly pool: Piscina<SimulateTask, SimulationResult>;
+  private readonly pool: Piscina<SimulateTask, SimulateTaskResult>;
 
   constructor(options: PoolOptions = {}) {
     const fromSource = import.meta.url.endsWith('.ts');
-    const filename = fileURLToPath(new URL(fromSource ? './simulate-worker.ts' : './simulate-worker.js', import.meta.url));
+    const filename = fileURLToPath(
+      new URL(fromSource ? './simulate-worker.ts' : './simulate-worker.js', import.meta.url),
+    );
     const threads = options.threads ?? Math.max(1, availableParallelism());
     this.pool = new Piscina({
       filename,
@@ -34,7 +35,7 @@ export class SimulationPool {
     return this.pool.queueSize;
   }
 
-  run(task: SimulateTask, signal?: AbortSignal): Promise<SimulationResult> {
+  run(task: SimulateTask, signal?: AbortSignal): Promise<SimulateTaskResult> {
     return this.pool.run(task, signal ? { signal } : {});
   }
 

@@ -1,5 +1,13 @@
 import { loadProfile } from '../profiles/store.js';
-import { scenarioSchema, simulate, type Scenario, type SimulationResult } from '../twin/index.js';
+import {
+  scenarioSchema,
+  simulate,
+  type Profile,
+  type Scenario,
+  type SimulateOptions,
+  type SimulationResult,
+  type StepStats,
+} from '../twin/index.js';
 import { InputError, fieldIssues } from './errors.js';
 
 /** Parses and checks a scenario as a client sent it; throws InputError naming each bad field. */
@@ -13,10 +21,12 @@ export function parseScenario(input: unknown): Scenario {
 export function runScenario(
   scenario: Scenario,
   now: () => number = () => performance.now(),
-  starvationThreshold?: number,
-): SimulationResult {
-  const profile = loadProfile(scenario.profile);
+  options: Pick<SimulateOptions, 'starvationThreshold' | 'includeStepStats'> & {
+    profile?: Profile;
+  } = {},
+): SimulationResult & { stepStats?: StepStats } {
+  const profile = options.profile ?? loadProfile(scenario.profile);
   const start = now();
-  const result = simulate(scenario, profile, { starvationThreshold });
+  const result = simulate(scenario, profile, options);
   return { ...result, wallTimeMs: now() - start };
 }

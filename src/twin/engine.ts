@@ -28,7 +28,11 @@ export interface StepView {
   distinctAdapters: number;
   usedBlocks: number;
   totalBlocks: number;
+  /** Running queue before this step's scheduling, in vLLM order. */
+  runningAtStart: ReadonlyArray<number>;
   running: ReadonlyArray<number>;
+  /** Waiting queue before this step's scheduling, front first. */
+  waitingAtStart: ReadonlyArray<number>;
   waitingOrder: () => number[];
   preempted: ReadonlyArray<number>;
   scheduled: ReadonlyArray<number>;
@@ -52,7 +56,24 @@ export interface EngineOutput {
   maxWaitingRequests: number;
   meanRunningRequests: number;
   engineSteps: number;
+  stepStats: StepStats;
 }
+
+/** Sums over engine steps weighted by decode tokens emitted, for fitting step-time terms. */
+export interface StepStats {
+  decodeTokens: number;
+  weightedStepMs: number;
+  weightedLoraMs: number;
+  weightedAdapters: number;
+  weightedBatchedTokens: number;
+}
+const newStepStats = (): StepStats => ({
+  decodeTokens: 0,
+  weightedStepMs: 0,
+  weightedLoraMs: 0,
+  weightedAdapters: 0,
+  weightedBatchedTokens: 0,
+});
 
 /** Requests as a struct of arrays: one index per arrival, in arrival order. */
 class RequestTable {
@@ -174,7 +195,8 @@ export function runEngine(input: EngineInput): EngineOutput {
   const cpuLastUse = new Float64Array(A).fill(-1);
   const cpuResident: number[] = [];
   const loadMs = new Float64Array(A);
-  for (let a = 0; a < A; a++) loadMs[a] = cpuToGpuLoadMs(profile, config.maxLoraRank, adapterRanks[a]!);
+  for (let a = 0; a < A; a++)
+    loadMs[a] = cpuToGpuLoadMs(profile, config.maxLoraRank, adapterRanks[a]!);
   const diskMs = profile.adapterLoad.diskToCpuMs;
 
   // Distinct adapters of the current step.
@@ -183,10 +205,10 @@ export function runEngine(input: EngineInput): EngineOutput {
   let stepAdapterCount = 0;
 
   const base = profile.stepTime.base;
-  const mult = profile.stepTime.loraMultiplier;
-  const loraMultiplier =
-    mult.intercept + mult.perSlot * maxLoras + mult.perSlotRank * maxLoras * config.maxLoraRank;
+  const lora = profile.stepTime.lora;
+  const loraFixedMs = lora.intercept + lora.perSlot * maxLoras;
   const sched = profile.scheduler;
+  const stats = newStepStats();
 
   const ttft = new LatencyHistogram();
   const itl = new LatencyHistogram();
@@ -317,7 +339,12 @@ export function runEngine(input: EngineInput): EngineOutput {
     resident.pop();
   };
   /** Position of `r` in the FCFS waiting order at step start (1-based), for scan-cost accounting. */
-  const scanPosition = (r: number, frontAtStart: number, admittedArrivals: number, admitted: number): number => {
+  const scanPosition = (
+    r: number,
+    frontAtStart: number,
+    admittedArrivals: number,
+    admitted: number,
+  ): number => {
     if (key[r]! < 0) return admitted + 1;
     return frontAtStart + waitingArrivals.prefix(r) + admittedArrivals;
   };
@@ -341,13 +368,14 @@ export function runEngine(input: EngineInput): EngineOutput {
 
     // --- schedule one step ---
     steps++;
+    const runningAtStart = observer ? Array.from(running.subarray(0, runningCount)) : [];
+    const waitingAtStart = observer ? waitingOrderSnapshot() : [];
     let budget = tokenBudgetPerStep;
     scheduledCount = 0;
     stepAdapterCount = 0;
     preemptedThisStep.length = 0;
     let decodeSeqs = 0;
     let prefillTokens = 0;
-    let contextTokens = 0;
 
     let index = 0;
     while (index < runningCount && budget > 0) {
@@ -434,19 +462,32 @@ export function runEngine(input: EngineInput): EngineOutput {
     for (let i = 0; i < scheduledCount; i++) {
       const r = scheduled[i]!;
       const n = scheduledTokens[i]!;
-      if (n === 1 && generated[r]! > 0 && computed[r]! === prompt[r]! + generated[r]! - 1) decodeSeqs++;
+      if (n === 1 && generated[r]! > 0 && computed[r]! === prompt[r]! + generated[r]! - 1)
+        decodeSeqs++;
       else prefillTokens += n;
-      contextTokens += computed[r]! + n;
     }
+    const kvTokensInUse = (totalBlocks - freeBlocks) * blockSize;
     const baseMs =
       base.intercept +
       base.perDecodeSeq * decodeSeqs +
       base.perPrefillToken * prefillTokens +
-      (base.perKvKiloToken * contextTokens) / 1000;
-    const multiplier = loraMultiplier + mult.perAdapterInBatch * stepAdapterCount;
+      (base.perKvKiloToken * kvTokensInUse) / 1000;
+    const batchedTokens = decodeSeqs + prefillTokens;
+    const loraMs =
+      loraFixedMs +
+      lora.perAdapterInBatch * stepAdapterCount +
+      lora.perBatchedToken * batchedTokens;
     const schedulerMs =
-      sched.intercept + sched.perRunningRequest * runningCount + sched.perVisitedWaitingRequest * visited;
-    const stepMs = baseMs * multiplier + schedulerMs + loadTimeMs;
+      sched.intercept +
+      sched.perRunningRequest * runningCount +
+      sched.perVisitedWaitingRequest * visited;
+    const stepMs = baseMs + loraMs + schedulerMs + loadTimeMs;
+    // Decode-token-weighted sums: the benchmark's mean ITL weights each step by the tokens it emits.
+    stats.decodeTokens += decodeSeqs;
+    stats.weightedStepMs += decodeSeqs * stepMs;
+    stats.weightedLoraMs += decodeSeqs * loraMs;
+    stats.weightedAdapters += decodeSeqs * stepAdapterCount;
+    stats.weightedBatchedTokens += decodeSeqs * batchedTokens;
 
     if (observer) {
       observer({
@@ -456,6 +497,8 @@ export function runEngine(input: EngineInput): EngineOutput {
         distinctAdapters: stepAdapterCount,
         usedBlocks: totalBlocks - freeBlocks,
         totalBlocks,
+        runningAtStart,
+        waitingAtStart,
         running: Array.from(running.subarray(0, runningCount)),
         waitingOrder: () => waitingOrderSnapshot(),
         preempted: preemptedThisStep.slice(),
@@ -506,7 +549,8 @@ export function runEngine(input: EngineInput): EngineOutput {
 
   // Requests that arrived but were never looked at (the window closed first) still count as offered.
   for (; nextArrival < N; nextArrival++) {
-    if (arrival[nextArrival]! <= durationSeconds) offeredTokens += prompt[nextArrival]! + output[nextArrival]!;
+    if (arrival[nextArrival]! <= durationSeconds)
+      offeredTokens += prompt[nextArrival]! + output[nextArrival]!;
   }
 
   function waitingOrderSnapshot(): number[] {
@@ -535,5 +579,6 @@ export function runEngine(input: EngineInput): EngineOutput {
     maxWaitingRequests: maxWaiting,
     meanRunningRequests: t > 0 ? runningTimeIntegral / t : 0,
     engineSteps: steps,
+    stepStats: stats,
   };
 }

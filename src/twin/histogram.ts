@@ -13,7 +13,8 @@ export class LatencyHistogram {
   private sum = 0;
 
   record(ms: number, weight = 1): void {
-    const b = ms <= MIN_MS ? 0 : Math.min(BUCKETS - 1, 1 + Math.floor(Math.log(ms / MIN_MS) / LOG_GROWTH));
+    const b =
+      ms <= MIN_MS ? 0 : Math.min(BUCKETS - 1, 1 + Math.floor(Math.log(ms / MIN_MS) / LOG_GROWTH));
     this.counts[b]! += weight;
     this.total += weight;
     this.sum += ms * weight;

@@ -14,5 +14,12 @@ export {
   type Workload,
 } from './scenario.js';
 export { profileSchema, kvCacheTokens, type Profile } from './profile.js';
-export { simulate, isStarving, resolveAdapters, TWIN_VERSION, type SimulateOptions } from './simulate.js';
-export type { StepObserver, StepView } from './engine.js';
+export {
+  simulate,
+  isStarving,
+  resolveAdapters,
+  TWIN_VERSION,
+  type SimulateOptions,
+  type TwinResult,
+} from './simulate.js';
+export type { StepObserver, StepView, StepStats } from './engine.js';

@@ -40,7 +40,10 @@ export const profileSchema = z.object({
   /** vLLM refuses to start when the KV cache cannot hold one sequence of this many tokens. */
   maxModelLen: z.number().int().positive(),
   blockSize: z.number().int().positive(),
-  /** vLLM 0.8 V1 allocates this many extra blocks when a request grows (num_preallocate_tokens=64). */
+  /**
+   * Extra blocks allocated whenever a request grows. Early V1 preallocated 64 tokens (4 blocks);
+   * vLLM PR #16941 removed that before 0.8.5, so the shipped profiles use 0.
+   */
   preallocateBlocks: z.number().int().min(0),
   allowedLoraRanks: z.array(z.number().int().positive()).min(1),
   kvCache: z.object({
@@ -56,9 +59,11 @@ export const profileSchema = z.object({
     ),
   }),
   /**
-   * Step time in ms. base = intercept + perDecodeSeq*D + perPrefillToken*P + perKvKiloToken*K/1000;
-   * with LoRA the base is multiplied by loraMultiplier = intercept + perAdapterInBatch*U + perSlot*maxLoras
-   * (+ perSlotRank * maxLoras * maxLoraRank), and scheduler time and adapter loads are added.
+   * Step time in ms = base + lora + scheduler + adapter loads, where
+   * base = intercept + perDecodeSeq*D + perPrefillToken*P + perKvKiloToken*(KV tokens in use)/1000
+   * (fitted on no-LoRA runs) and, with LoRA enabled,
+   * lora = intercept + perSlot*maxLoras + perAdapterInBatch*U + perBatchedToken*(D + P)
+   * (U = distinct adapters in the batch; fitted on serving runs, see docs/profiles.md).
    */
   stepTime: z.object({
     base: z.object({
@@ -67,11 +72,11 @@ export const profileSchema = z.object({
       perPrefillToken: z.number(),
       perKvKiloToken: z.number(),
     }),
-    loraMultiplier: z.object({
+    lora: z.object({
       intercept: z.number(),
-      perAdapterInBatch: z.number(),
       perSlot: z.number(),
-      perSlotRank: z.number(),
+      perAdapterInBatch: z.number(),
+      perBatchedToken: z.number(),
     }),
   }),
   scheduler: z.object({
@@ -106,8 +111,7 @@ export function kvCacheTokens(profile: Profile, maxLoras: number, maxLoraRank: n
   );
   // A measured start-up failure (KV or CUDA memory) means no cache at all.
   if (measured) return measured.kvCacheTokens ?? 0;
-  const estimate =
-    profile.kvCache.intercept - profile.kvCache.perSlotRank * maxLoras * maxLoraRank;
+  const estimate = profile.kvCache.intercept - profile.kvCache.perSlotRank * maxLoras * maxLoraRank;
   // Round down to whole blocks, as vLLM sizes the cache in blocks.
   return Math.max(0, Math.floor(estimate / profile.blockSize) * profile.blockSize);
 }
@@ -118,5 +122,7 @@ export function cpuToGpuLoadMs(profile: Profile, maxLoraRank: number, adapterRan
   );
   if (row) return row.ms;
   const f = profile.adapterLoad.cpuToGpuFallback;
-  return f.intercept + f.perMaxLoraRank * maxLoraRank + (adapterRank < maxLoraRank ? f.paddedPenalty : 0);
+  return (
+    f.intercept + f.perMaxLoraRank * maxLoraRank + (adapterRank < maxLoraRank ? f.paddedPenalty : 0)
+  );
 }

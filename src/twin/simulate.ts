@@ -1,4 +1,4 @@
-import { runEngine, type StepObserver } from './engine.js';
+import { runEngine, type StepObserver, type StepStats } from './engine.js';
 import { createLengthSampler } from './lengths.js';
 import { kvCacheTokens, type Profile } from './profile.js';
 import { seededStream, shuffleInPlace } from './random.js';
@@ -20,7 +20,11 @@ const STREAM_RANK_SHUFFLE = 4;
 export interface SimulateOptions {
   starvationThreshold?: number;
   observer?: StepObserver;
+  /** Also return decode-weighted step statistics (used by calibration). */
+  includeStepStats?: boolean;
 }
+
+export type TwinResult = Omit<SimulationResult, 'wallTimeMs'> & { stepStats?: StepStats };
 
 export interface ResolvedAdapters {
   rates: Float64Array;
@@ -31,7 +35,11 @@ export interface ResolvedAdapters {
  * The measurements' generator: adapter i gets rates[i mod len] and ranks[i mod len], then rates
  * and ranks are shuffled independently with the seed. An explicit catalog is taken as given.
  */
-export function resolveAdapters(workload: Workload, adapterCount: number, seed: number): ResolvedAdapters {
+export function resolveAdapters(
+  workload: Workload,
+  adapterCount: number,
+  seed: number,
+): ResolvedAdapters {
   if (workload.adapters) {
     return {
       rates: Float64Array.from(workload.adapters.map((a) => a.rate)),
@@ -48,7 +56,11 @@ export function resolveAdapters(workload: Workload, adapterCount: number, seed: 
 }
 
 /** Why vLLM would refuse this configuration at start-up, or null when it starts. */
-export function infeasibility(profile: Profile, scenario: Scenario, kvTokens: number): string | null {
+export function infeasibility(
+  profile: Profile,
+  scenario: Scenario,
+  kvTokens: number,
+): string | null {
   const { maxLoraRank } = scenario.config;
   if (!profile.allowedLoraRanks.includes(maxLoraRank)) {
     return `max_lora_rank ${maxLoraRank} is not one vLLM accepts (${profile.allowedLoraRanks.join(', ')})`;
@@ -67,7 +79,7 @@ export function simulate(
   scenario: Scenario,
   profile: Profile,
   options: SimulateOptions = {},
-): Omit<SimulationResult, 'wallTimeMs'> {
+): TwinResult {
   const threshold = options.starvationThreshold ?? DEFAULT_STARVATION_THRESHOLD;
   const { config, workload, durationSeconds, seed } = scenario;
   const adapterCount = workload.adapters?.length ?? workload.adapterCount ?? config.maxCpuLoras;
@@ -86,7 +98,11 @@ export function simulate(
     kvCacheTokens: reason === null ? kvTokens : 0,
     adapterRates: adapters.rates,
     adapterRanks: adapters.ranks,
-    lengths: createLengthSampler(workload.requestLengths, profile.requestLengths, seededStream(seed, STREAM_LENGTHS)),
+    lengths: createLengthSampler(
+      workload.requestLengths,
+      profile.requestLengths,
+      seededStream(seed, STREAM_LENGTHS),
+    ),
     arrivals: seededStream(seed, STREAM_ARRIVALS),
     durationSeconds,
     maxInFlight: reason === null ? maxInFlight : 0,
@@ -109,12 +125,17 @@ export function simulate(
     completionRatio: out.arrivedRequests > 0 ? out.completedRequests / out.arrivedRequests : 1,
     starving: isStarving(throughput, offered, threshold),
     ttftMs: { mean: out.ttft.mean(), p50: out.ttft.quantile(0.5), p99: out.ttft.quantile(0.99) },
-    itlMs: { mean: out.itlMeanCompletedMs, p50: out.itl.quantile(0.5), p99: out.itl.quantile(0.99) },
+    itlMs: {
+      mean: out.itlMeanCompletedMs,
+      p50: out.itl.quantile(0.5),
+      p99: out.itl.quantile(0.99),
+    },
     preemptions: out.preemptions,
     adapterLoads: out.adapterLoads,
     maxWaitingRequests: out.maxWaitingRequests,
     meanRunningRequests: out.meanRunningRequests,
     engineSteps: out.engineSteps,
+    ...(options.includeStepStats ? { stepStats: out.stepStats } : {}),
   };
 }
 

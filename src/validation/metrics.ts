@@ -14,7 +14,9 @@ export interface ErrorSummary {
 }
 
 export function errorSummary(pairs: Array<{ real: number; predicted: number }>): ErrorSummary {
-  const usable = pairs.filter((p) => Number.isFinite(p.real) && Number.isFinite(p.predicted) && p.real !== 0);
+  const usable = pairs.filter(
+    (p) => Number.isFinite(p.real) && Number.isFinite(p.predicted) && p.real !== 0,
+  );
   const n = usable.length;
   if (n === 0) return { n: 0, mape: NaN, smapePaper: NaN, smape: NaN, bias: NaN, maxApe: NaN };
   let ape = 0;
@@ -29,7 +31,15 @@ export function errorSummary(pairs: Array<{ real: number; predicted: number }>):
     sp += denom > 0 ? Math.abs(predicted - real) / denom : 0;
     bias += (predicted - real) / real;
   }
-  return { n, mape: (100 * ape) / n, smapePaper: (100 * sp) / n, smape: (200 * sp) / n, bias: (100 * bias) / n, maxApe: 100 * maxApe };
+  return {
+    n,
+    mape: (100 * ape) / n,
+    smapePaper: (100 * sp) / n,
+    smape: (200 * sp) / n,
+    bias: (100 * bias) / n,
+    maxApe: 100 * maxApe,
+  };
 }
 
-export const pct = (v: number, digits = 1): string => (Number.isFinite(v) ? `${v.toFixed(digits)}%` : 'n/a');
+export const pct = (v: number, digits = 1): string =>
+  Number.isFinite(v) ? `${v.toFixed(digits)}%` : 'n/a';

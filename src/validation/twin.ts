@@ -5,10 +5,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderSvg } from '../charts/svg.js';
-import { num, readCsv, type CsvRow } from '../calibrate/csv.js';
+import { num, readCsv } from '../calibrate/csv.js';
 import { PACKAGE_ROOT } from '../profiles/store.js';
 import { SimulationPool } from '../runtime/pool.js';
-import { parseScenario } from '../runtime/scenario-runner.js';
+import { scenarioForRun } from '../calibrate/runs.js';
 import { TWIN_VERSION, type SimulationResult } from '../twin/index.js';
 import { errorSummary, pct, type ErrorSummary } from './metrics.js';
 
@@ -35,39 +35,25 @@ export interface RunComparison {
   twinWallMs: number;
 }
 
-/** The scenario a measured run corresponds to: same model, flags, rates, ranks, adapters, window. */
-export function scenarioForRun(row: CsvRow, seed = 1) {
-  const maxLoras = num(row, 'max_loras');
-  const cpu = row.max_cpu_loras === '' ? maxLoras : num(row, 'max_cpu_loras');
-  return parseScenario({
-    profile: `h100-64gb/${row.model}`,
-    config: {
-      maxLoras,
-      maxCpuLoras: cpu,
-      maxLoraRank: num(row, 'max_lora_rank'),
-      maxNumBatchedTokens: num(row, 'max_num_batched_tokens') || 2048,
-      maxNumSeqs: num(row, 'max_num_seqs'),
-    },
-    workload: {
-      rates: row.adapter_rates!.trim().split(/\s+/).map(Number),
-      ranks: row.adapter_ranks!.trim().split(/\s+/).map(Number),
-      adapterCount: cpu,
-      // The measurements' client ran out of ports past ~27k requests in flight: model it.
-      maxInFlightRequests: 'measurement',
-    },
-    durationSeconds: num(row, 'total_time_s'),
-    seed,
-  });
-}
-
-export async function compareRuns(dataDir: string, threads?: number, only?: string): Promise<RunComparison[]> {
-  const rows = readCsv(join(dataDir, 'validation_runs.csv')).filter((r) => !only || r.model === only);
+export async function compareRuns(
+  dataDir: string,
+  threads?: number,
+  only?: string,
+): Promise<RunComparison[]> {
+  const rows = readCsv(join(dataDir, 'validation_runs.csv')).filter(
+    (r) => !only || r.model === only,
+  );
   const published = new Map(
-    readCsv(join(dataDir, 'published_twin_vs_real.csv')).map((r) => [`${r.model}|${r.workload_id}|${r.run_id}`, r]),
+    readCsv(join(dataDir, 'published_twin_vs_real.csv')).map((r) => [
+      `${r.model}|${r.workload_id}|${r.run_id}`,
+      r,
+    ]),
   );
   const pool = new SimulationPool(threads ? { threads } : {});
   try {
-    const results: SimulationResult[] = await Promise.all(rows.map((row) => pool.run({ scenario: scenarioForRun(row) })));
+    const results: SimulationResult[] = await Promise.all(
+      rows.map((row) => pool.run({ scenario: scenarioForRun(row) })),
+    );
     return rows.map((row, i) => {
       const r = results[i]!;
       const pub = published.get(`${row.model}|${row.workload_id}|${row.run_id}`);
@@ -118,7 +104,11 @@ export interface ModelSummary {
 
 const median = (v: number[]): number => {
   const s = [...v].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  return s.length === 0
+    ? NaN
+    : s.length % 2
+      ? s[s.length >> 1]!
+      : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
 export function summarize(model: string, runs: RunComparison[], dataDir: string): ModelSummary {
@@ -133,13 +123,30 @@ export function summarize(model: string, runs: RunComparison[], dataDir: string)
   return {
     model,
     runs: ok.length,
-    throughput: errorSummary(ok.map((r) => ({ real: r.realThroughput, predicted: r.twinThroughput }))),
-    publishedThroughput: errorSummary(ok.map((r) => ({ real: r.realThroughput, predicted: r.publishedThroughput }))),
-    throughputNonStarving: errorSummary(ok.filter((r) => !r.realStarving).map((r) => ({ real: r.realThroughput, predicted: r.twinThroughput }))),
-    throughputStarving: errorSummary(ok.filter((r) => r.realStarving).map((r) => ({ real: r.realThroughput, predicted: r.twinThroughput }))),
+    throughput: errorSummary(
+      ok.map((r) => ({ real: r.realThroughput, predicted: r.twinThroughput })),
+    ),
+    publishedThroughput: errorSummary(
+      ok.map((r) => ({ real: r.realThroughput, predicted: r.publishedThroughput })),
+    ),
+    throughputNonStarving: errorSummary(
+      ok
+        .filter((r) => !r.realStarving)
+        .map((r) => ({ real: r.realThroughput, predicted: r.twinThroughput })),
+    ),
+    throughputStarving: errorSummary(
+      ok
+        .filter((r) => r.realStarving)
+        .map((r) => ({ real: r.realThroughput, predicted: r.twinThroughput })),
+    ),
     ttft: errorSummary(ok.map((r) => ({ real: r.realTtftMs, predicted: r.twinTtftMs }))),
     itl: errorSummary(ok.map((r) => ({ real: r.realItlMs, predicted: r.twinItlMs }))),
-    publishedItl: errorSummary(ok.map((r) => ({ real: r.realItlMs, predicted: publishedItl.get(`${r.workload}|${r.run}`) ?? NaN }))),
+    publishedItl: errorSummary(
+      ok.map((r) => ({
+        real: r.realItlMs,
+        predicted: publishedItl.get(`${r.workload}|${r.run}`) ?? NaN,
+      })),
+    ),
     verdictAgreement: ok.filter((r) => r.realStarving === r.twinStarving).length / ok.length,
     verdictRuns: ok.length,
     startupAgreement: startup.filter((r) => r.realOk === r.twinFeasible).length / startup.length,
@@ -180,8 +187,18 @@ function chartSpec(runs: RunComparison[]) {
         {
           mark: { type: 'point' as const, filled: true, opacity: 0.7 },
           encoding: {
-            x: { field: 'real', type: 'quantitative' as const, title: 'real throughput (tok/s)', scale: { domain: [0, max] } },
-            y: { field: 'twin', type: 'quantitative' as const, title: 'twin throughput (tok/s)', scale: { domain: [0, max] } },
+            x: {
+              field: 'real',
+              type: 'quantitative' as const,
+              title: 'real throughput (tok/s)',
+              scale: { domain: [0, max] },
+            },
+            y: {
+              field: 'twin',
+              type: 'quantitative' as const,
+              title: 'twin throughput (tok/s)',
+              scale: { domain: [0, max] },
+            },
             color: { field: 'verdict', type: 'nominal' as const, title: null },
             shape: { field: 'verdict', type: 'nominal' as const, title: null },
           },
@@ -192,7 +209,8 @@ function chartSpec(runs: RunComparison[]) {
 }
 
 function report(summaries: ModelSummary[], dataDir: string, command: string): string {
-  const row = (label: string, f: (s: ModelSummary) => string) => `| ${label} | ${summaries.map(f).join(' | ')} |`;
+  const row = (label: string, f: (s: ModelSummary) => string) =>
+    `| ${label} | ${summaries.map(f).join(' | ')} |`;
   const head = `| | ${summaries.map((s) => s.model).join(' | ')} |\n|---|${summaries.map(() => '---').join('|')}|`;
   const src = relative(PACKAGE_ROOT, dataDir) || dataDir;
   return `# Twin validation against real vLLM 0.8.5 runs
@@ -245,19 +263,41 @@ ${row('max wall time per run', (s) => `${(s.maxWallMs / 1000).toFixed(2)} s`)}
 
 function toCsv(runs: RunComparison[]): string {
   const cols = Object.keys(runs[0]!) as Array<keyof RunComparison>;
-  const fmt = (v: unknown) => (typeof v === 'number' ? (Number.isFinite(v) ? String(Number(v.toPrecision(7))) : '') : String(v));
-  return [cols.join(','), ...runs.map((r) => cols.map((c) => fmt(r[c])).join(','))].join('\n') + '\n';
+  const fmt = (v: unknown) =>
+    typeof v === 'number'
+      ? Number.isFinite(v)
+        ? String(Number(v.toPrecision(7)))
+        : ''
+      : String(v);
+  return (
+    [cols.join(','), ...runs.map((r) => cols.map((c) => fmt(r[c])).join(','))].join('\n') + '\n'
+  );
 }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { data: { type: 'string' }, out: { type: 'string' }, threads: { type: 'string' }, only: { type: 'string' } },
+    options: {
+      data: { type: 'string' },
+      out: { type: 'string' },
+      threads: { type: 'string' },
+      only: { type: 'string' },
+    },
   });
   const dataDir = resolve(values.data ?? DEFAULT_DATA_DIR);
   const outDir = resolve(values.out ?? join(PACKAGE_ROOT, 'docs', 'validation'));
-  const runs = await compareRuns(dataDir, values.threads ? Number(values.threads) : undefined, values.only);
+  const runs = await compareRuns(
+    dataDir,
+    values.threads ? Number(values.threads) : undefined,
+    values.only,
+  );
   const models = [...new Set(runs.map((r) => r.model))];
-  const summaries = models.map((m) => summarize(m, runs.filter((r) => r.model === m), dataDir));
+  const summaries = models.map((m) =>
+    summarize(
+      m,
+      runs.filter((r) => r.model === m),
+      dataDir,
+    ),
+  );
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'twin.md'), report(summaries, dataDir, 'npm run validate:twin'));
   writeFileSync(join(outDir, 'twin-runs.csv'), toCsv(runs));

@@ -1,0 +1,57 @@
+import { profileSchema, type Profile } from '../src/twin/profile.js';
+import { scenarioSchema, type Scenario, type ScenarioInput } from '../src/twin/scenario.js';
+
+/**
+ * A synthetic profile with round numbers, so expected results can be computed by hand: every
+ * step takes `stepMs` unless a test sets other terms.
+ */
+export function testProfile(overrides: Partial<Profile> = {}, stepMs = 10): Profile {
+  return profileSchema.parse({
+    schemaVersion: 1,
+    id: 'test/gpu',
+    gpu: 'test',
+    model: 'gpu',
+    vllmVersion: '0.8.5',
+    maxModelLen: 4096,
+    blockSize: 16,
+    preallocateBlocks: 0,
+    allowedLoraRanks: [8, 16, 32, 64],
+    kvCache: { intercept: 100_000, perSlotRank: 10, measured: [] },
+    stepTime: {
+      base: { intercept: stepMs, perDecodeSeq: 0, perPrefillToken: 0, perKvKiloToken: 0 },
+      lora: { intercept: 0, perSlot: 0, perAdapterInBatch: 0, perBatchedToken: 0 },
+    },
+    scheduler: { intercept: 0, perRunningRequest: 0, perVisitedWaitingRequest: 0 },
+    adapterLoad: {
+      cpuToGpuMs: [],
+      cpuToGpuFallback: { intercept: 0, perMaxLoraRank: 0, paddedPenalty: 0 },
+      diskToCpuMs: 0,
+    },
+    requestLengths: {
+      prompt: [
+        [0, 4],
+        [1, 400],
+      ],
+      output: [
+        [0, 4],
+        [1, 400],
+      ],
+      maxTotalTokens: 2048,
+      targets: {
+        promptMean: 0,
+        outputMean: 0,
+        promptStd: 0,
+        outputStd: 0,
+        promptQuartiles: [0, 0],
+        outputQuartiles: [0, 0],
+      },
+    },
+    measurementClientMaxInFlight: 1000,
+    fit: {},
+    ...overrides,
+  });
+}
+
+export function scenario(input: Omit<ScenarioInput, 'profile'> & { profile?: string }): Scenario {
+  return scenarioSchema.parse({ profile: 'test/gpu', ...input });
+}
