@@ -53,6 +53,32 @@ describe('twin: hand-computed scenarios', () => {
     expect(steps.slice(0, 4).map((v) => v.scheduledTokens)).toEqual([2048, 2048, 904, 1]);
   });
 
+  it('times each step from its decode sequences, prefill tokens, KV in use and LoRA terms', () => {
+    // One isolated request of 100 prompt and 3 output tokens, rank 8 in one slot:
+    // prefill step = 10 + 0.01*100 + 0.5*(7 blocks * 16 / 1000) + lora(1 + 0.2*1 + 0.1*1 + 0.001*100)
+    //             = 10 + 1 + 0.056 + 1.4 = 12.456 ms
+    // decode step  = 10 + 0.25*1 + 0.5*(7*16/1000) + lora(1 + 0.2 + 0.1 + 0.001) = 11.607 ms
+    const profile = testProfile({
+      stepTime: {
+        base: { intercept: 10, perDecodeSeq: 0.25, perPrefillToken: 0.01, perKvKiloToken: 0.5 },
+        lora: { intercept: 1, perSlot: 0.2, perAdapterInBatch: 0.1, perBatchedToken: 0.001 },
+      },
+    });
+    const s = scenario({
+      config: { maxLoras: 1, maxCpuLoras: 1, maxLoraRank: 8 },
+      workload: {
+        rates: [0.001],
+        ranks: [8],
+        requestLengths: { kind: 'fixed', input: 100, output: 3 },
+      },
+      durationSeconds: 36_000,
+      seed: 5,
+    });
+    const r = simulate(s, profile);
+    expect(r.ttftMs.mean).toBeCloseTo(12.456, 6);
+    expect(r.itlMs.mean).toBeCloseTo(11.607, 6);
+  });
+
   it('counts only requests completed inside the window', () => {
     // Each request needs 1000 steps of 10 ms = 10 s; a 5 s window completes none of them.
     const s = scenario({

@@ -288,7 +288,10 @@ export function runEngine(input: EngineInput): EngineOutput {
 
   /** KVCacheManager.allocate_slots without prefix caching: false when blocks run out. */
   const allocate = (r: number, newTokens: number): boolean => {
-    const required = Math.ceil((computed[r]! + newTokens) / blockSize);
+    const tokens = computed[r]! + newTokens;
+    // Fast path (most decode steps): the request's last block still has room.
+    if (tokens <= blocks[r]! * blockSize) return true;
+    const required = Math.ceil(tokens / blockSize);
     const need = required - blocks[r]!;
     if (need > freeBlocks) return false;
     if (need > 0) {
@@ -397,6 +400,10 @@ export function runEngine(input: EngineInput): EngineOutput {
       if (!canSchedule) break;
       scheduled[scheduledCount] = r;
       scheduledTokens[scheduledCount++] = n;
+      // A decode step computes the one token sampled last step; anything else is (re)prefill.
+      if (n === 1 && generated[r]! > 0 && computed[r]! === prompt[r]! + generated[r]! - 1)
+        decodeSeqs++;
+      else prefillTokens += n;
       budget -= n;
       markAdapter(adapter[r]!);
       index++;
@@ -437,6 +444,7 @@ export function runEngine(input: EngineInput): EngineOutput {
         running[runningCount++] = r;
         scheduled[scheduledCount] = r;
         scheduledTokens[scheduledCount++] = n;
+        prefillTokens += n; // waiting requests always start with a prefill
         budget -= n;
         markAdapter(a);
         if (!phaseB && stepAdapterCount >= maxLoras) {
@@ -459,13 +467,6 @@ export function runEngine(input: EngineInput): EngineOutput {
     // --- adapters and step time ---
     let loadTimeMs = 0;
     for (let i = 0; i < stepAdapterCount; i++) loadTimeMs += ensureResident(stepAdapters[i]!);
-    for (let i = 0; i < scheduledCount; i++) {
-      const r = scheduled[i]!;
-      const n = scheduledTokens[i]!;
-      if (n === 1 && generated[r]! > 0 && computed[r]! === prompt[r]! + generated[r]! - 1)
-        decodeSeqs++;
-      else prefillTokens += n;
-    }
     const kvTokensInUse = (totalBlocks - freeBlocks) * blockSize;
     const baseMs =
       base.intercept +
@@ -511,40 +512,48 @@ export function runEngine(input: EngineInput): EngineOutput {
     t += stepMs / 1000;
 
     // --- model output: sample tokens, finish requests ---
-    let finishedAny = false;
+    // running[i] === scheduled[i] for i < scheduledCount (the scheduled running prefix, then the
+    // admitted requests appended to both), so finished requests are dropped in the same pass.
+    let kept = 0;
+    // Most requests decoded last step too, so their gaps are equal: record equal gaps in one go.
+    let gapStart = -1;
+    let gapCount = 0;
     for (let i = 0; i < scheduledCount; i++) {
       const r = scheduled[i]!;
       computed[r]! += scheduledTokens[i]!;
-      if (computed[r] !== prompt[r]! + generated[r]!) continue; // a partial prefill chunk
+      if (computed[r] !== prompt[r]! + generated[r]!) {
+        running[kept++] = r; // a partial prefill chunk
+        continue;
+      }
       generated[r]!++;
       if (generated[r] === 1) firstToken[r] = t;
-      else itl.record((t - lastToken[r]!) * 1000);
+      else if (lastToken[r] === gapStart) gapCount++;
+      else {
+        if (gapCount > 0) itl.record((t - gapStart) * 1000, gapCount);
+        gapStart = lastToken[r]!;
+        gapCount = 1;
+      }
       lastToken[r] = t;
-      if (generated[r]! >= output[r]!) {
-        release(r);
-        blocks[r] = -1; // marks finished for the compaction below
-        finishedAny = true;
-        if (t <= durationSeconds) {
-          completed++;
-          completedIn += prompt[r]!;
-          completedOut += output[r]!;
-          ttft.record((firstToken[r]! - arrival[r]!) * 1000);
-          if (output[r]! > 1) {
-            itlCompletedSum += (lastToken[r]! - firstToken[r]!) * 1000;
-            itlCompletedCount += output[r]! - 1;
-          }
+      if (generated[r]! < output[r]!) {
+        running[kept++] = r;
+        continue;
+      }
+      release(r);
+      if (t <= durationSeconds) {
+        completed++;
+        completedIn += prompt[r]!;
+        completedOut += output[r]!;
+        ttft.record((firstToken[r]! - arrival[r]!) * 1000);
+        if (output[r]! > 1) {
+          itlCompletedSum += (lastToken[r]! - firstToken[r]!) * 1000;
+          itlCompletedCount += output[r]! - 1;
         }
       }
     }
-    if (finishedAny) {
-      let w = 0;
-      for (let i = 0; i < runningCount; i++) {
-        const r = running[i]!;
-        if (blocks[r] !== -1) running[w++] = r;
-        else blocks[r] = 0;
-      }
-      runningCount = w;
-    }
+    if (gapCount > 0) itl.record((t - gapStart) * 1000, gapCount);
+    // Running requests the budget did not reach keep their place behind the scheduled ones.
+    for (let i = scheduledCount; i < runningCount; i++) running[kept++] = running[i]!;
+    runningCount = kept;
   }
 
   // Requests that arrived but were never looked at (the window closed first) still count as offered.
