@@ -41,6 +41,24 @@ export function knotMoments(knots: ReadonlyArray<readonly [number, number]>): {
   return { mean, std: Math.sqrt(Math.max(0, s2 / n - mean * mean)) };
 }
 
+/**
+ * The inverse CDF tabulated at 2^16 equally likely points (each the length at its cell's centre),
+ * so a draw is one table lookup instead of a log and an exp: sampling was a quarter of the run time
+ * of the heaviest workloads, where a million requests arrive.
+ */
+const TABLE_SIZE = 1 << 16;
+const tables = new WeakMap<object, Int32Array>();
+function quantileTable(knots: ReadonlyArray<readonly [number, number]>): Int32Array {
+  let table = tables.get(knots);
+  if (!table) {
+    table = new Int32Array(TABLE_SIZE);
+    for (let i = 0; i < TABLE_SIZE; i++)
+      table[i] = Math.round(quantileAt(knots, (i + 0.5) / TABLE_SIZE));
+    tables.set(knots, table);
+  }
+  return table;
+}
+
 export function createLengthSampler(
   spec: RequestLengthSpec,
   distribution: LengthDistribution,
@@ -65,13 +83,16 @@ export function createLengthSampler(
       };
     }
     case 'sharegpt': {
-      const { prompt, output, maxTotalTokens } = distribution;
+      const { maxTotalTokens } = distribution;
+      const prompt = quantileTable(distribution.prompt);
+      const output = quantileTable(distribution.output);
       return {
         sample(out) {
-          out.prompt = Math.round(quantileAt(prompt, source.next()));
+          out.prompt = prompt[Math.floor(source.next() * TABLE_SIZE)]!;
           // The dataset keeps prompt + output <= maxTotalTokens: redraw the output until it fits.
-          let o = Math.round(quantileAt(output, source.next()));
-          while (out.prompt + o > maxTotalTokens) o = Math.round(quantileAt(output, source.next()));
+          let o = output[Math.floor(source.next() * TABLE_SIZE)]!;
+          while (out.prompt + o > maxTotalTokens)
+            o = output[Math.floor(source.next() * TABLE_SIZE)]!;
           out.output = o;
         },
       };

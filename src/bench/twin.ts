@@ -1,0 +1,62 @@
+import { readServingRuns } from '../calibrate/runs.js';
+import { loadProfile } from '../profiles/store.js';
+import { simulate, type Scenario } from '../twin/index.js';
+
+export interface TwinBench {
+  runs: number;
+  medianWallMs: number;
+  p90WallMs: number;
+  maxWallMs: number;
+  slowest: string;
+  simulatedSecondsPerWallSecond: number;
+  heaviest: { run: string; wallMs: number; engineSteps: number; arrivedRequests: number };
+}
+
+const quantile = (sorted: number[], q: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+
+function timeOne(scenario: Scenario, now: () => number) {
+  const profile = loadProfile(scenario.profile);
+  const start = now();
+  const result = simulate(scenario, profile);
+  return { wallMs: now() - start, result };
+}
+
+/** Times the twin on every validation run, one at a time on this thread, plus the heaviest run. */
+export function benchTwin(
+  dataDir: string,
+  now: () => number = () => performance.now(),
+  limit?: number,
+): TwinBench {
+  const runs = readServingRuns(dataDir).slice(0, limit);
+  // Warm up the JIT on one run so the first timing is not a compile.
+  timeOne(runs[0]!.scenario, now);
+  const timings = runs.map((r) => ({
+    label: `${r.model} ${r.workload} ${r.run}`,
+    ...timeOne(r.scenario, now),
+  }));
+  const walls = timings.map((t) => t.wallMs).sort((a, b) => a - b);
+  const simulated = runs.reduce((s, r) => s + r.scenario.durationSeconds, 0);
+  const slowest = timings.reduce((a, b) => (b.wallMs > a.wallMs ? b : a));
+  const offered = (s: Scenario) =>
+    (s.workload.rates ?? []).reduce(
+      (sum, rate, i, all) => sum + rate * Math.ceil((s.workload.adapterCount ?? 0) / all.length),
+      0,
+    );
+  const heaviest = runs.reduce((a, b) => (offered(b.scenario) > offered(a.scenario) ? b : a));
+  const h = timeOne(heaviest.scenario, now);
+  return {
+    runs: runs.length,
+    medianWallMs: quantile(walls, 0.5),
+    p90WallMs: quantile(walls, 0.9),
+    maxWallMs: walls[walls.length - 1]!,
+    slowest: slowest.label,
+    simulatedSecondsPerWallSecond: simulated / (walls.reduce((s, w) => s + w, 0) / 1000),
+    heaviest: {
+      run: `${heaviest.model} ${heaviest.workload} ${heaviest.run}`,
+      wallMs: h.wallMs,
+      engineSteps: h.result.engineSteps,
+      arrivedRequests: h.result.arrivedRequests,
+    },
+  };
+}

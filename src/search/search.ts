@@ -1,0 +1,251 @@
+import type { RequestLengthSpec } from '../twin/lengths.js';
+import { kvCacheTokens, type Profile } from '../twin/profile.js';
+import { scenarioSchema, type Scenario } from '../twin/scenario.js';
+import type { SimulationOutcome } from './cache.js';
+
+/** The measured grid of the validation runs: both axes. */
+export const MEASURED_GRID = [16, 32, 64, 96, 128, 160, 192, 256, 320, 384] as const;
+
+/**
+ * Default candidates: the measured grid extended down to 8 and up to 512, with steps an operator
+ * would set by hand (about 25-50% apart), so the answer is never far from the best pair.
+ */
+export const DEFAULT_GRID = {
+  concurrent: [8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512],
+  parallel: [8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384],
+} as const;
+
+export interface SearchWorkload {
+  rates: number[];
+  ranks: number[];
+  requestLengths?: RequestLengthSpec;
+}
+
+export interface Slo {
+  ttftP99Ms?: number;
+  itlP99Ms?: number;
+}
+
+export interface SearchRequest {
+  workload: SearchWorkload;
+  concurrent?: readonly number[];
+  parallel?: readonly number[];
+  starvationThreshold?: number;
+  slo?: Slo;
+  durationSeconds?: number;
+  seed?: number;
+}
+
+export interface EvaluatedPoint {
+  concurrentAdapters: number;
+  parallelAdapters: number;
+  feasible: boolean;
+  simulated: boolean;
+  throughputTokensPerSecond: number;
+  offeredTokensPerSecond: number;
+  starving: boolean;
+  sloViolated: boolean;
+  ttftP99Ms: number;
+  itlP99Ms: number;
+}
+
+export interface SearchResult {
+  maxLoraRank: number;
+  best: EvaluatedPoint | null;
+  /** Why there is no answer, when `best` is null. */
+  reason?: string;
+  evaluated: EvaluatedPoint[];
+  simulations: number;
+}
+
+export type PointSimulator = (
+  scenario: Scenario,
+  profile: Profile,
+  starvationThreshold: number,
+) => Promise<SimulationOutcome>;
+
+export class SearchInputError extends Error {}
+
+/** The smallest rank vLLM accepts that fits every adapter. */
+export function maxLoraRankFor(profile: Profile, ranks: number[]): number {
+  const needed = Math.max(...ranks);
+  const rank = [...profile.allowedLoraRanks].sort((a, b) => a - b).find((r) => r >= needed);
+  if (rank === undefined) {
+    throw new SearchInputError(
+      `no allowed max_lora_rank fits rank ${needed} (allowed: ${profile.allowedLoraRanks.join(', ')})`,
+    );
+  }
+  return rank;
+}
+
+export function scenarioFor(
+  profile: Profile,
+  workload: SearchWorkload,
+  concurrent: number,
+  parallel: number,
+  maxLoraRank: number,
+  durationSeconds: number,
+  seed: number,
+): Scenario {
+  return scenarioSchema.parse({
+    profile: profile.id,
+    config: { maxLoras: parallel, maxCpuLoras: concurrent, maxLoraRank },
+    workload: {
+      rates: workload.rates,
+      ranks: workload.ranks,
+      adapterCount: concurrent,
+      ...(workload.requestLengths ? { requestLengths: workload.requestLengths } : {}),
+    },
+    durationSeconds,
+    seed,
+  });
+}
+
+const sortedUnique = (values: readonly number[]) => [...new Set(values)].sort((a, b) => a - b);
+
+/** Better = higher throughput; ties go to fewer slots, then fewer adapters (cheaper to run). */
+function better(a: EvaluatedPoint, b: EvaluatedPoint | null): boolean {
+  if (!b) return true;
+  if (a.throughputTokensPerSecond !== b.throughputTokensPerSecond)
+    return a.throughputTokensPerSecond > b.throughputTokensPerSecond;
+  if (a.parallelAdapters !== b.parallelAdapters) return a.parallelAdapters < b.parallelAdapters;
+  return a.concurrentAdapters < b.concurrentAdapters;
+}
+
+const serves = (p: EvaluatedPoint) => p.feasible && !p.starving && !p.sloViolated;
+
+/**
+ * Finds the feasible pair (concurrent >= parallel) with the highest throughput that neither starves
+ * nor breaks the SLO. Uses the problem's structure: a parallel setting whose KV cache cannot hold
+ * one max_model_len sequence is infeasible without simulating; for a fixed parallel setting,
+ * starvation is (nearly) monotone in concurrent adapters, and throughput grows with them while
+ * nothing starves, so each line is a binary search for its largest serving concurrent value. The
+ * lines advance in rounds whose probes run in parallel, and a line is dropped once it cannot reach
+ * the largest serving concurrent value already found. Decisions use only whole rounds, so the
+ * evaluated points and the answer are deterministic.
+ */
+export async function searchOptimum(
+  profile: Profile,
+  request: SearchRequest,
+  simulate: PointSimulator,
+): Promise<SearchResult> {
+  const threshold = request.starvationThreshold ?? 0.1;
+  const durationSeconds = request.durationSeconds ?? 3600;
+  const seed = request.seed ?? 1;
+  const { workload, slo } = request;
+  const maxLoraRank = maxLoraRankFor(profile, workload.ranks);
+  const concurrent = sortedUnique(request.concurrent ?? DEFAULT_GRID.concurrent);
+  const parallel = sortedUnique(request.parallel ?? DEFAULT_GRID.parallel);
+
+  const evaluated: EvaluatedPoint[] = [];
+  let simulations = 0;
+
+  const lines = parallel
+    .map((p) => ({ p, candidates: concurrent.filter((c) => c >= p), lo: -1, hi: 0 }))
+    .filter((line) => line.candidates.length > 0);
+  for (const line of lines) line.hi = line.candidates.length;
+
+  // Infeasible parallel settings: vLLM would not start, whatever the adapters.
+  const active = lines.filter((line) => {
+    if (kvCacheTokens(profile, line.p, maxLoraRank) >= profile.maxModelLen) return true;
+    for (const c of line.candidates) {
+      evaluated.push({
+        concurrentAdapters: c,
+        parallelAdapters: line.p,
+        feasible: false,
+        simulated: false,
+        throughputTokensPerSecond: 0,
+        offeredTokensPerSecond: 0,
+        starving: true,
+        sloViolated: false,
+        ttftP99Ms: 0,
+        itlP99Ms: 0,
+      });
+    }
+    return false;
+  });
+
+  let best: EvaluatedPoint | null = null;
+  let bestServingC = -Infinity;
+  let open = active;
+  while (open.length > 0) {
+    const probes = open.map((line) => ({ line, index: (line.lo + line.hi) >> 1 }));
+    const results = await Promise.all(
+      probes.map(({ line, index }) =>
+        simulate(
+          scenarioFor(
+            profile,
+            workload,
+            line.candidates[index]!,
+            line.p,
+            maxLoraRank,
+            durationSeconds,
+            seed,
+          ),
+          profile,
+          threshold,
+        ),
+      ),
+    );
+    simulations += results.length;
+    probes.forEach(({ line, index }, i) => {
+      const r = results[i]!;
+      const point: EvaluatedPoint = {
+        concurrentAdapters: line.candidates[index]!,
+        parallelAdapters: line.p,
+        feasible: r.feasible,
+        simulated: true,
+        throughputTokensPerSecond: r.throughputTokensPerSecond,
+        offeredTokensPerSecond: r.offeredTokensPerSecond,
+        starving: r.starving,
+        sloViolated:
+          (slo?.ttftP99Ms !== undefined && r.ttftMs.p99 > slo.ttftP99Ms) ||
+          (slo?.itlP99Ms !== undefined && r.itlMs.p99 > slo.itlP99Ms),
+        ttftP99Ms: r.ttftMs.p99,
+        itlP99Ms: r.itlMs.p99,
+      };
+      evaluated.push(point);
+      if (serves(point)) {
+        line.lo = index;
+        bestServingC = Math.max(bestServingC, point.concurrentAdapters);
+        if (better(point, best)) best = point;
+      } else {
+        line.hi = index;
+      }
+    });
+    // A line stays open while it has untested candidates that could match the best serving count.
+    open = open.filter(
+      (line) => line.hi - line.lo > 1 && line.candidates[line.hi - 1]! >= bestServingC,
+    );
+  }
+
+  evaluated.sort(
+    (a, b) =>
+      a.parallelAdapters - b.parallelAdapters || a.concurrentAdapters - b.concurrentAdapters,
+  );
+  const result: SearchResult = { maxLoraRank, best, evaluated, simulations };
+  if (!best) result.reason = explainNone(evaluated, active.length, concurrent[0]!, slo);
+  return result;
+}
+
+function explainNone(
+  evaluated: EvaluatedPoint[],
+  feasibleLines: number,
+  smallest: number,
+  slo?: Slo,
+): string {
+  if (feasibleLines === 0) {
+    return 'no parallel setting is feasible: every one leaves too little KV cache for one max_model_len sequence at this max_lora_rank';
+  }
+  const simulated = evaluated.filter((p) => p.simulated);
+  if (simulated.every((p) => p.starving)) {
+    return `every feasible configuration starves, even with the fewest adapters (${smallest}): the workload's adapters send more than one GPU can serve; split them over more GPUs or lower the rates`;
+  }
+  const sloText = [
+    slo?.ttftP99Ms !== undefined ? `TTFT p99 <= ${slo.ttftP99Ms} ms` : '',
+    slo?.itlP99Ms !== undefined ? `ITL p99 <= ${slo.itlP99Ms} ms` : '',
+  ]
+    .filter(Boolean)
+    .join(' and ');
+  return `no configuration that does not starve meets the SLO (${sloText})`;
+}

@@ -1,0 +1,117 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { main } from '../src/cli/main.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'loraplan-cli-'));
+const file = (name: string, content: string) => {
+  const path = join(dir, name);
+  writeFileSync(path, content);
+  return path;
+};
+
+async function run(argv: string[]) {
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    stdout += String(chunk);
+    return true;
+  });
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+    stderr += String(chunk);
+    return true;
+  });
+  try {
+    const code = await main(argv);
+    return { code, stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
+const small = (seed: number, rate: number) => ({
+  profile: 'h100-64gb/llama-3.1-8b-instruct',
+  config: { maxLoras: 8, maxCpuLoras: 16, maxLoraRank: 16 },
+  workload: { rates: [rate], ranks: [16] },
+  durationSeconds: 120,
+  seed,
+});
+
+describe('loraplan simulate', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('prints one result JSON for a scenario file', async () => {
+    const { code, stdout } = await run([
+      'simulate',
+      '--scenario',
+      file('s.json', JSON.stringify(small(1, 0.2))),
+    ]);
+    expect(code).toBe(0);
+    const result = JSON.parse(stdout);
+    expect(result.feasible).toBe(true);
+    expect(result.kvCacheTokens).toBe(302_000); // measured for 8 slots of rank 16 (kv_cache_profile.csv)
+    expect(result.completedRequests).toBeGreaterThan(0);
+    expect(result.starving).toBe(false);
+  });
+
+  it('names the bad field and exits 2 without a stack trace', async () => {
+    const bad = { ...small(1, 0.2), config: { maxLoras: 8, maxCpuLoras: 4, maxLoraRank: 16 } };
+    const { code, stderr } = await run([
+      'simulate',
+      '--scenario',
+      file('bad.json', JSON.stringify(bad)),
+    ]);
+    expect(code).toBe(2);
+    expect(stderr).toContain('config.maxCpuLoras');
+    expect(stderr).not.toMatch(/\bat .*\.ts:\d+/);
+  });
+
+  it('rejects an unknown profile, listing the known ones', async () => {
+    const { code, stderr } = await run([
+      'simulate',
+      '--scenario',
+      file('p.json', JSON.stringify({ ...small(1, 0.2), profile: 'a100/x' })),
+    ]);
+    expect(code).toBe(2);
+    expect(stderr).toContain('h100-64gb/qwen-2.5-7b-instruct');
+  });
+
+  it('runs a batch in parallel and prints results in input order', async () => {
+    const scenarios = [small(1, 0.05), small(2, 0.4), small(3, 0.1)];
+    const path = file('b.jsonl', scenarios.map((s) => JSON.stringify(s)).join('\n') + '\n');
+    const { code, stdout } = await run(['simulate', '--batch', path, '--threads', '2']);
+    expect(code).toBe(0);
+    const lines = stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(3);
+    // Same order as the input: offered load follows each line's rate.
+    const single = await run([
+      'simulate',
+      '--scenario',
+      file('s2.json', JSON.stringify(scenarios[1])),
+    ]);
+    expect(JSON.parse(single.stdout).throughputTokensPerSecond).toBe(
+      lines[1].throughputTokensPerSecond,
+    );
+    expect(lines[0].offeredTokensPerSecond).toBeLessThan(lines[2].offeredTokensPerSecond);
+    expect(lines[2].offeredTokensPerSecond).toBeLessThan(lines[1].offeredTokensPerSecond);
+  });
+
+  it('stops a batch at a bad line before running anything, naming the line', async () => {
+    const path = file('bad.jsonl', `${JSON.stringify(small(1, 0.1))}\n{"profile": 3}\n`);
+    const { code, stderr } = await run(['simulate', '--batch', path]);
+    expect(code).toBe(2);
+    expect(stderr).toContain('line 2');
+    expect(stderr).toContain('profile');
+  });
+
+  it('gives usage errors for unknown flags', async () => {
+    const { code, stderr } = await run(['simulate', '--scenaro', 'x']);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/Unknown option '--scenaro'/);
+  });
+});
