@@ -1,16 +1,33 @@
 import { parseArgs } from 'node:util';
 import { InputError } from '../runtime/errors.js';
 import { UnknownProfileError } from '../profiles/store.js';
+import { ModelUnavailableError } from '../model/model.js';
+import { SearchInputError } from '../search/index.js';
 import { calibrateCommand } from './calibrate.js';
 import { simulateCommand } from './simulate.js';
+import { datasetCommand } from './dataset.js';
+import { trainCommand } from './train.js';
+import { recommendCommand } from './recommend.js';
 
 /** A command's exit code; errors a user can fix exit 2 with a one-line message, never a stack. */
 export type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
+  recommend: {
+    run: recommendCommand,
+    summary: 'recommend --max-cpu-loras / --max-loras for a workload (--file W.json [--json])',
+  },
   simulate: {
     run: simulateCommand,
     summary: 'run the digital twin on --scenario FILE or --batch FILE.jsonl',
+  },
+  dataset: {
+    run: datasetCommand,
+    summary: 'build a training set: workloads and their twin optimum (--profile P --workloads N)',
+  },
+  train: {
+    run: trainCommand,
+    summary: 'fit the random forests of a profile from its dataset (--profile P)',
   },
   calibrate: {
     run: calibrateCommand,
@@ -53,7 +70,14 @@ export async function main(argv: string[]): Promise<number> {
 
 export function describe(error: unknown): string {
   if (error instanceof InputError) return `invalid input: ${error.message}`;
-  if (error instanceof UnknownProfileError || error instanceof UsageError) return error.message;
+  if (
+    error instanceof UnknownProfileError ||
+    error instanceof UsageError ||
+    error instanceof ModelUnavailableError ||
+    error instanceof SearchInputError
+  ) {
+    return error.message;
+  }
   if (error instanceof SyntaxError) return `not valid JSON: ${error.message}`;
   if (error instanceof Error && 'code' in error && error.code === 'ENOENT') return error.message;
   if (

@@ -103,13 +103,22 @@ export function scenarioFor(
 
 const sortedUnique = (values: readonly number[]) => [...new Set(values)].sort((a, b) => a - b);
 
-/** Better = higher throughput; ties go to fewer slots, then fewer adapters (cheaper to run). */
-function better(a: EvaluatedPoint, b: EvaluatedPoint | null): boolean {
+/**
+ * Throughputs closer than this (relative) are a tie: at equal adapters, slot settings differ by
+ * less than the twin's run-to-run noise, and the cheaper setting is the better advice.
+ */
+export const THROUGHPUT_TIE_TOLERANCE = 0.005;
+
+/** Better = higher throughput; within the tie tolerance, fewer slots, then fewer adapters. */
+export function better(a: EvaluatedPoint, b: EvaluatedPoint | null): boolean {
   if (!b) return true;
-  if (a.throughputTokensPerSecond !== b.throughputTokensPerSecond)
-    return a.throughputTokensPerSecond > b.throughputTokensPerSecond;
+  const ta = a.throughputTokensPerSecond;
+  const tb = b.throughputTokensPerSecond;
+  if (Math.abs(ta - tb) > THROUGHPUT_TIE_TOLERANCE * Math.max(ta, tb)) return ta > tb;
   if (a.parallelAdapters !== b.parallelAdapters) return a.parallelAdapters < b.parallelAdapters;
-  return a.concurrentAdapters < b.concurrentAdapters;
+  if (a.concurrentAdapters !== b.concurrentAdapters)
+    return a.concurrentAdapters < b.concurrentAdapters;
+  return ta > tb;
 }
 
 const serves = (p: EvaluatedPoint) => p.feasible && !p.starving && !p.sloViolated;
@@ -208,7 +217,6 @@ export async function searchOptimum(
       if (serves(point)) {
         line.lo = index;
         bestServingC = Math.max(bestServingC, point.concurrentAdapters);
-        if (better(point, best)) best = point;
       } else {
         line.hi = index;
       }
@@ -223,6 +231,8 @@ export async function searchOptimum(
     (a, b) =>
       a.parallelAdapters - b.parallelAdapters || a.concurrentAdapters - b.concurrentAdapters,
   );
+  // Chosen over the sorted list, so the answer does not depend on the order probes finished in.
+  for (const point of evaluated) if (serves(point) && better(point, best)) best = point;
   const result: SearchResult = { maxLoraRank, best, evaluated, simulations };
   if (!best) result.reason = explainNone(evaluated, active.length, concurrent[0]!, slo);
   return result;

@@ -2,7 +2,7 @@ import type { LengthDistribution } from './profile.js';
 import type { UniformSource } from './random.js';
 
 export type RequestLengthSpec =
-  | { kind: 'sharegpt' }
+  | { kind: 'sharegpt'; scale?: number }
   | { kind: 'fixed'; input: number; output: number }
   | { kind: 'empirical'; samples: Array<[number, number]> };
 
@@ -47,16 +47,48 @@ export function knotMoments(knots: ReadonlyArray<readonly [number, number]>): {
  * of the heaviest workloads, where a million requests arrive.
  */
 const TABLE_SIZE = 1 << 16;
-const tables = new WeakMap<object, Int32Array>();
-function quantileTable(knots: ReadonlyArray<readonly [number, number]>): Int32Array {
-  let table = tables.get(knots);
+const tables = new WeakMap<object, Map<number, Int32Array>>();
+function quantileTable(knots: ReadonlyArray<readonly [number, number]>, scale: number): Int32Array {
+  let byScale = tables.get(knots);
+  if (!byScale) tables.set(knots, (byScale = new Map()));
+  let table = byScale.get(scale);
   if (!table) {
+    // A scaled length keeps the knots' range: the dataset's filter bounds do not move.
+    const lo = knots[0]![1];
+    const hi = knots[knots.length - 1]![1];
     table = new Int32Array(TABLE_SIZE);
-    for (let i = 0; i < TABLE_SIZE; i++)
-      table[i] = Math.round(quantileAt(knots, (i + 0.5) / TABLE_SIZE));
-    tables.set(knots, table);
+    for (let i = 0; i < TABLE_SIZE; i++) {
+      const v = scale * quantileAt(knots, (i + 0.5) / TABLE_SIZE);
+      table[i] = Math.round(Math.min(hi, Math.max(lo, v)));
+    }
+    byScale.set(scale, table);
   }
   return table;
+}
+
+/** Mean prompt and output tokens a spec draws (before the prompt + output filter). */
+export function meanLengths(
+  spec: RequestLengthSpec,
+  distribution: LengthDistribution,
+): { prompt: number; output: number } {
+  switch (spec.kind) {
+    case 'fixed':
+      return { prompt: spec.input, output: spec.output };
+    case 'empirical': {
+      const n = spec.samples.length;
+      return {
+        prompt: spec.samples.reduce((s, x) => s + x[0], 0) / n,
+        output: spec.samples.reduce((s, x) => s + x[1], 0) / n,
+      };
+    }
+    case 'sharegpt': {
+      const mean = (t: Int32Array) => t.reduce((s, v) => s + v, 0) / t.length;
+      return {
+        prompt: mean(quantileTable(distribution.prompt, spec.scale ?? 1)),
+        output: mean(quantileTable(distribution.output, spec.scale ?? 1)),
+      };
+    }
+  }
 }
 
 export function createLengthSampler(
@@ -84,8 +116,8 @@ export function createLengthSampler(
     }
     case 'sharegpt': {
       const { maxTotalTokens } = distribution;
-      const prompt = quantileTable(distribution.prompt);
-      const output = quantileTable(distribution.output);
+      const prompt = quantileTable(distribution.prompt, spec.scale ?? 1);
+      const output = quantileTable(distribution.output, spec.scale ?? 1);
       return {
         sample(out) {
           out.prompt = prompt[Math.floor(source.next() * TABLE_SIZE)]!;

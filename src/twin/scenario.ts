@@ -14,7 +14,11 @@ const positiveInt = z.number().int().positive();
 
 export const requestLengthsSchema = z
   .discriminatedUnion('kind', [
-    z.strictObject({ kind: z.literal('sharegpt') }),
+    z.strictObject({
+      kind: z.literal('sharegpt'),
+      /** Multiplies every drawn length (then clipped to the dataset's filter): varies the mean. */
+      scale: z.number().min(0.1).max(10).optional(),
+    }),
     z.strictObject({
       kind: z.literal('fixed'),
       input: positiveInt.max(LIMITS.maxTokensPerRequest),

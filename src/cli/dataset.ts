@@ -1,0 +1,107 @@
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { SingleBar } from 'cli-progress';
+import { buildRow, type DatasetRow } from '../model/dataset.js';
+import { loadProfile, PACKAGE_ROOT } from '../profiles/store.js';
+import { SimulationPool } from '../runtime/pool.js';
+import { parseOptions, UsageError } from './main.js';
+
+const USAGE = `usage: loraplan dataset --profile P --workloads N [--seed S] [--out FILE] [--concurrency K]
+
+Samples N workloads (seed S, default 1), finds each one's optimum with the twin and appends one
+JSON line per workload to FILE (default models/datasets/<profile>.jsonl). Resumable: workloads
+already in FILE are skipped, so an interrupted run continues where it stopped.`;
+
+export function datasetPath(profile: string): string {
+  return join(PACKAGE_ROOT, 'models', 'datasets', `${profile}.jsonl`);
+}
+
+export function readDataset(path: string): DatasetRow[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as DatasetRow)
+    .sort((a, b) => a.index - b.index);
+}
+
+const positiveInt = (value: string | undefined, name: string, fallback?: number): number => {
+  if (value === undefined && fallback !== undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`${name} must be a positive integer`);
+  return n;
+};
+
+export async function datasetCommand(argv: string[]): Promise<number> {
+  const { values } = parseOptions(argv, {
+    profile: { type: 'string' },
+    workloads: { type: 'string' },
+    seed: { type: 'string' },
+    out: { type: 'string' },
+    concurrency: { type: 'string' },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (!values.profile) throw new UsageError(`--profile is required\n${USAGE}`);
+  const profile = loadProfile(values.profile);
+  const n = positiveInt(values.workloads, '--workloads');
+  const seed = positiveInt(values.seed, '--seed', 1);
+  const concurrency = positiveInt(values.concurrency, '--concurrency', 2);
+  const out = values.out ?? datasetPath(profile.id);
+  mkdirSync(dirname(out), { recursive: true });
+  const done = new Set(readDataset(out).map((r) => r.index));
+  const todo = Array.from({ length: n }, (_, i) => i).filter((i) => !done.has(i));
+  process.stderr.write(
+    `${profile.id}: ${done.size} workloads already in ${out}, ${todo.length} to go\n`,
+  );
+
+  const pool = new SimulationPool();
+  const bar = process.stderr.isTTY
+    ? new SingleBar({
+        format:
+          'dataset [{bar}] {value}/{total} workloads | {duration_formatted} elapsed | ETA {eta_formatted}',
+        stream: process.stderr,
+        etaBuffer: 20,
+      })
+    : null;
+  bar?.start(todo.length, 0);
+  const started = performance.now();
+  let finished = 0;
+  try {
+    let next = 0;
+    const worker = async () => {
+      while (next < todo.length) {
+        const index = todo[next++]!;
+        const row = await buildRow(
+          profile,
+          seed,
+          index,
+          (s) => pool.run({ scenario: s }),
+          () => performance.now(),
+        );
+        // One whole line per workload, appended as it finishes: an interruption loses at most the
+        // workloads in flight, and the next run redoes only those.
+        appendFileSync(out, `${JSON.stringify(row)}\n`);
+        finished++;
+        bar?.increment();
+        if (!bar && finished % 10 === 0) {
+          const elapsed = (performance.now() - started) / 1000;
+          const eta = (elapsed / finished) * (todo.length - finished);
+          process.stderr.write(
+            `  ${finished}/${todo.length} workloads, ${elapsed.toFixed(0)} s elapsed, ETA ${eta.toFixed(0)} s\n`,
+          );
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  } finally {
+    bar?.stop();
+    await pool.close();
+  }
+  process.stderr.write(
+    `${profile.id}: built ${finished} workloads in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
+  );
+  return 0;
+}

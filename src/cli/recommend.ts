@@ -1,0 +1,93 @@
+import { readFileSync } from 'node:fs';
+import { InputError, fieldIssues } from '../runtime/errors.js';
+import { localRecommender } from '../runtime/local.js';
+import {
+  NoServingConfigurationError,
+  recommendRequestSchema,
+  type RecommendResponse,
+} from '../recommend/index.js';
+import { parseOptions, UsageError } from './main.js';
+
+const USAGE = `usage: loraplan recommend --file W.json [--json]
+
+W.json: { profile, workload: { rates, ranks, requestLengths? }, method?: "model" | "twin" | "auto",
+          search?: { concurrent?: number[], parallel?: number[] }, starvationThreshold?, slo?: { ttftP99Ms?, itlP99Ms? } }
+Prints a readable table, or with --json the response object. Exit 0 with a recommendation, 1 when
+no configuration serves the workload, 2 for an error in the input.`;
+
+export function renderTable(r: RecommendResponse): string {
+  const rec = r.recommendation;
+  const lines = [
+    `recommendation (${r.method})`,
+    `  --max-cpu-loras (concurrent adapters)  ${rec.concurrentAdapters}`,
+    `  --max-loras     (parallel adapters)    ${rec.parallelAdapters}`,
+    `  --max-lora-rank                        ${rec.maxLoraRank}`,
+    `  throughput                             ${Math.round(rec.throughputTokensPerSecond)} tok/s of ${Math.round(rec.offeredTokensPerSecond)} offered${rec.starving ? ' (STARVING)' : ''}`,
+    `  vllm serve ... ${r.vllmArgs.join(' ')}`,
+    '',
+    r.explanation.summary,
+  ];
+  if (r.explanation.featureEffects?.length) {
+    lines.push('', 'features that moved this answer (log2 change vs the training median):');
+    for (const e of r.explanation.featureEffects) {
+      lines.push(
+        `  ${e.feature.padEnd(18)} = ${Number(e.value.toPrecision(4))}  concurrent ${e.concurrentLog2Effect >= 0 ? '+' : ''}${e.concurrentLog2Effect.toFixed(2)}  parallel ${e.parallelLog2Effect >= 0 ? '+' : ''}${e.parallelLog2Effect.toFixed(2)}`,
+      );
+    }
+  }
+  const simulated = r.evaluated.filter((e) => e.simulated);
+  if (simulated.length) {
+    lines.push(
+      '',
+      'evaluated with the twin:',
+      '  concurrent parallel   throughput     offered  verdict',
+    );
+    for (const e of simulated) {
+      const verdict = !e.feasible
+        ? 'infeasible'
+        : e.starving
+          ? 'starves'
+          : e.sloViolated
+            ? 'breaks SLO'
+            : 'serves';
+      const chosen =
+        e.concurrentAdapters === rec.concurrentAdapters &&
+        e.parallelAdapters === rec.parallelAdapters
+          ? '  <- chosen'
+          : '';
+      lines.push(
+        `  ${String(e.concurrentAdapters).padStart(10)} ${String(e.parallelAdapters).padStart(8)} ${Math.round(e.throughputTokensPerSecond).toString().padStart(12)} ${Math.round(e.offeredTokensPerSecond).toString().padStart(11)}  ${verdict}${chosen}`,
+      );
+    }
+  }
+  return lines.join('\n');
+}
+
+export async function recommendCommand(argv: string[]): Promise<number> {
+  const { values } = parseOptions(argv, { file: { type: 'string' }, json: { type: 'boolean' } });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (!values.file) throw new UsageError(`--file is required\n${USAGE}`);
+  const parsed = recommendRequestSchema.safeParse(JSON.parse(readFileSync(values.file, 'utf8')));
+  if (!parsed.success) throw new InputError(fieldIssues(parsed.error));
+  const local = localRecommender();
+  try {
+    const response = await local.recommender.recommend(parsed.data);
+    process.stdout.write(
+      values.json ? `${JSON.stringify(response)}\n` : `${renderTable(response)}\n`,
+    );
+    return 0;
+  } catch (e) {
+    if (e instanceof NoServingConfigurationError) {
+      process.stderr.write(
+        `loraplan recommend: no configuration serves this workload: ${e.message}\n`,
+      );
+      return 1;
+    }
+    throw e;
+  } finally {
+    await local.close();
+  }
+}

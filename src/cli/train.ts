@@ -1,0 +1,64 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, relative } from 'node:path';
+import { modelPath } from '../model/model.js';
+import { trainModel } from '../model/train.js';
+import { loadProfile, PACKAGE_ROOT } from '../profiles/store.js';
+import { TWIN_VERSION } from '../twin/index.js';
+import { datasetPath, readDataset } from './dataset.js';
+import { parseOptions, UsageError } from './main.js';
+
+const USAGE = `usage: loraplan train --profile P [--dataset FILE] [--out FILE] [--folds K] [--seed S]
+
+Fits random forests (ml-random-forest) for the optimum's concurrent adapters, parallel adapters and
+throughput from the workload features of a dataset built by 'loraplan dataset', choosing
+hyperparameters by K-fold cross-validation (default 5), and writes the model with its metadata
+(default models/forests/<profile>.json).`;
+
+export async function trainCommand(argv: string[]): Promise<number> {
+  const { values } = parseOptions(argv, {
+    profile: { type: 'string' },
+    dataset: { type: 'string' },
+    out: { type: 'string' },
+    folds: { type: 'string' },
+    seed: { type: 'string' },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (!values.profile) throw new UsageError(`--profile is required\n${USAGE}`);
+  const profile = loadProfile(values.profile);
+  const file = values.dataset ?? datasetPath(profile.id);
+  const rows = readDataset(file);
+  if (rows.length === 0)
+    throw new UsageError(
+      `no dataset rows in ${file}; build them with loraplan dataset --profile ${profile.id}`,
+    );
+  const folds = values.folds === undefined ? 5 : Number(values.folds);
+  const seed = values.seed === undefined ? 1 : Number(values.seed);
+  if (!Number.isInteger(folds) || folds < 2)
+    throw new UsageError('--folds must be an integer >= 2');
+  if (!Number.isInteger(seed) || seed < 0)
+    throw new UsageError('--seed must be a non-negative integer');
+  const started = performance.now();
+  const model = trainModel(rows, {
+    profile: profile.id,
+    twinVersion: TWIN_VERSION,
+    datasetFile: relative(PACKAGE_ROOT, file),
+    datasetSeed: 1,
+    folds,
+    seed,
+    onProgress: (m) => process.stderr.write(`${m}\n`),
+  });
+  const out = values.out ?? modelPath(profile.id);
+  mkdirSync(dirname(out), { recursive: true });
+  const json = JSON.stringify(model);
+  writeFileSync(out, `${json}\n`);
+  const t = model.targets;
+  process.stdout.write(
+    `${profile.id}: ${model.trainingSet.rows} workloads, hyperparameters ${JSON.stringify(model.hyperparameters)}\n` +
+      `  CV paper-SMAPE: concurrent ${t.concurrent.cv.smapePaper.toFixed(2)}%, parallel ${t.parallel.cv.smapePaper.toFixed(2)}%, throughput ${t.throughput.cv.smapePaper.toFixed(2)}%\n` +
+      `  wrote ${out} (${(json.length / 1e6).toFixed(2)} MB) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
+  );
+  return 0;
+}

@@ -1,0 +1,102 @@
+import { RandomForestRegression } from 'ml-random-forest';
+
+/**
+ * A regression forest in a compact form: each tree is a flat array of nodes, four numbers a node:
+ * [feature, threshold, left, right] for a split (go left when x[feature] < threshold, as ml-cart
+ * does) and [-1, value, 0, 0] for a leaf. ml-random-forest's own toJSON repeats the options in
+ * every node (hundreds of MB for a modest forest); this keeps the same predictions in a few MB.
+ */
+export interface CompactForest {
+  trees: number[][];
+}
+
+export interface ForestHyperparameters {
+  nEstimators: number;
+  maxFeatures: number;
+  maxDepth: number;
+  minNumSamples: number;
+}
+
+/** The parts of ml-cart's TreeNode this module reads (the package ships no types for them). */
+interface MlTreeNode {
+  left?: MlTreeNode;
+  right?: MlTreeNode;
+  splitColumn?: number;
+  splitValue?: number;
+  distribution?: number;
+}
+interface MlForestInternals {
+  estimators: Array<{ root: MlTreeNode }>;
+  indexes: number[][];
+}
+
+function encodeTree(root: MlTreeNode, columns: number[]): number[] {
+  const nodes: number[] = [];
+  const visit = (node: MlTreeNode): number => {
+    const at = nodes.length / 4;
+    nodes.push(-1, 0, 0, 0);
+    if (node.left && node.right) {
+      // ml-cart's split column indexes the tree's feature subset; map it back to the full row.
+      nodes[at * 4] = columns[node.splitColumn!]!;
+      nodes[at * 4 + 1] = node.splitValue!;
+      nodes[at * 4 + 2] = visit(node.left);
+      nodes[at * 4 + 3] = visit(node.right);
+    } else {
+      nodes[at * 4 + 1] = node.distribution!;
+    }
+    return at;
+  };
+  visit(root);
+  return nodes;
+}
+
+export function predictTree(tree: readonly number[], x: readonly number[]): number {
+  let i = 0;
+  for (;;) {
+    const feature = tree[i * 4]!;
+    if (feature < 0) return tree[i * 4 + 1]!;
+    i = x[feature]! < tree[i * 4 + 1]! ? tree[i * 4 + 2]! : tree[i * 4 + 3]!;
+  }
+}
+
+/** Per-tree predictions: their spread is the forest's own uncertainty. */
+export function predictTrees(forest: CompactForest, x: readonly number[]): number[] {
+  return forest.trees.map((t) => predictTree(t, x));
+}
+
+export function predict(forest: CompactForest, x: readonly number[]): number {
+  let s = 0;
+  for (const t of forest.trees) s += predictTree(t, x);
+  return s / forest.trees.length;
+}
+
+/** Trains one ml-random-forest regressor (one target: the library silently fails on several). */
+export function trainMlForest(
+  xs: number[][],
+  ys: number[],
+  h: ForestHyperparameters,
+  seed: number,
+): RandomForestRegression {
+  const rf = new RandomForestRegression({
+    nEstimators: h.nEstimators,
+    maxFeatures: h.maxFeatures,
+    replacement: false,
+    useSampleBagging: true,
+    noOOB: true,
+    seed,
+    treeOptions: { maxDepth: h.maxDepth, minNumSamples: h.minNumSamples },
+  });
+  rf.train(xs, ys);
+  return rf;
+}
+
+/** Trains with ml-random-forest and keeps the trees in compact form. */
+export function trainForest(
+  xs: number[][],
+  ys: number[],
+  h: ForestHyperparameters,
+  seed: number,
+): CompactForest {
+  const internals = trainMlForest(xs, ys, h, seed) as unknown as MlForestInternals;
+  return { trees: internals.estimators.map((e, i) => encodeTree(e.root, internals.indexes[i]!)) };
+}

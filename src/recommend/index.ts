@@ -1,0 +1,9 @@
+export * from './schema.js';
+export {
+  Recommender,
+  NoServingConfigurationError,
+  vllmArgs,
+  snapLog,
+  offeredTokensPerSecond,
+  type RecommenderDeps,
+} from './recommender.js';

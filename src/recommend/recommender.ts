@@ -1,0 +1,323 @@
+import { workloadFeatures } from '../model/features.js';
+import { localExplanation, predictWorkload, type ModelFile } from '../model/model.js';
+import {
+  better,
+  DEFAULT_GRID,
+  maxLoraRankFor,
+  scenarioFor,
+  searchOptimum,
+  type EvaluatedPoint,
+  type PointSimulator,
+  type SearchWorkload,
+} from '../search/index.js';
+import { meanLengths } from '../twin/lengths.js';
+import type { Profile } from '../twin/index.js';
+import type { RecommendRequest, RecommendResponse } from './schema.js';
+
+/** No configuration on the candidate grid serves the workload (HTTP 422, CLI exit 1). */
+export class NoServingConfigurationError extends Error {
+  constructor(
+    message: string,
+    readonly evaluated: EvaluatedPoint[],
+  ) {
+    super(message);
+  }
+}
+
+export interface RecommenderDeps {
+  loadProfile: (id: string) => Profile;
+  loadModel: (profileId: string) => ModelFile;
+  simulate: PointSimulator;
+}
+
+export const vllmArgs = (concurrent: number, parallel: number, rank: number): string[] => [
+  '--enable-lora',
+  `--max-loras=${parallel}`,
+  `--max-cpu-loras=${concurrent}`,
+  `--max-lora-rank=${rank}`,
+];
+
+/** Offered tokens/s of `concurrent` adapters cycling through the workload's rate groups. */
+export function offeredTokensPerSecond(
+  profile: Profile,
+  workload: SearchWorkload,
+  concurrent: number,
+): number {
+  const lengths = meanLengths(
+    workload.requestLengths ?? { kind: 'sharegpt' },
+    profile.requestLengths,
+  );
+  let rate = 0;
+  for (let i = 0; i < concurrent; i++) rate += workload.rates[i % workload.rates.length]!;
+  return rate * (lengths.prompt + lengths.output);
+}
+
+/** The grid value nearest in ratio (16 -> 24 is as far as 128 -> 192). */
+export function snapLog(value: number, grid: readonly number[]): number {
+  return grid.reduce((best, g) =>
+    Math.abs(Math.log(g / value)) < Math.abs(Math.log(best / value)) ? g : best,
+  );
+}
+
+const sortedUnique = (v: readonly number[]) => [...new Set(v)].sort((a, b) => a - b);
+
+const fmt = (v: number) => Math.round(v).toLocaleString('en-US');
+
+export class Recommender {
+  constructor(private readonly deps: RecommenderDeps) {}
+
+  async recommend(request: RecommendRequest): Promise<RecommendResponse> {
+    const profile = this.deps.loadProfile(request.profile);
+    const workload: SearchWorkload = request.workload;
+    const maxLoraRank = maxLoraRankFor(profile, workload.ranks);
+    switch (request.method) {
+      case 'model':
+        return this.fromModel(profile, request, maxLoraRank);
+      case 'twin':
+        return this.fromTwin(profile, request, maxLoraRank);
+      case 'auto':
+        return this.auto(profile, request, maxLoraRank);
+    }
+  }
+
+  private forestAnswer(profile: Profile, request: RecommendRequest) {
+    const model = this.deps.loadModel(profile.id);
+    const x = workloadFeatures(request.workload, profile);
+    return { model, x, prediction: predictWorkload(model, x) };
+  }
+
+  private fromModel(
+    profile: Profile,
+    request: RecommendRequest,
+    maxLoraRank: number,
+  ): RecommendResponse {
+    const { model, x, prediction } = this.forestAnswer(profile, request);
+    const grid = request.search;
+    let c = grid?.concurrent
+      ? snapLog(prediction.concurrentAdapters, grid.concurrent)
+      : Math.max(1, Math.round(prediction.concurrentAdapters));
+    const pCandidates = grid?.parallel?.filter((p) => p <= c);
+    let p = pCandidates?.length
+      ? snapLog(prediction.parallelAdapters, pCandidates)
+      : Math.max(1, Math.round(prediction.parallelAdapters));
+    if (p > c) [c, p] = grid?.concurrent ? [c, c] : [Math.max(c, p), p];
+    const offered = offeredTokensPerSecond(profile, request.workload, c);
+    const throughput = Math.min(prediction.throughputTokensPerSecond, offered);
+    const effects = localExplanation(model, x);
+    return {
+      recommendation: {
+        concurrentAdapters: c,
+        parallelAdapters: p,
+        maxLoraRank,
+        throughputTokensPerSecond: throughput,
+        offeredTokensPerSecond: offered,
+        starving: throughput < (1 - request.starvationThreshold) * offered,
+      },
+      vllmArgs: vllmArgs(c, p, maxLoraRank),
+      method: 'model',
+      explanation: {
+        summary:
+          `The forest (${model.trainingSet.rows} twin-optimised workloads) predicts ${fmt(prediction.concurrentAdapters)} concurrent and ` +
+          `${fmt(prediction.parallelAdapters)} parallel adapters${grid ? ', snapped to the candidate grid' : ''}. ` +
+          `Most influential here: ${effects.map((e) => e.feature).join(', ')}.`,
+        featureEffects: effects,
+        featureImportance: model.targets.concurrent.permutationImportance,
+        modelUncertaintyLog2: prediction.concurrentSpreadLog2,
+      },
+      evaluated: [],
+    };
+  }
+
+  private async fromTwin(
+    profile: Profile,
+    request: RecommendRequest,
+    maxLoraRank: number,
+  ): Promise<RecommendResponse> {
+    const result = await searchOptimum(
+      profile,
+      {
+        workload: request.workload,
+        concurrent: request.search?.concurrent ?? DEFAULT_GRID.concurrent,
+        parallel: request.search?.parallel ?? DEFAULT_GRID.parallel,
+        starvationThreshold: request.starvationThreshold,
+        ...(request.slo ? { slo: request.slo } : {}),
+      },
+      this.deps.simulate,
+    );
+    if (!result.best)
+      throw new NoServingConfigurationError(
+        result.reason ?? 'no configuration serves the workload',
+        result.evaluated,
+      );
+    return this.respond(
+      'twin',
+      result.best,
+      maxLoraRank,
+      result.evaluated,
+      request,
+      `The twin searched ${result.simulations} configurations`,
+    );
+  }
+
+  /**
+   * The forest's answer, snapped to the grid, is checked with the twin together with its
+   * neighbours (one grid step either way on both axes). From the best pair that serves, the line
+   * is climbed while a larger concurrent value still serves and does better. If nothing in the
+   * neighbourhood serves, the full twin search decides: `auto` never returns a pair the twin
+   * says starves.
+   */
+  private async auto(
+    profile: Profile,
+    request: RecommendRequest,
+    maxLoraRank: number,
+  ): Promise<RecommendResponse> {
+    const concurrentGrid = sortedUnique(request.search?.concurrent ?? DEFAULT_GRID.concurrent);
+    const parallelGrid = sortedUnique(request.search?.parallel ?? DEFAULT_GRID.parallel);
+    const { prediction } = this.forestAnswer(profile, request);
+    const ci = concurrentGrid.indexOf(snapLog(prediction.concurrentAdapters, concurrentGrid));
+    const pi = parallelGrid.indexOf(snapLog(prediction.parallelAdapters, parallelGrid));
+    const pairs: Array<[number, number]> = [];
+    for (const dc of [-1, 0, 1]) {
+      for (const dp of [-1, 0, 1]) {
+        const c = concurrentGrid[ci + dc];
+        const p = parallelGrid[pi + dp];
+        if (c !== undefined && p !== undefined && p <= c) pairs.push([c, p]);
+      }
+    }
+    const evaluated = await this.evaluate(profile, request, maxLoraRank, pairs);
+    let best = bestServing(evaluated);
+    if (!best) {
+      try {
+        const full = await this.fromTwin(profile, request, maxLoraRank);
+        return {
+          ...full,
+          method: 'auto',
+          evaluated: mergePoints([...evaluated, ...full.evaluated]),
+          explanation: {
+            summary: `No pair near the forest's answer serves the workload, so the twin searched the grid. ${full.explanation.summary}`,
+          },
+        };
+      } catch (e) {
+        if (e instanceof NoServingConfigurationError)
+          throw new NoServingConfigurationError(
+            e.message,
+            mergePoints([...evaluated, ...e.evaluated]),
+          );
+        throw e;
+      }
+    }
+    for (;;) {
+      const next = concurrentGrid[concurrentGrid.indexOf(best.concurrentAdapters) + 1];
+      if (
+        next === undefined ||
+        evaluated.some(
+          (e) => e.concurrentAdapters === next && e.parallelAdapters === best!.parallelAdapters,
+        )
+      )
+        break;
+      const [point] = await this.evaluate(profile, request, maxLoraRank, [
+        [next, best.parallelAdapters],
+      ]);
+      evaluated.push(point!);
+      if (bestServing([best, point!]) !== point) break;
+      best = point!;
+    }
+    return this.respond(
+      'auto',
+      best,
+      maxLoraRank,
+      evaluated,
+      request,
+      `The forest's answer and its neighbours were checked with the twin (${evaluated.length} simulations)`,
+    );
+  }
+
+  private async evaluate(
+    profile: Profile,
+    request: RecommendRequest,
+    maxLoraRank: number,
+    pairs: Array<[number, number]>,
+  ): Promise<EvaluatedPoint[]> {
+    return Promise.all(
+      pairs.map(async ([c, p]) => {
+        const r = await this.deps.simulate(
+          scenarioFor(profile, request.workload, c, p, maxLoraRank, 3600, 1),
+          profile,
+          request.starvationThreshold,
+        );
+        const slo = request.slo;
+        return {
+          concurrentAdapters: c,
+          parallelAdapters: p,
+          feasible: r.feasible,
+          simulated: true,
+          throughputTokensPerSecond: r.throughputTokensPerSecond,
+          offeredTokensPerSecond: r.offeredTokensPerSecond,
+          starving: r.starving,
+          sloViolated:
+            (slo?.ttftP99Ms !== undefined && r.ttftMs.p99 > slo.ttftP99Ms) ||
+            (slo?.itlP99Ms !== undefined && r.itlMs.p99 > slo.itlP99Ms),
+          ttftP99Ms: r.ttftMs.p99,
+          itlP99Ms: r.itlMs.p99,
+        };
+      }),
+    );
+  }
+
+  private respond(
+    method: 'twin' | 'auto',
+    best: EvaluatedPoint,
+    maxLoraRank: number,
+    evaluated: EvaluatedPoint[],
+    request: RecommendRequest,
+    how: string,
+  ): RecommendResponse {
+    const next = evaluated
+      .filter(
+        (e) =>
+          e.parallelAdapters === best.parallelAdapters &&
+          e.concurrentAdapters > best.concurrentAdapters &&
+          e.simulated,
+      )
+      .sort((a, b) => a.concurrentAdapters - b.concurrentAdapters)[0];
+    const why = next
+      ? ` With ${next.concurrentAdapters} adapters it would ${next.starving ? `starve (${fmt(next.throughputTokensPerSecond)} of ${fmt(next.offeredTokensPerSecond)} tok/s offered)` : next.sloViolated ? 'break the SLO' : 'not do better'}.`
+      : '';
+    return {
+      recommendation: {
+        concurrentAdapters: best.concurrentAdapters,
+        parallelAdapters: best.parallelAdapters,
+        maxLoraRank,
+        throughputTokensPerSecond: best.throughputTokensPerSecond,
+        offeredTokensPerSecond: best.offeredTokensPerSecond,
+        starving: best.starving,
+      },
+      vllmArgs: vllmArgs(best.concurrentAdapters, best.parallelAdapters, maxLoraRank),
+      method,
+      explanation: {
+        summary:
+          `${how}; ${best.concurrentAdapters} adapters with ${best.parallelAdapters} GPU slots serve ${fmt(best.throughputTokensPerSecond)} of ` +
+          `${fmt(best.offeredTokensPerSecond)} tok/s offered without starving (threshold ${request.starvationThreshold}).${why}`,
+      },
+      evaluated: mergePoints(evaluated),
+    };
+  }
+}
+
+function bestServing(points: EvaluatedPoint[]): EvaluatedPoint | null {
+  let best: EvaluatedPoint | null = null;
+  for (const p of points) {
+    if (!p.feasible || p.starving || p.sloViolated) continue;
+    if (better(p, best)) best = p;
+  }
+  return best;
+}
+
+function mergePoints(points: EvaluatedPoint[]): EvaluatedPoint[] {
+  const byKey = new Map<string, EvaluatedPoint>();
+  for (const p of points) byKey.set(`${p.concurrentAdapters}x${p.parallelAdapters}`, p);
+  return [...byKey.values()].sort(
+    (a, b) =>
+      a.parallelAdapters - b.parallelAdapters || a.concurrentAdapters - b.concurrentAdapters,
+  );
+}

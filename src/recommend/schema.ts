@@ -1,0 +1,96 @@
+import { z } from 'zod';
+import { LIMITS, requestLengthsSchema } from '../twin/index.js';
+
+const rate = z.number().min(0).max(LIMITS.maxRatePerAdapter);
+const rank = z.number().int().positive().max(1024);
+const gridValues = z.array(z.number().int().positive().max(LIMITS.maxAdapters)).min(1).max(64);
+
+export const recommendWorkloadSchema = z.strictObject({
+  rates: z
+    .array(rate)
+    .min(1)
+    .max(LIMITS.maxGroups)
+    .meta({ description: 'Requests per second of each adapter group' }),
+  ranks: z
+    .array(rank)
+    .min(1)
+    .max(LIMITS.maxGroups)
+    .meta({ description: 'LoRA rank of each adapter group' }),
+  requestLengths: requestLengthsSchema.optional(),
+});
+
+export const sloSchema = z.strictObject({
+  ttftP99Ms: z.number().positive().optional(),
+  itlP99Ms: z.number().positive().optional(),
+});
+
+export const recommendRequestSchema = z
+  .strictObject({
+    profile: z.string().min(1).max(200),
+    workload: recommendWorkloadSchema,
+    method: z.enum(['model', 'twin', 'auto']).default('auto'),
+    search: z
+      .strictObject({
+        concurrent: gridValues.optional().meta({ description: 'Candidate --max-cpu-loras values' }),
+        parallel: gridValues.optional().meta({ description: 'Candidate --max-loras values' }),
+      })
+      .optional(),
+    starvationThreshold: z.number().gt(0).lt(1).default(0.1),
+    slo: sloSchema.optional(),
+  })
+  .meta({ id: 'RecommendRequest' });
+export type RecommendRequest = z.output<typeof recommendRequestSchema>;
+export type RecommendRequestInput = z.input<typeof recommendRequestSchema>;
+
+export const evaluatedPointSchema = z.object({
+  concurrentAdapters: z.number(),
+  parallelAdapters: z.number(),
+  feasible: z.boolean(),
+  simulated: z.boolean(),
+  throughputTokensPerSecond: z.number(),
+  offeredTokensPerSecond: z.number(),
+  starving: z.boolean(),
+  sloViolated: z.boolean(),
+  ttftP99Ms: z.number(),
+  itlP99Ms: z.number(),
+});
+
+export const recommendationSchema = z.object({
+  concurrentAdapters: z
+    .number()
+    .meta({ description: '--max-cpu-loras: adapters to place on this GPU' }),
+  parallelAdapters: z
+    .number()
+    .meta({ description: '--max-loras: distinct adapters one batch may mix' }),
+  maxLoraRank: z.number(),
+  throughputTokensPerSecond: z.number(),
+  offeredTokensPerSecond: z.number(),
+  starving: z.boolean(),
+});
+
+export const explanationSchema = z.object({
+  summary: z.string(),
+  featureEffects: z
+    .array(
+      z.object({
+        feature: z.string(),
+        value: z.number(),
+        concurrentLog2Effect: z.number(),
+        parallelLog2Effect: z.number(),
+      }),
+    )
+    .optional(),
+  featureImportance: z.record(z.string(), z.number()).optional(),
+  modelUncertaintyLog2: z.number().optional(),
+});
+
+export const recommendResponseSchema = z
+  .object({
+    recommendation: recommendationSchema,
+    vllmArgs: z.array(z.string()),
+    method: z.enum(['model', 'twin', 'auto']),
+    explanation: explanationSchema,
+    evaluated: z.array(evaluatedPointSchema),
+  })
+  .meta({ id: 'Recommendation' });
+export type RecommendResponse = z.infer<typeof recommendResponseSchema>;

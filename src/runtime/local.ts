@@ -1,0 +1,22 @@
+import { loadModel } from '../model/model.js';
+import { loadProfile } from '../profiles/store.js';
+import { Recommender } from '../recommend/index.js';
+import { CachedSimulator, type SimulationStore } from '../search/index.js';
+import { SimulationPool } from './pool.js';
+
+/** A recommender that runs the twin on a local worker pool, with an in-memory cache. */
+export function localRecommender(options: { threads?: number; store?: SimulationStore } = {}) {
+  const pool = new SimulationPool(options.threads ? { threads: options.threads } : {});
+  const cache = new CachedSimulator(
+    (scenario, _profile, starvationThreshold) => pool.run({ scenario, starvationThreshold }),
+    {
+      ...(options.store ? { store: options.store } : {}),
+    },
+  );
+  const recommender = new Recommender({
+    loadProfile,
+    loadModel,
+    simulate: (scenario, profile, threshold) => cache.simulate(scenario, profile, threshold),
+  });
+  return { recommender, cache, pool, close: () => pool.close() };
+}

@@ -1,0 +1,25 @@
+export {
+  searchOptimum,
+  better,
+  THROUGHPUT_TIE_TOLERANCE,
+  scenarioFor,
+  maxLoraRankFor,
+  SearchInputError,
+  DEFAULT_GRID,
+  MEASURED_GRID,
+  type SearchRequest,
+  type SearchResult,
+  type SearchWorkload,
+  type EvaluatedPoint,
+  type PointSimulator,
+  type Slo,
+} from './search.js';
+export {
+  CachedSimulator,
+  canonicalJson,
+  simulationKey,
+  profileFingerprint,
+  type SimulationOutcome,
+  type SimulationStore,
+  type RunSimulation,
+} from './cache.js';
