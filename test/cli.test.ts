@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -114,4 +114,22 @@ describe('loraplan simulate', () => {
     expect(code).toBe(2);
     expect(stderr).toMatch(/Unknown option '--scenaro'/);
   });
+});
+
+describe('loraplan dataset', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('resumes an interrupted build without duplicating rows', async () => {
+    const out = join(dir, 'ds.jsonl');
+    const args = ['dataset', '--profile', 'h100-64gb/qwen-2.5-7b-instruct', '--out', out];
+    expect((await run([...args, '--workloads', '2'])).code).toBe(0);
+    const second = await run([...args, '--workloads', '3']);
+    expect(second.code).toBe(0);
+    expect(second.stderr).toContain('2 workloads already in');
+    const rows = readFileSync(out, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { index: number });
+    expect(rows.map((r) => r.index).sort()).toEqual([0, 1, 2]);
+  }, 300_000);
 });

@@ -8,11 +8,18 @@ import { simulateCommand } from './simulate.js';
 import { datasetCommand } from './dataset.js';
 import { trainCommand } from './train.js';
 import { recommendCommand } from './recommend.js';
+import { serveCommand } from './serve.js';
+import { checkCommand } from './check.js';
 
 /** A command's exit code; errors a user can fix exit 2 with a one-line message, never a stack. */
 export type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
+  serve: { run: serveCommand, summary: 'serve the HTTP API (Swagger UI at /docs)' },
+  check: {
+    run: checkCommand,
+    summary: 'check a configuration: exit 0 ok, 1 starving/infeasible/slo-violated, 2 error',
+  },
   recommend: {
     run: recommendCommand,
     summary: 'recommend --max-cpu-loras / --max-loras for a workload (--file W.json [--json])',

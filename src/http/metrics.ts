@@ -1,0 +1,79 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ServiceCore } from '../service/core.js';
+
+/** Prometheus metrics of the service, on a registry of its own (tests build many apps). */
+export class ServiceMetrics {
+  private readonly registry = new Registry();
+  readonly requests: Counter<'route' | 'method' | 'status'>;
+  readonly latency: Histogram<'route' | 'method'>;
+  readonly errors: Counter<'status'>;
+
+  constructor(core: ServiceCore) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.requests = new Counter({
+      name: 'loraplan_http_requests_total',
+      help: 'HTTP requests',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    });
+    this.latency = new Histogram({
+      name: 'loraplan_http_request_duration_seconds',
+      help: 'HTTP request latency',
+      labelNames: ['route', 'method'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.errors = new Counter({
+      name: 'loraplan_http_problems_total',
+      help: 'Problem responses by status',
+      labelNames: ['status'],
+      registers,
+    });
+    new Gauge({
+      name: 'loraplan_simulation_cache_hits_total',
+      help: 'Twin results served from the cache',
+      registers,
+      collect() {
+        this.set(core.cache.stats.hits);
+      },
+    });
+    new Gauge({
+      name: 'loraplan_simulation_cache_misses_total',
+      help: 'Twin results computed',
+      registers,
+      collect() {
+        this.set(core.cache.stats.misses);
+      },
+    });
+    new Gauge({
+      name: 'loraplan_twin_runs_total',
+      help: 'Twin simulations started on the worker pool',
+      registers,
+      collect() {
+        this.set(core.twinRuns);
+      },
+    });
+    new Gauge({
+      name: 'loraplan_twin_queue_depth',
+      help: 'Twin tasks waiting for a worker',
+      registers,
+      collect() {
+        this.set(core.pool.queueSize);
+      },
+    });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  observe(route: string, method: string, status: number, elapsedMs: number): void {
+    this.requests.inc({ route, method, status: String(status) });
+    this.latency.observe({ route, method }, elapsedMs / 1000);
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

@@ -1,0 +1,64 @@
+import { pino } from 'pino';
+import { ServiceCore } from '../service/core.js';
+import { openDatabase } from '../storage/db.js';
+import { buildApp } from './app.js';
+
+/** Configuration by environment (documented in the README). */
+export interface ServerConfig {
+  port: number;
+  host: string;
+  dbPath: string;
+  threads?: number;
+  requestTimeoutMs: number;
+  maxQueue: number;
+  rateLimitPerMinute: number;
+  logLevel: string;
+}
+
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const int = (name: string, fallback: number) => {
+    const v = env[name];
+    if (v === undefined || v === '') return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0)
+      throw new Error(`${name} must be a positive integer, got "${v}"`);
+    return n;
+  };
+  return {
+    port: env.PORT === undefined ? 8080 : int('PORT', 8080),
+    host: env.HOST ?? '0.0.0.0',
+    dbPath: env.LORAPLAN_DB ?? './data/loraplan.db',
+    ...(env.LORAPLAN_THREADS ? { threads: int('LORAPLAN_THREADS', 2) } : {}),
+    requestTimeoutMs: int('LORAPLAN_REQUEST_TIMEOUT_MS', 60_000),
+    maxQueue: int('LORAPLAN_MAX_QUEUE', 256),
+    rateLimitPerMinute: int('LORAPLAN_RATE_LIMIT_PER_MINUTE', 6000),
+    logLevel: env.LOG_LEVEL ?? 'info',
+  };
+}
+
+/** Starts the service; resolves once it listens. SIGINT/SIGTERM finish in-flight requests, then close the database. */
+export async function startServer(config: ServerConfig) {
+  const logger = pino({ level: config.logLevel });
+  const db = openDatabase(config.dbPath);
+  const core = new ServiceCore({
+    db,
+    maxQueue: config.maxQueue,
+    requestTimeoutMs: config.requestTimeoutMs,
+    ...(config.threads ? { threads: config.threads } : {}),
+  });
+  const app = await buildApp({ core, logger, rateLimitPerMinute: config.rateLimitPerMinute });
+  await app.listen({ port: config.port, host: config.host });
+  let closing = false;
+  const shutdown = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    logger.info({ signal }, 'shutting down: finishing in-flight requests');
+    await app.close();
+    await core.close();
+    db.close();
+    logger.info('closed');
+  };
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  return { app, core, db, shutdown };
+}

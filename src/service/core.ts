@@ -1,0 +1,372 @@
+import { z } from 'zod';
+import { loadModel, ModelUnavailableError, type ModelFile } from '../model/model.js';
+import { listProfiles, loadProfile } from '../profiles/store.js';
+import {
+  Recommender,
+  recommendRequestSchema,
+  sloSchema,
+  type RecommendRequest,
+  type RecommendResponse,
+} from '../recommend/index.js';
+import { SimulationPool } from '../runtime/pool.js';
+import { CachedSimulator } from '../search/index.js';
+import { RunRepository, type RunKind, type RunRecord } from '../storage/runs.js';
+import { SqliteSimulationStore } from '../storage/simulation-cache.js';
+import type { Db } from '../storage/db.js';
+import {
+  configSchema,
+  scenarioSchema,
+  TWIN_VERSION,
+  workloadSchema,
+  type Scenario,
+  type SimulationResult,
+} from '../twin/index.js';
+
+export const checkRequestSchema = z
+  .strictObject({
+    profile: z.string().min(1).max(200),
+    workload: workloadSchema,
+    config: configSchema,
+    starvationThreshold: z.number().gt(0).lt(1).default(0.1),
+    slo: sloSchema.optional(),
+  })
+  .meta({ id: 'CheckRequest' });
+export type CheckRequest = z.output<typeof checkRequestSchema>;
+
+export const checkVerdicts = [
+  'ok',
+  'starving',
+  'infeasible',
+  'slo-violated',
+  'suboptimal',
+] as const;
+export const checkResponseSchema = z
+  .object({
+    verdict: z.enum(checkVerdicts),
+    reason: z.string(),
+    result: z.object({
+      feasible: z.boolean(),
+      throughputTokensPerSecond: z.number(),
+      offeredTokensPerSecond: z.number(),
+      starving: z.boolean(),
+      ttftP99Ms: z.number(),
+      itlP99Ms: z.number(),
+    }),
+    recommendation: z
+      .object({
+        concurrentAdapters: z.number(),
+        parallelAdapters: z.number(),
+        throughputTokensPerSecond: z.number(),
+        throughputLeftOnTableTokensPerSecond: z.number(),
+        vllmArgs: z.array(z.string()),
+      })
+      .optional(),
+  })
+  .meta({ id: 'CheckResponse' });
+export type CheckResponse = z.infer<typeof checkResponseSchema>;
+
+/** A configuration within this share of the recommendation's throughput is not called suboptimal. */
+export const SUBOPTIMAL_TOLERANCE = 0.05;
+
+export class ComputationTimeoutError extends Error {}
+export class PoolSaturatedError extends Error {}
+
+export interface CoreOptions {
+  db: Db;
+  threads?: number;
+  /** Twin tasks queued beyond this are refused (HTTP 503) rather than left to pile up. */
+  maxQueue?: number;
+  /** Limit on one request's twin work, in ms. */
+  requestTimeoutMs?: number;
+  now?: () => number;
+}
+
+/**
+ * The service's business logic, apart from HTTP: runs the recommender, the twin and checks, with
+ * a worker pool, a two-level simulation cache (LRU in memory, SQLite on disk) and a record of
+ * every run. Routes only translate between HTTP and these methods.
+ */
+export class ServiceCore {
+  readonly pool: SimulationPool;
+  readonly cache: CachedSimulator;
+  readonly runs: RunRepository;
+  readonly recommender: Recommender;
+  readonly requestTimeoutMs: number;
+  private readonly now: () => number;
+  twinRuns = 0;
+
+  constructor(options: CoreOptions) {
+    this.pool = new SimulationPool({
+      ...(options.threads ? { threads: options.threads } : {}),
+      maxQueue: options.maxQueue ?? 256,
+    });
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
+    this.now = options.now ?? (() => performance.now());
+    this.runs = new RunRepository(options.db);
+    this.cache = new CachedSimulator(
+      (scenario, _profile, starvationThreshold) => {
+        this.twinRuns++;
+        return this.pool.run({ scenario, starvationThreshold }).catch((e: unknown) => {
+          if (e instanceof Error && /queue is full/i.test(e.message))
+            throw new PoolSaturatedError('the twin worker pool is saturated; retry shortly');
+          throw e;
+        });
+      },
+      { store: new SqliteSimulationStore(options.db) },
+    );
+    this.recommender = new Recommender({
+      loadProfile,
+      loadModel,
+      simulate: (s, p, t) => this.cache.simulate(s, p, t),
+    });
+  }
+
+  /** Races `work` against the request time limit. The twin keeps filling the cache after a timeout. */
+  private async withinLimit<T>(work: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new ComputationTimeoutError(
+              `the computation took longer than ${this.requestTimeoutMs} ms; the twin's partial results are cached, so a retry will be faster`,
+            ),
+          ),
+        this.requestTimeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([work, limit]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private record(
+    kind: RunKind,
+    profile: string,
+    method: string | null,
+    status: string,
+    request: unknown,
+    response: unknown,
+    started: number,
+    modelVersion: string | null,
+  ): RunRecord {
+    return this.runs.insert({
+      kind,
+      profile,
+      method,
+      status,
+      request,
+      response,
+      twinVersion: TWIN_VERSION,
+      modelVersion,
+      durationMs: this.now() - started,
+    });
+  }
+
+  private modelVersion(profile: string): string | null {
+    try {
+      return loadModel(profile).modelVersion;
+    } catch (e) {
+      if (e instanceof ModelUnavailableError) return null;
+      throw e;
+    }
+  }
+
+  async recommend(
+    request: RecommendRequest,
+  ): Promise<{ run: RunRecord; response: RecommendResponse }> {
+    const started = this.now();
+    loadProfile(request.profile);
+    const response = await this.withinLimit(this.recommender.recommend(request));
+    const modelVersion = request.method === 'twin' ? null : this.modelVersion(request.profile);
+    const run = this.record(
+      'recommend',
+      request.profile,
+      response.method,
+      'ok',
+      request,
+      response,
+      started,
+      modelVersion,
+    );
+    return { run, response };
+  }
+
+  async simulate(scenario: Scenario): Promise<{ run: RunRecord; result: SimulationResult }> {
+    const started = this.now();
+    const profile = loadProfile(scenario.profile);
+    const outcome = await this.withinLimit(this.cache.simulate(scenario, profile, 0.1));
+    const result: SimulationResult = { ...outcome, wallTimeMs: outcome.wallTimeMs ?? 0 };
+    const run = this.record(
+      'simulate',
+      scenario.profile,
+      null,
+      'ok',
+      scenario,
+      result,
+      started,
+      null,
+    );
+    return { run, result };
+  }
+
+  async check(request: CheckRequest): Promise<{ run: RunRecord; response: CheckResponse }> {
+    const started = this.now();
+    const profile = loadProfile(request.profile);
+    const scenario = scenarioSchema.parse({
+      profile: request.profile,
+      config: request.config,
+      workload: request.workload,
+    });
+    const r = await this.withinLimit(
+      this.cache.simulate(scenario, profile, request.starvationThreshold),
+    );
+    const result = {
+      feasible: r.feasible,
+      throughputTokensPerSecond: r.throughputTokensPerSecond,
+      offeredTokensPerSecond: r.offeredTokensPerSecond,
+      starving: r.starving,
+      ttftP99Ms: r.ttftMs.p99,
+      itlP99Ms: r.itlMs.p99,
+    };
+    const slo = request.slo;
+    let response: CheckResponse;
+    if (!r.feasible)
+      response = {
+        verdict: 'infeasible',
+        reason: r.infeasibleReason ?? 'vLLM would not start',
+        result,
+      };
+    else if (r.starving) {
+      response = {
+        verdict: 'starving',
+        reason: `completes ${Math.round(r.throughputTokensPerSecond)} of ${Math.round(r.offeredTokensPerSecond)} tok/s offered, below ${Math.round(100 * (1 - request.starvationThreshold))}%`,
+        result,
+      };
+    } else if (
+      (slo?.ttftP99Ms !== undefined && r.ttftMs.p99 > slo.ttftP99Ms) ||
+      (slo?.itlP99Ms !== undefined && r.itlMs.p99 > slo.itlP99Ms)
+    ) {
+      response = {
+        verdict: 'slo-violated',
+        reason: `TTFT p99 ${Math.round(r.ttftMs.p99)} ms, ITL p99 ${Math.round(r.itlMs.p99)} ms against the SLO`,
+        result,
+      };
+    } else {
+      response = await this.compareWithRecommendation(request, result);
+    }
+    const run = this.record(
+      'check',
+      request.profile,
+      null,
+      response.verdict,
+      request,
+      response,
+      started,
+      null,
+    );
+    return { run, response };
+  }
+
+  /** The configuration serves: is there throughput left on the table versus the recommendation? */
+  private async compareWithRecommendation(
+    request: CheckRequest,
+    result: CheckResponse['result'],
+  ): Promise<CheckResponse> {
+    const rates = request.workload.rates ?? request.workload.adapters?.map((a) => a.rate) ?? [];
+    const ranks = request.workload.ranks ?? request.workload.adapters?.map((a) => a.rank) ?? [];
+    let rec: RecommendResponse;
+    try {
+      rec = await this.withinLimit(
+        this.recommender.recommend(
+          recommendRequestSchema.parse({
+            profile: request.profile,
+            workload: { rates, ranks, requestLengths: request.workload.requestLengths },
+            method: 'auto',
+            starvationThreshold: request.starvationThreshold,
+            ...(request.slo ? { slo: request.slo } : {}),
+          }),
+        ),
+      );
+    } catch (e) {
+      if (e instanceof ModelUnavailableError)
+        return {
+          verdict: 'ok',
+          reason: 'serves the workload (no trained forest to compare with)',
+          result,
+        };
+      throw e;
+    }
+    const best = rec.recommendation.throughputTokensPerSecond;
+    const left = Math.max(0, best - result.throughputTokensPerSecond);
+    const recommendation = {
+      concurrentAdapters: rec.recommendation.concurrentAdapters,
+      parallelAdapters: rec.recommendation.parallelAdapters,
+      throughputTokensPerSecond: best,
+      throughputLeftOnTableTokensPerSecond: left,
+      vllmArgs: rec.vllmArgs,
+    };
+    if (left > SUBOPTIMAL_TOLERANCE * best) {
+      return {
+        verdict: 'suboptimal',
+        reason: `serves the workload, but ${recommendation.concurrentAdapters} adapters with ${recommendation.parallelAdapters} slots would serve ${Math.round(left)} tok/s more`,
+        result,
+        recommendation,
+      };
+    }
+    return {
+      verdict: 'ok',
+      reason: 'serves the workload within 5% of the recommended throughput',
+      result,
+      recommendation,
+    };
+  }
+
+  profiles() {
+    return listProfiles().map((id) => {
+      const p = loadProfile(id);
+      return {
+        id,
+        gpu: p.gpu,
+        model: p.model,
+        vllmVersion: p.vllmVersion,
+        maxModelLen: p.maxModelLen,
+        allowedLoraRanks: p.allowedLoraRanks,
+      };
+    });
+  }
+
+  models() {
+    return listProfiles().flatMap((id) => {
+      let m: ModelFile;
+      try {
+        m = loadModel(id);
+      } catch (e) {
+        if (e instanceof ModelUnavailableError) return [];
+        throw e;
+      }
+      return [
+        {
+          profile: id,
+          modelVersion: m.modelVersion,
+          twinVersion: m.twinVersion,
+          features: m.features,
+          hyperparameters: m.hyperparameters,
+          trainingSet: m.trainingSet,
+          cvErrors: {
+            concurrent: m.targets.concurrent.cv,
+            parallel: m.targets.parallel.cv,
+            throughput: m.targets.throughput.cv,
+          },
+          featureImportance: m.targets.concurrent.permutationImportance,
+        },
+      ];
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}

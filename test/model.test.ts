@@ -1,0 +1,152 @@
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildRow, sampleWorkload, type DatasetRow } from '../src/model/dataset.js';
+import { FEATURE_NAMES } from '../src/model/features.js';
+import { predict, trainForest, trainMlForest } from '../src/model/forest.js';
+import {
+  loadModel,
+  localExplanation,
+  modelFileSchema,
+  predictWorkload,
+} from '../src/model/model.js';
+import { trainModel } from '../src/model/train.js';
+import { loadProfile } from '../src/profiles/store.js';
+import type { PointSimulator } from '../src/search/index.js';
+import { seededStream } from '../src/twin/random.js';
+
+// A smooth synthetic target over 10 features, so the forests have something to learn.
+function synthetic(n: number, seed: number) {
+  const u = seededStream(seed, 9);
+  const xs = Array.from({ length: n }, () =>
+    Array.from({ length: FEATURE_NAMES.length }, () => u.next() * 10),
+  );
+  const ys = xs.map((x) => 3 * x[0]! - 2 * x[2]! + (x[4]! > 5 ? 10 : 0));
+  return { xs, ys };
+}
+
+describe('compact forests', () => {
+  const h = { nEstimators: 15, maxFeatures: 0.8, maxDepth: 6, minNumSamples: 3 };
+  const { xs, ys } = synthetic(120, 1);
+
+  it('predict exactly what ml-random-forest predicts from the same training', () => {
+    const ml = trainMlForest(xs, ys, h, 7);
+    const compact = trainForest(xs, ys, h, 7);
+    const probe = synthetic(50, 2).xs;
+    const expected = ml.predict(probe);
+    expect(probe.map((x) => predict(compact, x))).toEqual(expected);
+  });
+
+  it('predict the same after a JSON round trip', () => {
+    const compact = trainForest(xs, ys, h, 7);
+    const restored = JSON.parse(JSON.stringify(compact)) as typeof compact;
+    for (const x of synthetic(50, 3).xs) expect(predict(restored, x)).toBe(predict(compact, x));
+  });
+});
+
+/** Dataset rows with optima from a made-up rule (fast), to exercise training end to end. */
+function fakeRows(n: number): DatasetRow[] {
+  return Array.from({ length: n }, (_, index) => {
+    const workload = sampleWorkload(1, index);
+    const load = workload.rates.reduce((s, r) => s + r, 0) / workload.rates.length;
+    const c = Math.max(8, Math.min(512, Math.round(64 / load)));
+    const features = [...Array(FEATURE_NAMES.length)].map((_, j) => (j < 4 ? load * (j + 1) : j));
+    return {
+      index,
+      workload,
+      features,
+      optimum: {
+        concurrentAdapters: c,
+        parallelAdapters: Math.max(8, c >> 2),
+        throughputTokensPerSecond: 400 * c * load,
+      },
+      maxLoraRank: 32,
+      evaluated: [],
+      simulations: 0,
+      wallMs: 0,
+    };
+  });
+}
+
+describe('trained model files', () => {
+  const model = trainModel(fakeRows(60), {
+    profile: 'h100-64gb/llama-3.1-8b-instruct',
+    twinVersion: 'test',
+    datasetFile: 'fake.jsonl',
+    datasetSeed: 1,
+    folds: 3,
+    grid: [
+      { nEstimators: 10, maxFeatures: 1, maxDepth: 6, minNumSamples: 2 },
+      { nEstimators: 10, maxFeatures: 0.5, maxDepth: 4, minNumSamples: 3 },
+    ],
+  });
+
+  it('record hyperparameter search, CV errors, importances and medians', () => {
+    expect(model.hyperparameterSearch).toHaveLength(2);
+    expect(model.trainingSet.rows).toBe(60);
+    expect(model.targets.concurrent.cv.smapePaper).toBeGreaterThanOrEqual(0);
+    expect(Object.keys(model.targets.parallel.permutationImportance)).toEqual([...FEATURE_NAMES]);
+    expect(model.featureMedians).toHaveLength(FEATURE_NAMES.length);
+  });
+
+  it('load from disk and predict the same as before saving', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'loraplan-model-'));
+    const path = join(dir, 'h100-64gb', 'llama-3.1-8b-instruct.json');
+    mkdirSync(join(dir, 'h100-64gb'), { recursive: true });
+    writeFileSync(path, JSON.stringify(model));
+    const loaded = loadModel('h100-64gb/llama-3.1-8b-instruct', dir);
+    expect(modelFileSchema.parse(JSON.parse(readFileSync(path, 'utf8')))).toEqual(loaded);
+    for (const row of fakeRows(10))
+      expect(predictWorkload(loaded, row.features)).toEqual(predictWorkload(model, row.features));
+  });
+
+  it('explain one answer by the features that moved it most', () => {
+    const effects = localExplanation(model, fakeRows(1)[0]!.features, 3);
+    expect(effects).toHaveLength(3);
+    const size = (e: (typeof effects)[number]) =>
+      Math.abs(e.concurrentLog2Effect) + Math.abs(e.parallelLog2Effect);
+    expect(size(effects[0]!)).toBeGreaterThanOrEqual(size(effects[1]!));
+  });
+});
+
+describe('dataset builder', () => {
+  const profile = loadProfile('h100-64gb/llama-3.1-8b-instruct');
+  // A stand-in twin: starves past 100 adapters; enough to exercise the search and the rows.
+  const fake: PointSimulator = async (scenario) => ({
+    feasible: true,
+    kvCacheTokens: 1,
+    throughputTokensPerSecond: scenario.config.maxCpuLoras * 10 - scenario.config.maxLoras * 0.01,
+    inputTokensPerSecond: 0,
+    outputTokensPerSecond: 0,
+    offeredTokensPerSecond: scenario.config.maxCpuLoras * 10,
+    arrivedRequests: 0,
+    droppedRequests: 0,
+    completedRequests: 0,
+    completionRatio: 1,
+    starving: scenario.config.maxCpuLoras > 100,
+    ttftMs: { mean: 0, p50: 0, p99: 0 },
+    itlMs: { mean: 0, p50: 0, p99: 0 },
+    preemptions: 0,
+    adapterLoads: 0,
+    maxWaitingRequests: 0,
+    meanRunningRequests: 0,
+    engineSteps: 0,
+  });
+
+  it('draws each workload from its own stream, so rows can be rebuilt in any order', () => {
+    expect(sampleWorkload(1, 5)).toEqual(sampleWorkload(1, 5));
+    expect(sampleWorkload(1, 5)).not.toEqual(sampleWorkload(1, 6));
+    expect(sampleWorkload(2, 5)).not.toEqual(sampleWorkload(1, 5));
+  });
+
+  it('labels each workload with the search optimum', async () => {
+    const row = await buildRow(profile, 1, 3, fake, () => 0);
+    expect(row.optimum).toEqual({
+      concurrentAdapters: 96,
+      parallelAdapters: 8,
+      throughputTokensPerSecond: 959.92,
+    });
+    expect(row.evaluated.length).toBe(row.simulations);
+  });
+});
