@@ -1,28 +1,75 @@
-// npm run bench [-- --quick]: times the twin (and, as they land, the search and the forest).
-// Reports medians and ratios, never pass/fail: see docs/performance.md for recorded figures.
+// npm run bench [-- --quick]: times the twin, the search and the forest. Reports medians and
+// ratios, never pass/fail: docs/performance.md records the figures.
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { DEFAULT_DATA_DIR } from '../validation/twin.js';
+import { benchForest, benchSearch, datasetCost } from './recommend.js';
 import { benchTwin } from './twin.js';
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean' }, data: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { quick: { type: 'boolean' }, data: { type: 'string' }, only: { type: 'string' } },
+});
 const dataDir = values.data ?? DEFAULT_DATA_DIR;
 const s = (ms: number) => `${(ms / 1000).toFixed(3)} s`;
+const out = (line = '') => process.stdout.write(`${line}\n`);
+const PROFILES = ['h100-64gb/llama-3.1-8b-instruct', 'h100-64gb/qwen-2.5-7b-instruct'];
 
-process.stdout.write(
-  `machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}\n\n`,
-);
-const twin = benchTwin(dataDir, undefined, values.quick ? 40 : undefined);
-process.stdout.write(
-  [
-    `## Twin on the validation runs (one thread, 3600 s windows)`,
-    `| runs | median | p90 | max | simulated s per wall s |`,
-    `|---|---|---|---|---|`,
-    `| ${twin.runs} | ${s(twin.medianWallMs)} | ${s(twin.p90WallMs)} | ${s(twin.maxWallMs)} | ${Math.round(twin.simulatedSecondsPerWallSecond)} |`,
-    ``,
-    `slowest: ${twin.slowest}`,
+out(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
+out();
+
+if (!values.only || values.only === 'forest') {
+  out('## Forest prediction (features + three forests, one workload, this thread)');
+  out('| profile | predictions | median | p99 | model load |');
+  out('|---|---|---|---|---|');
+  for (const p of PROFILES) {
+    const f = benchForest(p);
+    out(
+      `| ${p} | ${f.predictions} | ${(f.medianMs * 1000).toFixed(1)} µs | ${(f.p99Ms * 1000).toFixed(1)} µs | ${f.loadMs.toFixed(0)} ms |`,
+    );
+  }
+  out('published follow-up: 0.3 ms per prediction');
+  out();
+}
+
+if (!values.only || values.only === 'search') {
+  out('## Twin search over the 10 x 10 measured grid (3600 s windows, all cores)');
+  out('| profile | workload | wall time | simulations | optimum |');
+  out('|---|---|---|---|---|');
+  for (const p of PROFILES) {
+    for (const rates of [
+      [0.1, 0.05, 0.025],
+      [1.6, 0.8, 0.4],
+    ]) {
+      const r = await benchSearch(p, rates, [8, 16]);
+      out(`| ${p} | rates ${rates.join('/')} | ${s(r.wallMs)} | ${r.simulations} | ${r.best} |`);
+    }
+  }
+  out();
+  out("## Cost of the training sets (from the rows' own timings)");
+  out('| profile | workloads | simulations | wall hours (2 cores) |');
+  out('|---|---|---|---|');
+  for (const p of PROFILES) {
+    const c = datasetCost(p);
+    out(`| ${p} | ${c.workloads} | ${c.simulations} | ${c.wallHours.toFixed(2)} |`);
+  }
+  out('published: 767 CPU-hours for 75,480 simulations');
+  out();
+}
+
+if (!values.only || values.only === 'twin') {
+  const twin = benchTwin(dataDir, undefined, values.quick ? 40 : undefined);
+  out('## Twin on the validation runs (one thread, 3600 s windows)');
+  out('| runs | median | p90 | max | runs under 1 s | simulated s per wall s |');
+  out('|---|---|---|---|---|---|');
+  out(
+    `| ${twin.runs} | ${s(twin.medianWallMs)} | ${s(twin.p90WallMs)} | ${s(twin.maxWallMs)} | ${twin.under1s} | ${Math.round(twin.simulatedSecondsPerWallSecond)} |`,
+  );
+  out();
+  out(`slowest: ${twin.slowest}`);
+  out(
     `heaviest offered load: ${twin.heaviest.run}: ${s(twin.heaviest.wallMs)}, ${twin.heaviest.engineSteps} engine steps, ${twin.heaviest.arrivedRequests} requests`,
-    `published twin (Python, one HPC core): median 7.1 s, p90 107 s, max 242 s per 3600 s simulated`,
-    '',
-  ].join('\n'),
-);
+  );
+  out(
+    'published twin (Python, one HPC core): median 7.1 s, p90 107 s, max 242 s per 3600 s simulated',
+  );
+}

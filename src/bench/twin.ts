@@ -7,6 +7,7 @@ export interface TwinBench {
   medianWallMs: number;
   p90WallMs: number;
   maxWallMs: number;
+  under1s: string;
   slowest: string;
   simulatedSecondsPerWallSecond: number;
   heaviest: { run: string; wallMs: number; engineSteps: number; arrivedRequests: number };
@@ -50,6 +51,7 @@ export function benchTwin(
     medianWallMs: quantile(walls, 0.5),
     p90WallMs: quantile(walls, 0.9),
     maxWallMs: walls[walls.length - 1]!,
+    under1s: `${walls.filter((w) => w < 1000).length} of ${walls.length}`,
     slowest: slowest.label,
     simulatedSecondsPerWallSecond: simulated / (walls.reduce((s, w) => s + w, 0) / 1000),
     heaviest: {

@@ -8,7 +8,7 @@ import {
 } from '../recommend/index.js';
 import { parseOptions, UsageError } from './main.js';
 
-const USAGE = `usage: loraplan recommend --file W.json [--json]
+const USAGE = `usage: loraplan recommend --file W.json [--json] [--url http://host:8080]
 
 W.json: { profile, workload: { rates, ranks, requestLengths? }, method?: "model" | "twin" | "auto",
           search?: { concurrent?: number[], parallel?: number[] }, starvationThreshold?, slo?: { ttftP99Ms?, itlP99Ms? } }
@@ -63,14 +63,40 @@ export function renderTable(r: RecommendResponse): string {
   return lines.join('\n');
 }
 
+async function recommendRemote(url: string, body: unknown, json: boolean): Promise<number> {
+  const res = await fetch(new URL('/v1/recommend', url), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const answer = (await res.json()) as RecommendResponse & { detail?: string };
+  if (res.status === 422) {
+    process.stderr.write(
+      `loraplan recommend: no configuration serves this workload: ${answer.detail ?? ''}\n`,
+    );
+    return 1;
+  }
+  if (!res.ok) throw new UsageError(`${res.status}: ${answer.detail ?? res.statusText}`);
+  const { recommendation, vllmArgs, method, explanation, evaluated } = answer;
+  const response: RecommendResponse = { recommendation, vllmArgs, method, explanation, evaluated };
+  process.stdout.write(json ? `${JSON.stringify(response)}\n` : `${renderTable(response)}\n`);
+  return 0;
+}
+
 export async function recommendCommand(argv: string[]): Promise<number> {
-  const { values } = parseOptions(argv, { file: { type: 'string' }, json: { type: 'boolean' } });
+  const { values } = parseOptions(argv, {
+    file: { type: 'string' },
+    json: { type: 'boolean' },
+    url: { type: 'string' },
+  });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
   if (!values.file) throw new UsageError(`--file is required\n${USAGE}`);
-  const parsed = recommendRequestSchema.safeParse(JSON.parse(readFileSync(values.file, 'utf8')));
+  const body = JSON.parse(readFileSync(values.file, 'utf8')) as unknown;
+  if (values.url) return recommendRemote(values.url, body, values.json === true);
+  const parsed = recommendRequestSchema.safeParse(body);
   if (!parsed.success) throw new InputError(fieldIssues(parsed.error));
   const local = localRecommender();
   try {

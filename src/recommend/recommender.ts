@@ -111,7 +111,8 @@ export class Recommender {
         maxLoraRank,
         throughputTokensPerSecond: throughput,
         offeredTokensPerSecond: offered,
-        starving: throughput < (1 - request.starvationThreshold) * offered,
+        // The forest learned non-starving optima only: its answer is predicted to serve. `auto` checks it.
+        starving: false,
       },
       vllmArgs: vllmArgs(c, p, maxLoraRank),
       method: 'model',
@@ -160,11 +161,11 @@ export class Recommender {
   }
 
   /**
-   * The forest's answer, snapped to the grid, is checked with the twin together with its
-   * neighbours (one grid step either way on both axes). From the best pair that serves, the line
-   * is climbed while a larger concurrent value still serves and does better. If nothing in the
-   * neighbourhood serves, the full twin search decides: `auto` never returns a pair the twin
-   * says starves.
+   * The forest's answer, snapped to the grid, is checked with the twin together with the next
+   * larger concurrent value on its line (two simulations, one per core). From there the line is
+   * climbed while more adapters still serve and do better, or descended until a pair serves. If
+   * no pair on the line serves, the full twin search decides: `auto` never returns a pair the
+   * twin says starves, and for a new workload it usually costs two simulations.
    */
   private async auto(
     profile: Profile,
@@ -174,18 +175,48 @@ export class Recommender {
     const concurrentGrid = sortedUnique(request.search?.concurrent ?? DEFAULT_GRID.concurrent);
     const parallelGrid = sortedUnique(request.search?.parallel ?? DEFAULT_GRID.parallel);
     const { prediction } = this.forestAnswer(profile, request);
-    const ci = concurrentGrid.indexOf(snapLog(prediction.concurrentAdapters, concurrentGrid));
-    const pi = parallelGrid.indexOf(snapLog(prediction.parallelAdapters, parallelGrid));
-    const pairs: Array<[number, number]> = [];
-    for (const dc of [-1, 0, 1]) {
-      for (const dp of [-1, 0, 1]) {
-        const c = concurrentGrid[ci + dc];
-        const p = parallelGrid[pi + dp];
-        if (c !== undefined && p !== undefined && p <= c) pairs.push([c, p]);
+    let ci = concurrentGrid.indexOf(snapLog(prediction.concurrentAdapters, concurrentGrid));
+    const p = snapLog(
+      prediction.parallelAdapters,
+      parallelGrid.filter((v) => v <= concurrentGrid[ci]!).length
+        ? parallelGrid.filter((v) => v <= concurrentGrid[ci]!)
+        : parallelGrid,
+    );
+    while (ci < concurrentGrid.length - 1 && concurrentGrid[ci]! < p) ci++;
+    const line = concurrentGrid.map((c, i) => ({ c, i })).filter(({ c }) => c >= p);
+    const evaluated: EvaluatedPoint[] = [];
+    const at = async (indexes: number[]) => {
+      const points = await this.evaluate(
+        profile,
+        request,
+        maxLoraRank,
+        indexes.map((i) => [concurrentGrid[i]!, p] as [number, number]),
+      );
+      evaluated.push(...points);
+      return points;
+    };
+    const serves = (e: EvaluatedPoint) => e.feasible && !e.starving && !e.sloViolated;
+    const first = await at(
+      [ci, ci + 1].filter((i) => i < concurrentGrid.length && line.some((l) => l.i === i)),
+    );
+    let best = bestServing(first);
+    if (best) {
+      // Climb while the next larger value serves and does better.
+      let i = concurrentGrid.indexOf(best.concurrentAdapters) + 1;
+      while (
+        i < concurrentGrid.length &&
+        !evaluated.some((e) => e.concurrentAdapters === concurrentGrid[i])
+      ) {
+        const [point] = await at([i]);
+        if (!serves(point!) || bestServing([best, point!]) !== point) break;
+        best = point!;
+        i++;
       }
+    } else {
+      // Descend until a pair serves.
+      for (let i = ci - 1; i >= 0 && concurrentGrid[i]! >= p && !best; i--)
+        best = bestServing(await at([i]));
     }
-    const evaluated = await this.evaluate(profile, request, maxLoraRank, pairs);
-    let best = bestServing(evaluated);
     if (!best) {
       try {
         const full = await this.fromTwin(profile, request, maxLoraRank);
@@ -194,7 +225,7 @@ export class Recommender {
           method: 'auto',
           evaluated: mergePoints([...evaluated, ...full.evaluated]),
           explanation: {
-            summary: `No pair near the forest's answer serves the workload, so the twin searched the grid. ${full.explanation.summary}`,
+            summary: `No pair on the forest's line serves the workload, so the twin searched the grid. ${full.explanation.summary}`,
           },
         };
       } catch (e) {
@@ -206,29 +237,13 @@ export class Recommender {
         throw e;
       }
     }
-    for (;;) {
-      const next = concurrentGrid[concurrentGrid.indexOf(best.concurrentAdapters) + 1];
-      if (
-        next === undefined ||
-        evaluated.some(
-          (e) => e.concurrentAdapters === next && e.parallelAdapters === best!.parallelAdapters,
-        )
-      )
-        break;
-      const [point] = await this.evaluate(profile, request, maxLoraRank, [
-        [next, best.parallelAdapters],
-      ]);
-      evaluated.push(point!);
-      if (bestServing([best, point!]) !== point) break;
-      best = point!;
-    }
     return this.respond(
       'auto',
       best,
       maxLoraRank,
       evaluated,
       request,
-      `The forest's answer and its neighbours were checked with the twin (${evaluated.length} simulations)`,
+      `The forest's answer was checked with the twin (${evaluated.length} simulations)`,
     );
   }
 

@@ -38,6 +38,18 @@ export const recommendRequestSchema = z
     starvationThreshold: z.number().gt(0).lt(1).default(0.1),
     slo: sloSchema.optional(),
   })
+  .superRefine((r, ctx) => {
+    // The twin simulates an hour at every candidate: bound the largest candidate's arrivals.
+    const largest = Math.max(...(r.search?.concurrent ?? [512]));
+    const meanRate = r.workload.rates.reduce((a, b) => a + b, 0) / r.workload.rates.length;
+    if (r.method !== 'model' && meanRate * largest * 3600 > LIMITS.maxExpectedRequests) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['workload', 'rates'],
+        message: `with ${largest} adapters about ${Math.round(meanRate * largest * 3600)} requests would arrive per simulated hour; the limit is ${LIMITS.maxExpectedRequests}`,
+      });
+    }
+  })
   .meta({ id: 'RecommendRequest' });
 export type RecommendRequest = z.output<typeof recommendRequestSchema>;
 export type RecommendRequestInput = z.input<typeof recommendRequestSchema>;

@@ -12,6 +12,7 @@ import { SimulationPool } from '../runtime/pool.js';
 import { CachedSimulator } from '../search/index.js';
 import { RunRepository, type RunKind, type RunRecord } from '../storage/runs.js';
 import { SqliteSimulationStore } from '../storage/simulation-cache.js';
+import { InputError, fieldIssues } from '../runtime/errors.js';
 import type { Db } from '../storage/db.js';
 import {
   configSchema,
@@ -215,11 +216,13 @@ export class ServiceCore {
   async check(request: CheckRequest): Promise<{ run: RunRecord; response: CheckResponse }> {
     const started = this.now();
     const profile = loadProfile(request.profile);
-    const scenario = scenarioSchema.parse({
+    const parsedScenario = scenarioSchema.safeParse({
       profile: request.profile,
       config: request.config,
       workload: request.workload,
     });
+    if (!parsedScenario.success) throw new InputError(fieldIssues(parsedScenario.error, ['body']));
+    const scenario = parsedScenario.data;
     const r = await this.withinLimit(
       this.cache.simulate(scenario, profile, request.starvationThreshold),
     );
@@ -277,19 +280,23 @@ export class ServiceCore {
   ): Promise<CheckResponse> {
     const rates = request.workload.rates ?? request.workload.adapters?.map((a) => a.rate) ?? [];
     const ranks = request.workload.ranks ?? request.workload.adapters?.map((a) => a.rank) ?? [];
+    const recRequest = recommendRequestSchema.safeParse({
+      profile: request.profile,
+      workload: { rates, ranks, requestLengths: request.workload.requestLengths },
+      method: 'auto',
+      starvationThreshold: request.starvationThreshold,
+      ...(request.slo ? { slo: request.slo } : {}),
+    });
+    if (!recRequest.success) {
+      return {
+        verdict: 'ok',
+        reason: 'serves the workload (too heavy to compare with a recommendation)',
+        result,
+      };
+    }
     let rec: RecommendResponse;
     try {
-      rec = await this.withinLimit(
-        this.recommender.recommend(
-          recommendRequestSchema.parse({
-            profile: request.profile,
-            workload: { rates, ranks, requestLengths: request.workload.requestLengths },
-            method: 'auto',
-            starvationThreshold: request.starvationThreshold,
-            ...(request.slo ? { slo: request.slo } : {}),
-          }),
-        ),
-      );
+      rec = await this.withinLimit(this.recommender.recommend(recRequest.data));
     } catch (e) {
       if (e instanceof ModelUnavailableError)
         return {

@@ -8,6 +8,8 @@ export const LIMITS = {
   maxGroups: 1024,
   maxEmpiricalSamples: 100_000,
   maxTokensPerRequest: 1_000_000,
+  /** Expected arrivals of one simulation: bounds its memory (~24 bytes a request) and time. */
+  maxExpectedRequests: 10_000_000,
 } as const;
 
 const positiveInt = z.number().int().positive();
@@ -100,6 +102,16 @@ export const scenarioSchema = z
         code: 'custom',
         path: ['config', 'maxCpuLoras'],
         message: 'vLLM requires max_cpu_loras >= max_loras',
+      });
+    }
+    const rates = s.workload.adapters?.map((a) => a.rate) ?? s.workload.rates ?? [];
+    const count = s.workload.adapters?.length ?? s.workload.adapterCount ?? s.config.maxCpuLoras;
+    const meanRate = rates.length ? rates.reduce((a, b) => a + b, 0) / rates.length : 0;
+    if (meanRate * count * s.durationSeconds > LIMITS.maxExpectedRequests) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['workload', 'rates'],
+        message: `about ${Math.round(meanRate * count * s.durationSeconds)} requests would arrive in the window; the limit is ${LIMITS.maxExpectedRequests}`,
       });
     }
     const ranks = s.workload.adapters?.map((a) => a.rank) ?? s.workload.ranks ?? [];

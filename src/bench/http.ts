@@ -1,0 +1,57 @@
+// npm run bench:http: starts the service on a free local port and drives it with autocannon:
+// method=model recommendations, and cached twin answers (method=twin, after one warm-up).
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { buildApp } from '../http/app.js';
+import { ServiceCore } from '../service/core.js';
+import { openDatabase } from '../storage/db.js';
+
+const LLAMA = 'h100-64gb/llama-3.1-8b-instruct';
+const db = openDatabase(join(mkdtempSync(join(tmpdir(), 'loraplan-bench-')), 'bench.db'));
+const core = new ServiceCore({ db });
+const app = await buildApp({ core, rateLimitPerMinute: 100_000_000 });
+await app.listen({ port: 0, host: '127.0.0.1' });
+const address = app.server.address();
+const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+
+async function drive(title: string, body: unknown, seconds = 10) {
+  const result = await autocannon({
+    url: `${url}/v1/recommend`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    connections: 32,
+    duration: seconds,
+  });
+  const non2xx = result.non2xx + result.errors;
+  process.stdout.write(
+    `| ${title} | ${Math.round(result.requests.average)} | ${result.latency.p50} ms | ${result.latency.p99} ms | ${non2xx} |\n`,
+  );
+}
+
+const workload = { rates: [0.1, 0.05, 0.025], ranks: [8, 16] };
+process.stdout.write(
+  '| load (32 connections, 10 s) | req/s | p50 | p99 | errors |\n|---|---|---|---|---|\n',
+);
+await drive('POST /v1/recommend method=model', { profile: LLAMA, workload, method: 'model' });
+const twinBody = {
+  profile: LLAMA,
+  workload,
+  method: 'twin',
+  search: { concurrent: [16, 32, 64, 128], parallel: [8, 16, 32] },
+};
+const t = performance.now();
+await app.inject({ method: 'POST', url: '/v1/recommend', payload: twinBody });
+const coldMs = performance.now() - t;
+await drive('POST /v1/recommend method=twin, cached', twinBody);
+const autoBody = { profile: LLAMA, workload: { rates: [0.3, 0.07], ranks: [16] }, method: 'auto' };
+const a = performance.now();
+const auto = await app.inject({ method: 'POST', url: '/v1/recommend', payload: autoBody });
+process.stdout.write(
+  `\ncold twin search (4 x 3 grid): ${(coldMs / 1000).toFixed(2)} s; auto for a new workload: ${((performance.now() - a) / 1000).toFixed(2)} s (status ${auto.statusCode})\n`,
+);
+await app.close();
+await core.close();
+db.close();

@@ -1,0 +1,65 @@
+import { readDataset, datasetPath } from '../cli/dataset.js';
+import { workloadFeatures } from '../model/features.js';
+import { loadModel, predictWorkload } from '../model/model.js';
+import { loadProfile } from '../profiles/store.js';
+import { SimulationPool } from '../runtime/pool.js';
+import { MEASURED_GRID, searchOptimum } from '../search/index.js';
+
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!;
+
+/** Median time of one forest prediction (three forests and the features), over many workloads. */
+export function benchForest(profileId: string, now: () => number = () => performance.now()) {
+  const profile = loadProfile(profileId);
+  const t0 = now();
+  const model = loadModel(profileId);
+  const loadMs = now() - t0;
+  const rows = readDataset(datasetPath(profileId));
+  const times: number[] = [];
+  for (let rep = 0; rep < 5; rep++) {
+    for (const row of rows) {
+      const s = now();
+      predictWorkload(model, workloadFeatures(row.workload, profile));
+      times.push(now() - s);
+    }
+  }
+  return {
+    loadMs,
+    predictions: times.length,
+    medianMs: median(times),
+    p99Ms: [...times].sort((a, b) => a - b)[Math.floor(times.length * 0.99)]!,
+  };
+}
+
+/** A full twin search over the 10 x 10 measured grid, on a worker pool of all cores. */
+export async function benchSearch(
+  profileId: string,
+  rates: number[],
+  ranks: number[],
+  now: () => number = () => performance.now(),
+) {
+  const profile = loadProfile(profileId);
+  const pool = new SimulationPool();
+  try {
+    const t = now();
+    const r = await searchOptimum(
+      profile,
+      { workload: { rates, ranks }, concurrent: MEASURED_GRID, parallel: MEASURED_GRID },
+      (s) => pool.run({ scenario: s }),
+    );
+    return {
+      wallMs: now() - t,
+      simulations: r.simulations,
+      best: r.best ? `${r.best.concurrentAdapters} x ${r.best.parallelAdapters}` : 'none',
+    };
+  } finally {
+    await pool.close();
+  }
+}
+
+/** What building the training set cost, from the rows' own timings. */
+export function datasetCost(profileId: string) {
+  const rows = readDataset(datasetPath(profileId));
+  const wallMs = rows.reduce((s, r) => s + r.wallMs, 0);
+  const simulations = rows.reduce((s, r) => s + r.simulations, 0);
+  return { workloads: rows.length, simulations, wallHours: wallMs / 3.6e6 };
+}

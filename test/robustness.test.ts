@@ -1,0 +1,199 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/http/app.js';
+import { problemSchema } from '../src/http/problems.js';
+import { ServiceCore } from '../src/service/core.js';
+import { openDatabase } from '../src/storage/db.js';
+import { RunRepository } from '../src/storage/runs.js';
+
+const LLAMA = 'h100-64gb/llama-3.1-8b-instruct';
+
+describe('whatever a client sends', () => {
+  let app: Awaited<ReturnType<typeof buildApp>>;
+  let core: ServiceCore;
+  beforeAll(async () => {
+    core = new ServiceCore({ db: openDatabase(':memory:'), threads: 2, requestTimeoutMs: 20_000 });
+    app = await buildApp({ core, rateLimitPerMinute: 1_000_000 });
+    await app.ready();
+  });
+  afterAll(async () => {
+    await app.close();
+    await core.close();
+  });
+
+  // Bodies near the valid shape (so they reach deep validation) and arbitrary JSON.
+  const number = fc.oneof(fc.double(), fc.integer(), fc.constantFrom(0, -1, 1e9, 0.5, 2048));
+  const nearValid = fc.record(
+    {
+      profile: fc.oneof(fc.constant(LLAMA), fc.string()),
+      config: fc.record(
+        {
+          maxLoras: number,
+          maxCpuLoras: number,
+          maxLoraRank: fc.oneof(number, fc.constantFrom(8, 16, 32, 7)),
+        },
+        { requiredKeys: [] },
+      ),
+      workload: fc.record(
+        {
+          rates: fc.array(number, { maxLength: 5 }),
+          ranks: fc.array(number, { maxLength: 5 }),
+          adapterCount: number,
+        },
+        { requiredKeys: [] },
+      ),
+      durationSeconds: fc.oneof(number, fc.constant(5)),
+      method: fc.constantFrom('model', 'twin', 'auto', 'other'),
+      search: fc.record(
+        {
+          concurrent: fc.array(number, { maxLength: 3 }),
+          parallel: fc.array(number, { maxLength: 3 }),
+        },
+        { requiredKeys: [] },
+      ),
+      starvationThreshold: number,
+      extra: fc.anything(),
+    },
+    { requiredKeys: [] },
+  );
+  const body = fc.oneof(nearValid, fc.jsonValue());
+
+  it.each(['/v1/simulate', '/v1/recommend', '/v1/check'])(
+    'never gets a 5xx or an off-schema error from POST %s',
+    async (url) => {
+      await fc.assert(
+        fc.asyncProperty(body, async (payload) => {
+          const res = await app.inject({
+            method: 'POST',
+            url,
+            payload: JSON.stringify(payload),
+            headers: { 'content-type': 'application/json' },
+          });
+          if (res.statusCode >= 500 && res.statusCode !== 503)
+            throw new Error(`${res.statusCode}: ${res.body} for ${JSON.stringify(payload)}`);
+          if (res.statusCode >= 400) problemSchema.parse(res.json());
+        }),
+        { numRuns: 700, seed: 42 },
+      );
+    },
+    300_000,
+  );
+
+  it('never gets a 5xx from GET routes with arbitrary query strings', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('/v1/runs', '/v1/runs/x', '/v1/runs/x/chart.svg', '/v1/profiles'),
+        fc.string(),
+        async (path, q) => {
+          const res = await app.inject({ url: `${path}?${encodeURI(q)}` });
+          expect(res.statusCode).toBeLessThan(500);
+        },
+      ),
+      { numRuns: 500, seed: 7 },
+    );
+  });
+});
+
+describe('a crash loses no acknowledged run', () => {
+  it('keeps every acknowledged run after SIGKILL in the middle of a stream of requests', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'loraplan-kill-'));
+    const dbPath = join(dir, 'runs.db');
+    const port = 18000 + Math.floor(Math.random() * 1000);
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], {
+      env: {
+        ...process.env,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        LORAPLAN_DB: dbPath,
+        LOG_LEVEL: 'error',
+        LORAPLAN_THREADS: '1',
+      },
+      stdio: 'ignore',
+    });
+    const base = `http://127.0.0.1:${port}`;
+    for (let i = 0; i < 100; i++) {
+      const ok = await fetch(`${base}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ok) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const acknowledged: string[] = [];
+    const stream = (async () => {
+      for (let i = 0; ; i++) {
+        try {
+          const res = await fetch(`${base}/v1/simulate`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({
+              profile: LLAMA,
+              config: { maxLoras: 8, maxCpuLoras: 8, maxLoraRank: 8 },
+              workload: { rates: [0.1], ranks: [8] },
+              durationSeconds: 30,
+              seed: i + 1,
+            }),
+          });
+          if (res.ok) acknowledged.push(res.headers.get('loraplan-run-id')!);
+        } catch {
+          return; // the server is gone
+        }
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 2500));
+    child.kill('SIGKILL');
+    await stream;
+    expect(acknowledged.length).toBeGreaterThan(3);
+    const db = openDatabase(dbPath);
+    try {
+      expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+      const runs = new RunRepository(db);
+      for (const id of acknowledged) expect(runs.get(id), id).not.toBeNull();
+    } finally {
+      db.close();
+    }
+  }, 60_000);
+});
+
+describe('under load', () => {
+  it('answers /healthz within 50 ms while two twin searches run', async () => {
+    const core = new ServiceCore({ db: openDatabase(':memory:'), threads: 2 });
+    const app = await buildApp({ core });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const address = app.server.address();
+    const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+    try {
+      const search = (rates: number[]) =>
+        fetch(`${base}/v1/recommend`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            profile: LLAMA,
+            workload: { rates, ranks: [16] },
+            method: 'twin',
+            search: { concurrent: [16, 64, 128, 256], parallel: [8, 16, 32] },
+          }),
+        });
+      const searches = Promise.all([search([0.3, 0.1]), search([0.2, 0.05])]);
+      await new Promise((r) => setTimeout(r, 300));
+      const latencies: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const t = performance.now();
+        const res = await fetch(`${base}/healthz`);
+        latencies.push(performance.now() - t);
+        expect(res.status).toBe(200);
+      }
+      const responses = await searches;
+      expect(responses.every((r) => r.status === 200)).toBe(true);
+      latencies.sort((a, b) => a - b);
+      expect(latencies[latencies.length - 1]).toBeLessThan(50);
+    } finally {
+      await app.close();
+      await core.close();
+    }
+  }, 120_000);
+});
