@@ -272,3 +272,25 @@ describe('OpenAPI document', () => {
     );
   });
 });
+
+describe('HTTP time limits', () => {
+  it('answers 503 with Retry-After when a computation outlives the request time limit', async () => {
+    const db = openDatabase(':memory:');
+    const core = new ServiceCore({ db, threads: 1, requestTimeoutMs: 5 });
+    const app = await buildApp({ core });
+    try {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/v1/simulate',
+        payload: scenario({ durationSeconds: 3600, seed: 77 }),
+      });
+      expect(res.statusCode).toBe(503);
+      expect(res.headers['retry-after']).toBe('5');
+      expect(problemSchema.parse(res.json()).detail).toMatch(/longer than 5 ms/);
+    } finally {
+      await app.close();
+      await core.close();
+      db.close();
+    }
+  });
+});

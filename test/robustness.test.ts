@@ -197,3 +197,37 @@ describe('under load', () => {
     }
   }, 120_000);
 });
+
+describe("the image's start command", () => {
+  it('serves with node bin/loraplan.js serve and exits cleanly on SIGTERM', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'loraplan-start-'));
+    const port = 19000 + Math.floor(Math.random() * 1000);
+    const child = spawn(process.execPath, ['bin/loraplan.js', 'serve'], {
+      env: {
+        ...process.env,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        LORAPLAN_DB: join(dir, 'db', 'loraplan.db'),
+        LOG_LEVEL: 'error',
+        LORAPLAN_THREADS: '1',
+      },
+      stdio: 'ignore',
+    });
+    const exited = new Promise<number | null>((resolve) =>
+      child.once('exit', (code) => resolve(code)),
+    );
+    let healthy = false;
+    for (let i = 0; i < 100 && !healthy; i++) {
+      healthy = await fetch(`http://127.0.0.1:${port}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (!healthy) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(healthy).toBe(true);
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(ready.status).toBe(200);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  }, 60_000);
+});

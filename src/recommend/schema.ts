@@ -50,7 +50,23 @@ export const recommendRequestSchema = z
       });
     }
   })
-  .meta({ id: 'RecommendRequest' });
+  .meta({
+    id: 'RecommendRequest',
+    examples: [
+      {
+        profile: 'h100-64gb/llama-3.1-8b-instruct',
+        workload: { rates: [0.1, 0.05, 0.025], ranks: [8, 16] },
+        method: 'auto',
+      },
+      {
+        profile: 'h100-64gb/qwen-2.5-7b-instruct',
+        workload: { rates: [1.6, 0.8, 0.4], ranks: [16] },
+        method: 'twin',
+        search: { concurrent: [16, 32, 64, 96, 128], parallel: [16, 32, 64] },
+        slo: { itlP99Ms: 200 },
+      },
+    ],
+  });
 export type RecommendRequest = z.output<typeof recommendRequestSchema>;
 export type RecommendRequestInput = z.input<typeof recommendRequestSchema>;
 

@@ -31,7 +31,17 @@ export const checkRequestSchema = z
     starvationThreshold: z.number().gt(0).lt(1).default(0.1),
     slo: sloSchema.optional(),
   })
-  .meta({ id: 'CheckRequest' });
+  .meta({
+    id: 'CheckRequest',
+    examples: [
+      {
+        profile: 'h100-64gb/llama-3.1-8b-instruct',
+        workload: { rates: [0.1, 0.05, 0.025], ranks: [8, 16] },
+        config: { maxLoras: 32, maxCpuLoras: 192, maxLoraRank: 16 },
+        slo: { ttftP99Ms: 5000 },
+      },
+    ],
+  });
 export type CheckRequest = z.output<typeof checkRequestSchema>;
 
 export const checkVerdicts = [

@@ -124,7 +124,29 @@ export const scenarioSchema = z
       });
     }
   })
-  .meta({ id: 'Scenario' });
+  .meta({
+    id: 'Scenario',
+    examples: [
+      {
+        profile: 'h100-64gb/llama-3.1-8b-instruct',
+        config: {
+          maxLoras: 64,
+          maxCpuLoras: 256,
+          maxLoraRank: 16,
+          maxNumBatchedTokens: 2048,
+          maxNumSeqs: 2048,
+        },
+        workload: {
+          rates: [0.1, 0.00625, 0.003125],
+          ranks: [16, 16, 16],
+          adapterCount: 256,
+          requestLengths: { kind: 'sharegpt' },
+        },
+        durationSeconds: 3600,
+        seed: 1,
+      },
+    ],
+  });
 
 export type ScenarioInput = z.input<typeof scenarioSchema>;
 export type Scenario = z.output<typeof scenarioSchema>;

@@ -117,7 +117,7 @@ async function main(): Promise<void> {
       const published = publishedOptimum(w.points);
       if (!real) continue;
       const profile = `h100-64gb/${w.model}`;
-      for (const method of ['model', 'twin', 'auto'] as const) {
+      for (const method of ['model', 'auto', 'twin'] as const) {
         const started = performance.now();
         let response: RecommendResponse | null = null;
         try {
