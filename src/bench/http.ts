@@ -3,12 +3,15 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { buildApp } from '../http/app.js';
 import { ServiceCore } from '../service/core.js';
 import { openDatabase } from '../storage/db.js';
 
 const LLAMA = 'h100-64gb/llama-3.1-8b-instruct';
+const { values } = parseArgs({ options: { connections: { type: 'string', default: '10' } } });
+const connections = Number(values.connections);
 const db = openDatabase(join(mkdtempSync(join(tmpdir(), 'loraplan-bench-')), 'bench.db'));
 const core = new ServiceCore({ db });
 const app = await buildApp({ core, rateLimitPerMinute: 100_000_000 });
@@ -22,7 +25,7 @@ async function drive(title: string, body: unknown, seconds = 10) {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
-    connections: 32,
+    connections,
     duration: seconds,
   });
   const non2xx = result.non2xx + result.errors;
@@ -33,7 +36,7 @@ async function drive(title: string, body: unknown, seconds = 10) {
 
 const workload = { rates: [0.1, 0.05, 0.025], ranks: [8, 16] };
 process.stdout.write(
-  '| load (32 connections, 10 s) | req/s | p50 | p99 | errors |\n|---|---|---|---|---|\n',
+  '| load (10 connections, 10 s) | req/s | p50 | p99 | errors |\n|---|---|---|---|---|\n',
 );
 await drive('POST /v1/recommend method=model', { profile: LLAMA, workload, method: 'model' });
 const twinBody = {

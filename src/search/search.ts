@@ -128,7 +128,8 @@ const serves = (p: EvaluatedPoint) => p.feasible && !p.starving && !p.sloViolate
  * nor breaks the SLO. Uses the problem's structure: a parallel setting whose KV cache cannot hold
  * one max_model_len sequence is infeasible without simulating; for a fixed parallel setting,
  * starvation is (nearly) monotone in concurrent adapters, and throughput grows with them while
- * nothing starves, so each line is a binary search for its largest serving concurrent value. The
+ * nothing starves, so each line searches for its largest serving concurrent value (bisection, jumping
+ * to the top once a probe serves, which settles light workloads in two probes). The
  * lines advance in rounds whose probes run in parallel, and a line is dropped once it cannot reach
  * the largest serving concurrent value already found. Decisions use only whole rounds, so the
  * evaluated points and the answer are deterministic.
@@ -178,7 +179,13 @@ export async function searchOptimum(
   let bestServingC = -Infinity;
   let open = active;
   while (open.length > 0) {
-    const probes = open.map((line) => ({ line, index: (line.lo + line.hi) >> 1 }));
+    // Gallop: a line whose probes have all served so far tries its largest candidate next, which
+    // settles light workloads in two probes; otherwise bisect.
+    const probes = open.map((line) => ({
+      line,
+      index:
+        line.lo >= 0 && line.hi === line.candidates.length ? line.hi - 1 : (line.lo + line.hi) >> 1,
+    }));
     const results = await Promise.all(
       probes.map(({ line, index }) =>
         simulate(

@@ -162,7 +162,7 @@ export class ServiceCore {
     response: unknown,
     started: number,
     modelVersion: string | null,
-  ): RunRecord {
+  ): Promise<RunRecord> {
     return this.runs.insert({
       kind,
       profile,
@@ -192,7 +192,7 @@ export class ServiceCore {
     loadProfile(request.profile);
     const response = await this.withinLimit(this.recommender.recommend(request));
     const modelVersion = request.method === 'twin' ? null : this.modelVersion(request.profile);
-    const run = this.record(
+    const run = await this.record(
       'recommend',
       request.profile,
       response.method,
@@ -210,7 +210,7 @@ export class ServiceCore {
     const profile = loadProfile(scenario.profile);
     const outcome = await this.withinLimit(this.cache.simulate(scenario, profile, 0.1));
     const result: SimulationResult = { ...outcome, wallTimeMs: outcome.wallTimeMs ?? 0 };
-    const run = this.record(
+    const run = await this.record(
       'simulate',
       scenario.profile,
       null,
@@ -270,7 +270,7 @@ export class ServiceCore {
     } else {
       response = await this.compareWithRecommendation(request, result);
     }
-    const run = this.record(
+    const run = await this.record(
       'check',
       request.profile,
       null,

@@ -51,35 +51,65 @@ export interface RunPage {
   nextCursor: string | null;
 }
 
-/** The runs table. `insert` returns only after the row is committed (WAL, synchronous=FULL). */
+type NewRun = Omit<RunRecord, 'id' | 'createdAt'>;
+
+/**
+ * The runs table. Writes are group-committed: runs recorded in the same turn of the event loop
+ * share one transaction, hence one fsync (WAL, synchronous=FULL), and each `insert` resolves only
+ * after that commit, so a run acknowledged to a client is on disk without one fsync per request.
+ */
 export class RunRepository {
+  private pending: Array<{
+    record: RunRecord;
+    resolve: (r: RunRecord) => void;
+    reject: (e: unknown) => void;
+  }> = [];
+  private readonly insertStmt;
+
   constructor(
     private readonly db: Db,
     private readonly now: () => Date = () => new Date(),
-  ) {}
+  ) {
+    this.insertStmt = db.prepare(
+      `INSERT INTO runs (id, seq, kind, profile, method, status, request, response, twin_version, model_version, created_at, duration_ms)
+       VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+  }
 
-  insert(run: Omit<RunRecord, 'id' | 'createdAt'>): RunRecord {
-    const id = randomUUID();
-    const createdAt = this.now().toISOString();
-    this.db
-      .prepare(
-        `INSERT INTO runs (id, seq, kind, profile, method, status, request, response, twin_version, model_version, created_at, duration_ms)
-         VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        id,
-        run.kind,
-        run.profile,
-        run.method,
-        run.status,
-        JSON.stringify(run.request),
-        JSON.stringify(run.response),
-        run.twinVersion,
-        run.modelVersion,
-        createdAt,
-        run.durationMs,
-      );
-    return { ...run, id, createdAt };
+  insert(run: NewRun): Promise<RunRecord> {
+    const record: RunRecord = { ...run, id: randomUUID(), createdAt: this.now().toISOString() };
+    return new Promise((resolve, reject) => {
+      if (this.pending.length === 0) setImmediate(() => this.flush());
+      this.pending.push({ record, resolve, reject });
+    });
+  }
+
+  private flush(): void {
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      this.db.transaction(() => {
+        for (const { record: r } of batch) {
+          this.insertStmt.run(
+            r.id,
+            r.kind,
+            r.profile,
+            r.method,
+            r.status,
+            JSON.stringify(r.request),
+            JSON.stringify(r.response),
+            r.twinVersion,
+            r.modelVersion,
+            r.createdAt,
+            r.durationMs,
+          );
+        }
+      })();
+    } catch (e) {
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    for (const p of batch) p.resolve(p.record);
   }
 
   get(id: string): RunRecord | null {

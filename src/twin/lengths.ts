@@ -66,6 +66,19 @@ function quantileTable(knots: ReadonlyArray<readonly [number, number]>, scale: n
   return table;
 }
 
+const tableMeans = new WeakMap<Int32Array, number>();
+/** Mean of a quantile table, remembered: features are computed per recommendation. */
+function mean(table: Int32Array): number {
+  let m = tableMeans.get(table);
+  if (m === undefined) {
+    let s = 0;
+    for (let i = 0; i < table.length; i++) s += table[i]!;
+    m = s / table.length;
+    tableMeans.set(table, m);
+  }
+  return m;
+}
+
 /** Mean prompt and output tokens a spec draws (before the prompt + output filter). */
 export function meanLengths(
   spec: RequestLengthSpec,
@@ -82,7 +95,6 @@ export function meanLengths(
       };
     }
     case 'sharegpt': {
-      const mean = (t: Int32Array) => t.reduce((s, v) => s + v, 0) / t.length;
       return {
         prompt: mean(quantileTable(distribution.prompt, spec.scale ?? 1)),
         output: mean(quantileTable(distribution.output, spec.scale ?? 1)),
