@@ -25,10 +25,6 @@ describe('calibration', () => {
   });
 
   it('fits the shared tables into the shipped profile (everything but the serving fit)', () => {
-    const llama = calibrate(
-      calibrationInputsSchema.parse(inputs['llama-3.1-8b-instruct']),
-      tablesIn(DATA),
-    );
     const shipped = loadProfile('h100-64gb/llama-3.1-8b-instruct');
     // The KV line of domain.md: ~307,158 - 48.0 x slots x rank.
     expect(llama.kvCache.intercept).toBeCloseTo(307_158, -2);
@@ -46,10 +42,6 @@ describe('calibration', () => {
   });
 
   it('fits request-length knots whose mean and spread match the targets', () => {
-    const llama = calibrate(
-      calibrationInputsSchema.parse(inputs['llama-3.1-8b-instruct']),
-      tablesIn(DATA),
-    );
     const prompt = knotMoments(llama.requestLengths.prompt);
     const output = knotMoments(llama.requestLengths.output);
     expect(prompt.mean).toBeCloseTo(223.0, 0);

@@ -36,7 +36,7 @@ async function drive(title: string, body: unknown, seconds = 10) {
 
 const workload = { rates: [0.1, 0.05, 0.025], ranks: [8, 16] };
 process.stdout.write(
-  '| load (10 connections, 10 s) | req/s | p50 | p99 | errors |\n|---|---|---|---|---|\n',
+  `| load (${connections} connections, 10 s) | req/s | p50 | p99 | errors |\n|---|---|---|---|---|\n`,
 );
 await drive('POST /v1/recommend method=model', { profile: LLAMA, workload, method: 'model' });
 const twinBody = {
