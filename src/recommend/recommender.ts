@@ -3,6 +3,7 @@ import { localExplanation, predictWorkload, type ModelFile } from '../model/mode
 import {
   better,
   DEFAULT_GRID,
+  evaluatedPoint,
   maxLoraRankFor,
   scenarioFor,
   searchOptimum,
@@ -260,21 +261,7 @@ export class Recommender {
           profile,
           request.starvationThreshold,
         );
-        const slo = request.slo;
-        return {
-          concurrentAdapters: c,
-          parallelAdapters: p,
-          feasible: r.feasible,
-          simulated: true,
-          throughputTokensPerSecond: r.throughputTokensPerSecond,
-          offeredTokensPerSecond: r.offeredTokensPerSecond,
-          starving: r.starving,
-          sloViolated:
-            (slo?.ttftP99Ms !== undefined && r.ttftMs.p99 > slo.ttftP99Ms) ||
-            (slo?.itlP99Ms !== undefined && r.itlMs.p99 > slo.itlP99Ms),
-          ttftP99Ms: r.ttftMs.p99,
-          itlP99Ms: r.itlMs.p99,
-        };
+        return evaluatedPoint(c, p, r, request.slo);
       }),
     );
   }

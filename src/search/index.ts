@@ -1,5 +1,6 @@
 export {
   searchOptimum,
+  evaluatedPoint,
   better,
   THROUGHPUT_TIE_TOLERANCE,
   scenarioFor,

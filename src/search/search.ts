@@ -101,6 +101,29 @@ export function scenarioFor(
   });
 }
 
+/** One simulated pair as the search reports it, with its SLO verdict. */
+export function evaluatedPoint(
+  concurrent: number,
+  parallel: number,
+  r: SimulationOutcome,
+  slo?: Slo,
+): EvaluatedPoint {
+  return {
+    concurrentAdapters: concurrent,
+    parallelAdapters: parallel,
+    feasible: r.feasible,
+    simulated: true,
+    throughputTokensPerSecond: r.throughputTokensPerSecond,
+    offeredTokensPerSecond: r.offeredTokensPerSecond,
+    starving: r.starving,
+    sloViolated:
+      (slo?.ttftP99Ms !== undefined && r.ttftMs.p99 > slo.ttftP99Ms) ||
+      (slo?.itlP99Ms !== undefined && r.itlMs.p99 > slo.itlP99Ms),
+    ttftP99Ms: r.ttftMs.p99,
+    itlP99Ms: r.itlMs.p99,
+  };
+}
+
 const sortedUnique = (values: readonly number[]) => [...new Set(values)].sort((a, b) => a - b);
 
 /**
@@ -205,21 +228,7 @@ export async function searchOptimum(
     );
     simulations += results.length;
     probes.forEach(({ line, index }, i) => {
-      const r = results[i]!;
-      const point: EvaluatedPoint = {
-        concurrentAdapters: line.candidates[index]!,
-        parallelAdapters: line.p,
-        feasible: r.feasible,
-        simulated: true,
-        throughputTokensPerSecond: r.throughputTokensPerSecond,
-        offeredTokensPerSecond: r.offeredTokensPerSecond,
-        starving: r.starving,
-        sloViolated:
-          (slo?.ttftP99Ms !== undefined && r.ttftMs.p99 > slo.ttftP99Ms) ||
-          (slo?.itlP99Ms !== undefined && r.itlMs.p99 > slo.itlP99Ms),
-        ttftP99Ms: r.ttftMs.p99,
-        itlP99Ms: r.itlMs.p99,
-      };
+      const point = evaluatedPoint(line.candidates[index]!, line.p, results[i]!, slo);
       evaluated.push(point);
       if (serves(point)) {
         line.lo = index;
