@@ -164,9 +164,10 @@ export class Recommender {
   /**
    * The forest's answer, snapped to the grid, is checked with the twin together with the next
    * larger concurrent value on its line (two simulations, one per core). From there the line is
-   * climbed while more adapters still serve and do better, or descended until a pair serves. If
-   * no pair on the line serves, the full twin search decides: `auto` never returns a pair the
-   * twin says starves, and for a new workload it usually costs two simulations.
+   * climbed while more adapters still serve and do better, or descended until a pair serves; then
+   * one step fewer and one step more slots are compared at the chosen concurrent value. If no pair
+   * on the line serves, the full twin search decides: `auto` never returns a pair the twin says
+   * starves, and for a new workload it usually costs four simulations.
    */
   private async auto(
     profile: Profile,
@@ -217,6 +218,23 @@ export class Recommender {
       // Descend until a pair serves.
       for (let i = ci - 1; i >= 0 && concurrentGrid[i]! >= p && !best; i--)
         best = bestServing(await at([i]));
+    }
+    if (best) {
+      // The forest's slot count may be a step off: compare one step fewer and one more slots at
+      // the chosen concurrent value (two more simulations, run side by side).
+      const chosen: EvaluatedPoint = best;
+      const pi = parallelGrid.indexOf(p);
+      const others = [parallelGrid[pi - 1], parallelGrid[pi + 1]].filter(
+        (q): q is number => q !== undefined && q <= chosen.concurrentAdapters,
+      );
+      const points = await this.evaluate(
+        profile,
+        request,
+        maxLoraRank,
+        others.map((q) => [chosen.concurrentAdapters, q] as [number, number]),
+      );
+      evaluated.push(...points);
+      best = bestServing([chosen, ...points]) ?? chosen;
     }
     if (!best) {
       try {
