@@ -1,3 +1,5 @@
 #!/usr/bin/env node
 // The CLI runs from the compiled output; `npm ci` builds it through the `prepare` script.
-import '../dist/cli/main.js';
+import { run } from '../dist/cli/main.js';
+
+run(process.argv.slice(2));

@@ -133,3 +133,14 @@ describe('loraplan dataset', () => {
     expect(rows.map((r) => r.index).sort()).toEqual([0, 1, 2]);
   }, 300_000);
 });
+
+describe('the loraplan bin', () => {
+  it('runs when invoked through a link, as npx does', async () => {
+    const { symlinkSync } = await import('node:fs');
+    const { execFileSync } = await import('node:child_process');
+    const link = join(mkdtempSync(join(tmpdir(), 'loraplan-bin-')), 'loraplan');
+    symlinkSync(join(process.cwd(), 'bin', 'loraplan.js'), link);
+    const out = execFileSync(process.execPath, [link, '--help'], { encoding: 'utf8' });
+    expect(out).toContain('usage: loraplan <command>');
+  });
+});

@@ -117,11 +117,9 @@ export function parseOptions<T extends OptionSpec>(
   return { values: values as ParsedOptions<T> };
 }
 
-if (
-  import.meta.url === `file://${process.argv[1]}` ||
-  process.argv[1]?.endsWith('bin/loraplan.js')
-) {
-  main(process.argv.slice(2)).then(
+/** Runs the CLI and sets the process exit code; the bin script and direct execution call it. */
+export function run(argv: string[]): void {
+  main(argv).then(
     (code) => {
       process.exitCode = code;
     },
@@ -131,3 +129,7 @@ if (
     },
   );
 }
+
+// Direct execution (node --import tsx src/cli/main.ts ...); the bin script calls run() itself,
+// since npx runs it through a link whose path says nothing about this file.
+if (import.meta.url === `file://${process.argv[1]}`) run(process.argv.slice(2));
