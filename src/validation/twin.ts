@@ -221,6 +221,10 @@ ranks, adapter count and 3600 s window, seed 1, with the measurements' client li
 in flight. The published twin's numbers are the \`sim_*\` columns of
 \`${src}/published_twin_vs_real.csv\` on the same runs. Per-run numbers: [twin-runs.csv](twin-runs.csv).
 
+The LoRA terms of the step-time model are fitted on these runs' mean ITL (docs/profiles.md,
+the calibration table only covers 300 slots of rank 8), so for that part of the model these are
+in-sample figures; every other coefficient comes from the calibration tables.
+
 ![twin vs real throughput](twin-throughput.svg)
 
 ## Throughput (tokens/s of requests completed inside the window)
@@ -254,7 +258,7 @@ The published TTFT figures (17.6% / 17.9% paper SMAPE) use a different definitio
 requests penalised with the window length), so they are not repeated beside ours, which compare
 the benchmark's own mean TTFT over completed requests.
 
-## Speed
+## Speed (two runs at a time on 2 cores; single-run timings: docs/performance.md)
 ${head}
 ${row('median wall time per run', (s) => `${(s.medianWallMs / 1000).toFixed(2)} s`)}
 ${row('max wall time per run', (s) => `${(s.maxWallMs / 1000).toFixed(2)} s`)}
