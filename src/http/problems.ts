@@ -52,12 +52,29 @@ function zodPath(path: string): string {
     .replace(/\.\[/g, '[');
 }
 
+/** The kinds of problem this service answers with: slug, title and status. */
+const KINDS = {
+  invalid: ['invalid-request', 'Invalid request', 400],
+  unknownProfile: ['unknown-profile', 'Unknown profile', 404],
+  tooLarge: ['body-too-large', 'Request body too large', 413],
+  mediaType: ['unsupported-media-type', 'Unsupported media type', 415],
+  noServing: ['no-serving-configuration', 'No configuration serves this workload', 422],
+  rateLimited: ['rate-limited', 'Too many requests', 429],
+  internal: ['internal', 'Internal error', 500],
+  unavailable: ['unavailable', 'Temporarily unavailable', 503],
+  noModel: ['model-unavailable', 'No trained model', 503],
+} as const satisfies Record<string, readonly [string, string, number]>;
+
 /** Maps anything thrown while handling a request to a problem; never leaks a stack trace. */
 export function toProblem(
   error: unknown,
   request: FastifyRequest,
 ): { problem: Problem; headers?: Record<string, string> } {
   const instance = request.url;
+  const of = (kind: keyof typeof KINDS, detail: string, extra: Partial<Problem> = {}) => {
+    const [slug, title, status] = KINDS[kind];
+    return { problem: { type: `${TYPE}${slug}`, title, status, detail, ...extra, instance } };
+  };
   if (error instanceof HttpProblem) return { problem: { ...error.problem, instance } };
   if (hasZodFastifySchemaValidationErrors(error)) {
     const where = error.validationContext ?? 'body';
@@ -65,127 +82,30 @@ export function toProblem(
       field: [where, zodPath(v.instancePath)].filter(Boolean).join('.'),
       message: v.message ?? 'invalid',
     }));
-    return {
-      problem: {
-        type: `${TYPE}invalid-request`,
-        title: 'Invalid request',
-        status: 400,
-        detail: errors.map((e) => `${e.field}: ${e.message}`).join('; '),
-        errors,
-        instance,
-      },
-    };
+    return of('invalid', errors.map((e) => `${e.field}: ${e.message}`).join('; '), { errors });
   }
-  if (error instanceof InputError) {
-    return {
-      problem: {
-        type: `${TYPE}invalid-request`,
-        title: 'Invalid request',
-        status: 400,
-        detail: error.message,
-        errors: error.issues,
-        instance,
-      },
-    };
-  }
+  if (error instanceof InputError) return of('invalid', error.message, { errors: error.issues });
   if (error instanceof UnknownProfileError) {
-    return {
-      problem: {
-        type: `${TYPE}unknown-profile`,
-        title: 'Unknown profile',
-        status: 404,
-        detail: error.message,
-        knownProfiles: error.known,
-        instance,
-      },
-    };
+    return of('unknownProfile', error.message, { knownProfiles: error.known });
   }
   if (error instanceof SearchInputError || error instanceof BadCursorError) {
-    return {
-      problem: {
-        type: `${TYPE}invalid-request`,
-        title: 'Invalid request',
-        status: 400,
-        detail: error.message,
-        instance,
-      },
-    };
+    return of('invalid', error.message);
   }
-  if (error instanceof NoServingConfigurationError) {
-    return {
-      problem: {
-        type: `${TYPE}no-serving-configuration`,
-        title: 'No configuration serves this workload',
-        status: 422,
-        detail: error.message,
-        instance,
-      },
-    };
-  }
+  if (error instanceof NoServingConfigurationError) return of('noServing', error.message);
   if (error instanceof PoolSaturatedError || error instanceof ComputationTimeoutError) {
-    return {
-      problem: {
-        type: `${TYPE}unavailable`,
-        title: 'Temporarily unavailable',
-        status: 503,
-        detail: error.message,
-        instance,
-      },
-      headers: { 'retry-after': '5' },
-    };
+    return { ...of('unavailable', error.message), headers: { 'retry-after': '5' } };
   }
-  if (error instanceof ModelUnavailableError) {
-    return {
-      problem: {
-        type: `${TYPE}model-unavailable`,
-        title: 'No trained model',
-        status: 503,
-        detail: error.message,
-        instance,
-      },
-    };
-  }
+  if (error instanceof ModelUnavailableError) return of('noModel', error.message);
   const fe = error as Partial<FastifyError>;
-  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-    return {
-      problem: {
-        type: `${TYPE}body-too-large`,
-        title: 'Request body too large',
-        status: 413,
-        detail: fe.message ?? 'body too large',
-        instance,
-      },
-    };
-  }
-  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-    return {
-      problem: {
-        type: `${TYPE}unsupported-media-type`,
-        title: 'Unsupported media type',
-        status: 415,
-        detail: 'send application/json',
-        instance,
-      },
-    };
-  }
+  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+    return of('tooLarge', fe.message ?? 'body too large');
+  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return of('mediaType', 'send application/json');
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     // Fastify's own client errors: malformed JSON, empty body, bad content length, rate limit.
-    const status = fe.statusCode;
-    const slug = status === 429 ? 'rate-limited' : 'invalid-request';
-    const title = status === 429 ? 'Too many requests' : 'Invalid request';
-    return {
-      problem: { type: `${TYPE}${slug}`, title, status, detail: fe.message ?? title, instance },
-    };
+    if (fe.statusCode === 429) return of('rateLimited', fe.message ?? 'rate limit exceeded');
+    return of('invalid', fe.message ?? 'invalid request', { status: fe.statusCode });
   }
-  return {
-    problem: {
-      type: `${TYPE}internal`,
-      title: 'Internal error',
-      status: 500,
-      detail: 'an unexpected error occurred; it has been logged',
-      instance,
-    },
-  };
+  return of('internal', 'an unexpected error occurred; it has been logged');
 }
 
 export function sendProblem(
