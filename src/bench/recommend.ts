@@ -1,4 +1,4 @@
-import { readDataset, datasetPath } from '../cli/dataset.js';
+import { datasetPath, readDataset } from '../model/dataset.js';
 import { workloadFeatures } from '../model/features.js';
 import { loadModel, predictWorkload } from '../model/model.js';
 import { loadProfile } from '../profiles/store.js';

@@ -1,36 +1,16 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { SingleBar } from 'cli-progress';
-import { buildRow, type DatasetRow } from '../model/dataset.js';
-import { loadProfile, PACKAGE_ROOT } from '../profiles/store.js';
+import { buildRow, datasetPath, readDataset } from '../model/dataset.js';
+import { loadProfile } from '../profiles/store.js';
 import { SimulationPool } from '../runtime/pool.js';
-import { parseOptions, UsageError } from './main.js';
+import { intOption, parseOptions, UsageError } from './main.js';
 
 const USAGE = `usage: loraplan dataset --profile P --workloads N [--seed S] [--out FILE] [--concurrency K]
 
 Samples N workloads (seed S, default 1), finds each one's optimum with the twin and appends one
 JSON line per workload to FILE (default models/datasets/<profile>.jsonl). Resumable: workloads
 already in FILE are skipped, so an interrupted run continues where it stopped.`;
-
-export function datasetPath(profile: string): string {
-  return join(PACKAGE_ROOT, 'models', 'datasets', `${profile}.jsonl`);
-}
-
-export function readDataset(path: string): DatasetRow[] {
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as DatasetRow)
-    .sort((a, b) => a.index - b.index);
-}
-
-const positiveInt = (value: string | undefined, name: string, fallback?: number): number => {
-  if (value === undefined && fallback !== undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`${name} must be a positive integer`);
-  return n;
-};
 
 export async function datasetCommand(argv: string[]): Promise<number> {
   const { values } = parseOptions(argv, {
@@ -46,9 +26,10 @@ export async function datasetCommand(argv: string[]): Promise<number> {
   }
   if (!values.profile) throw new UsageError(`--profile is required\n${USAGE}`);
   const profile = loadProfile(values.profile);
-  const n = positiveInt(values.workloads, '--workloads');
-  const seed = positiveInt(values.seed, '--seed', 1);
-  const concurrency = positiveInt(values.concurrency, '--concurrency', 2);
+  const n = intOption(values.workloads, '--workloads');
+  if (n === undefined) throw new UsageError('--workloads must be a positive integer');
+  const seed = intOption(values.seed, '--seed') ?? 1;
+  const concurrency = intOption(values.concurrency, '--concurrency') ?? 2;
   const out = values.out ?? datasetPath(profile.id);
   mkdirSync(dirname(out), { recursive: true });
   const done = new Set(readDataset(out).map((r) => r.index));

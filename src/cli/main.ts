@@ -117,6 +117,22 @@ export function parseOptions<T extends OptionSpec>(
   return { values: values as ParsedOptions<T> };
 }
 
+/** An integer flag (undefined when absent); below `min` or not an integer is a usage error. */
+export function intOption(value: string | undefined, name: string, min = 1): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) {
+    const what =
+      min === 1
+        ? 'a positive integer'
+        : min === 0
+          ? 'a non-negative integer'
+          : `an integer >= ${min}`;
+    throw new UsageError(`${name} must be ${what}`);
+  }
+  return n;
+}
+
 /** Runs the CLI and sets the process exit code; the bin script and direct execution call it. */
 export function run(argv: string[]): void {
   main(argv).then(

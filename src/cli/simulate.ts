@@ -6,7 +6,7 @@ import { parseScenario, runScenario } from '../runtime/scenario-runner.js';
 import { InputError } from '../runtime/errors.js';
 import type { Scenario, SimulationResult } from '../twin/index.js';
 import { loadProfile } from '../profiles/store.js';
-import { parseOptions, UsageError } from './main.js';
+import { intOption, parseOptions, UsageError } from './main.js';
 
 const USAGE = `usage: loraplan simulate --scenario FILE
        loraplan simulate --batch FILE.jsonl [--threads N]
@@ -35,9 +35,7 @@ export async function simulateCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const scenarios = await readBatch(values.batch!);
-  const threads = values.threads === undefined ? undefined : Number(values.threads);
-  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0))
-    throw new UsageError('--threads must be a positive integer');
+  const threads = intOption(values.threads, '--threads');
   const results = await runBatch(scenarios, threads);
   for (const r of results) process.stdout.write(`${JSON.stringify(r)}\n`);
   return 0;

@@ -4,8 +4,8 @@ import { modelPath } from '../model/model.js';
 import { trainModel } from '../model/train.js';
 import { loadProfile, PACKAGE_ROOT } from '../profiles/store.js';
 import { TWIN_VERSION } from '../twin/index.js';
-import { datasetPath, readDataset } from './dataset.js';
-import { parseOptions, UsageError } from './main.js';
+import { datasetPath, readDataset } from '../model/dataset.js';
+import { intOption, parseOptions, UsageError } from './main.js';
 
 const USAGE = `usage: loraplan train --profile P [--dataset FILE] [--out FILE] [--folds K] [--seed S]
 
@@ -34,12 +34,8 @@ export async function trainCommand(argv: string[]): Promise<number> {
     throw new UsageError(
       `no dataset rows in ${file}; build them with loraplan dataset --profile ${profile.id}`,
     );
-  const folds = values.folds === undefined ? 5 : Number(values.folds);
-  const seed = values.seed === undefined ? 1 : Number(values.seed);
-  if (!Number.isInteger(folds) || folds < 2)
-    throw new UsageError('--folds must be an integer >= 2');
-  if (!Number.isInteger(seed) || seed < 0)
-    throw new UsageError('--seed must be a non-negative integer');
+  const folds = intOption(values.folds, '--folds', 2) ?? 5;
+  const seed = intOption(values.seed, '--seed', 0) ?? 1;
   const started = performance.now();
   const model = trainModel(rows, {
     profile: profile.id,

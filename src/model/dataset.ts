@@ -1,3 +1,6 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../profiles/store.js';
 import {
   DEFAULT_GRID,
   searchOptimum,
@@ -99,4 +102,19 @@ export async function buildRow(
     simulations: result.simulations,
     wallMs: now() - start,
   };
+}
+
+/** Where a profile's committed training set lives. */
+export function datasetPath(profile: string): string {
+  return join(PACKAGE_ROOT, 'models', 'datasets', `${profile}.jsonl`);
+}
+
+/** The rows of a dataset file in index order (none when the file does not exist yet). */
+export function readDataset(path: string): DatasetRow[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as DatasetRow)
+    .sort((a, b) => a.index - b.index);
 }

@@ -7,6 +7,7 @@ import {
   maxLoraRankFor,
   scenarioFor,
   searchOptimum,
+  sortedUnique,
   type EvaluatedPoint,
   type PointSimulator,
   type SearchWorkload,
@@ -59,8 +60,6 @@ export function snapLog(value: number, grid: readonly number[]): number {
     Math.abs(Math.log(g / value)) < Math.abs(Math.log(best / value)) ? g : best,
   );
 }
-
-const sortedUnique = (v: readonly number[]) => [...new Set(v)].sort((a, b) => a - b);
 
 const fmt = (v: number) => Math.round(v).toLocaleString('en-US');
 

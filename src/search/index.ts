@@ -1,5 +1,6 @@
 export {
   searchOptimum,
+  sortedUnique,
   evaluatedPoint,
   better,
   THROUGHPUT_TIE_TOLERANCE,

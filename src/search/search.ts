@@ -124,7 +124,9 @@ export function evaluatedPoint(
   };
 }
 
-const sortedUnique = (values: readonly number[]) => [...new Set(values)].sort((a, b) => a - b);
+/** Grid values in ascending order, each once. */
+export const sortedUnique = (values: readonly number[]) =>
+  [...new Set(values)].sort((a, b) => a - b);
 
 /**
  * Throughputs closer than this (relative) are a tie: at equal adapters, slot settings differ by

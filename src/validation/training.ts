@@ -2,8 +2,12 @@
 // training-set size, with the shipped hyperparameters) and the dataset's cost; writes docs/training.md.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { datasetPath, readDataset } from '../cli/dataset.js';
-import { DATASET_DURATION_SECONDS, WORKLOAD_SPACE } from '../model/dataset.js';
+import {
+  DATASET_DURATION_SECONDS,
+  datasetPath,
+  readDataset,
+  WORKLOAD_SPACE,
+} from '../model/dataset.js';
 import { FEATURE_NAMES } from '../model/features.js';
 import { loadModel } from '../model/model.js';
 import { trainModel } from '../model/train.js';

@@ -26,6 +26,7 @@ export interface RunComparison {
   realThroughput: number;
   twinThroughput: number;
   publishedThroughput: number;
+  publishedItlMs: number;
   realStarving: boolean;
   twinStarving: boolean;
   realTtftMs: number;
@@ -70,6 +71,7 @@ export async function compareRuns(
         realThroughput: realOk ? num(row, 'total_tok_s') : NaN,
         twinThroughput: r.throughputTokensPerSecond,
         publishedThroughput: pub && pub.sim_total_tok_s !== '' ? num(pub, 'sim_total_tok_s') : NaN,
+        publishedItlMs: pub && pub.sim_itl_ms !== '' ? num(pub, 'sim_itl_ms') : NaN,
         realStarving: realOk ? num(row, 'throughput_vs_ideal') < 0.9 : false,
         twinStarving: r.starving,
         realTtftMs: realOk ? num(row, 'mean_ttft_ms') : NaN,
@@ -111,13 +113,8 @@ const median = (v: number[]): number => {
       : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
-export function summarize(model: string, runs: RunComparison[], dataDir: string): ModelSummary {
+export function summarize(model: string, runs: RunComparison[]): ModelSummary {
   const ok = runs.filter((r) => r.realOk);
-  const publishedItl = new Map(
-    readCsv(join(dataDir, 'published_twin_vs_real.csv'))
-      .filter((r) => r.model === model && r.sim_itl_ms !== '')
-      .map((r) => [`${r.workload_id}|${r.run_id}`, num(r, 'sim_itl_ms')]),
-  );
   // Start-up verdict: the twin calls a configuration infeasible exactly when vLLM failed for lack of KV cache.
   const startup = runs.filter((r) => r.realOk || r.realFailure === 'kv_cache_insufficient');
   return {
@@ -141,12 +138,7 @@ export function summarize(model: string, runs: RunComparison[], dataDir: string)
     ),
     ttft: errorSummary(ok.map((r) => ({ real: r.realTtftMs, predicted: r.twinTtftMs }))),
     itl: errorSummary(ok.map((r) => ({ real: r.realItlMs, predicted: r.twinItlMs }))),
-    publishedItl: errorSummary(
-      ok.map((r) => ({
-        real: r.realItlMs,
-        predicted: publishedItl.get(`${r.workload}|${r.run}`) ?? NaN,
-      })),
-    ),
+    publishedItl: errorSummary(ok.map((r) => ({ real: r.realItlMs, predicted: r.publishedItlMs }))),
     verdictAgreement: ok.filter((r) => r.realStarving === r.twinStarving).length / ok.length,
     verdictRuns: ok.length,
     startupAgreement: startup.filter((r) => r.realOk === r.twinFeasible).length / startup.length,
@@ -299,7 +291,6 @@ async function main(): Promise<void> {
     summarize(
       m,
       runs.filter((r) => r.model === m),
-      dataDir,
     ),
   );
   mkdirSync(outDir, { recursive: true });
