@@ -122,15 +122,21 @@ describe('loraplan dataset', () => {
   it('resumes an interrupted build without duplicating rows', async () => {
     const out = join(dir, 'ds.jsonl');
     const args = ['dataset', '--profile', 'h100-64gb/qwen-2.5-7b-instruct', '--out', out];
-    expect((await run([...args, '--workloads', '2'])).code).toBe(0);
-    const second = await run([...args, '--workloads', '3']);
+    expect((await run([...args, '--workloads', '1'])).code).toBe(0);
+    const second = await run([...args, '--workloads', '2']);
     expect(second.code).toBe(0);
-    expect(second.stderr).toContain('2 workloads already in');
+    expect(second.stderr).toContain('1 of 2 workloads already in');
     const rows = readFileSync(out, 'utf8')
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as { index: number });
-    expect(rows.map((r) => r.index).sort()).toEqual([0, 1, 2]);
+    expect(rows.map((r) => r.index).sort()).toEqual([0, 1]);
+
+    // Resuming with another seed would mix two samples of workloads: refused, file untouched.
+    const other = await run([...args, '--workloads', '3', '--seed', '2']);
+    expect(other.code).toBe(2);
+    expect(other.stderr).toMatch(/workload 0 was built with seed 1 and 3600 s windows/);
+    expect(readFileSync(out, 'utf8').trim().split('\n')).toHaveLength(2);
   }, 300_000);
 });
 

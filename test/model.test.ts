@@ -2,8 +2,13 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildRow, sampleWorkload, type DatasetRow } from '../src/model/dataset.js';
-import { FEATURE_NAMES } from '../src/model/features.js';
+import {
+  buildRow,
+  DATASET_DURATION_SECONDS,
+  sampleWorkload,
+  type DatasetRow,
+} from '../src/model/dataset.js';
+import { FEATURE_NAMES, workloadFeatures } from '../src/model/features.js';
 import { predict, trainForest, trainMlForest } from '../src/model/forest.js';
 import {
   loadModel,
@@ -11,6 +16,7 @@ import {
   modelFileSchema,
   predictWorkload,
 } from '../src/model/model.js';
+import { decodePrediction, encodeOptimum } from '../src/model/targets.js';
 import { trainModel } from '../src/model/train.js';
 import { loadProfile } from '../src/profiles/store.js';
 import type { PointSimulator } from '../src/search/index.js';
@@ -45,21 +51,29 @@ describe('compact forests', () => {
   });
 });
 
-/** Dataset rows with optima from a made-up rule (fast), to exercise training end to end. */
+const llama = loadProfile('h100-64gb/llama-3.1-8b-instruct');
+
+/**
+ * Dataset rows with optima from a made-up rule (fast), to exercise training end to end: a GPU
+ * that serves 9,000 tok/s whatever the mix, so the optimum is 9,000 / offeredTokensPerAdapter
+ * adapters up to the grid's top, with a quarter as many slots.
+ */
 function fakeRows(n: number): DatasetRow[] {
   return Array.from({ length: n }, (_, index) => {
     const workload = sampleWorkload(1, index);
-    const load = workload.rates.reduce((s, r) => s + r, 0) / workload.rates.length;
-    const c = Math.max(8, Math.min(512, Math.round(64 / load)));
-    const features = [...Array(FEATURE_NAMES.length)].map((_, j) => (j < 4 ? load * (j + 1) : j));
+    const features = workloadFeatures(workload, llama);
+    const perAdapter = features[FEATURE_NAMES.indexOf('offeredTokensPerAdapter')]!;
+    const c = Math.max(8, Math.min(512, Math.round(9000 / perAdapter)));
     return {
       index,
+      seed: 1,
+      durationSeconds: DATASET_DURATION_SECONDS,
       workload,
       features,
       optimum: {
         concurrentAdapters: c,
         parallelAdapters: Math.max(8, c >> 2),
-        throughputTokensPerSecond: 400 * c * load,
+        throughputTokensPerSecond: 0.95 * c * perAdapter,
       },
       maxLoraRank: 32,
       evaluated: [],
@@ -68,6 +82,36 @@ function fakeRows(n: number): DatasetRow[] {
     };
   });
 }
+
+describe('target encoding', () => {
+  it('decodes an encoded optimum back to itself', () => {
+    const o = { concurrentAdapters: 96, parallelAdapters: 24, throughputTokensPerSecond: 8000 };
+    const x = workloadFeatures({ rates: [0.2, 0.05], ranks: [16, 32] }, llama);
+    const encoded = encodeOptimum(x, o, 512);
+    const decoded = decodePrediction(
+      x,
+      {
+        concurrent: encoded.concurrent!,
+        parallel: encoded.parallel,
+        throughput: encoded.throughput,
+      },
+      512,
+    );
+    expect(decoded.concurrentAdapters).toBeCloseTo(96, 9);
+    expect(decoded.parallelAdapters).toBeCloseTo(24, 9);
+    expect(decoded.throughputTokensPerSecond).toBeCloseTo(8000, 6);
+  });
+
+  it('leaves an optimum at the top of the grid out of the concurrent fit (it is only a bound)', () => {
+    const x = workloadFeatures({ rates: [0.005], ranks: [8] }, llama);
+    const at = { concurrentAdapters: 512, parallelAdapters: 32, throughputTokensPerSecond: 1000 };
+    expect(encodeOptimum(x, at, 512).concurrent).toBeNull();
+    // ...and no prediction goes past the top.
+    expect(
+      decodePrediction(x, { concurrent: 30, parallel: 0, throughput: 1 }, 512).concurrentAdapters,
+    ).toBe(512);
+  });
+});
 
 describe('trained model files', () => {
   const model = trainModel(fakeRows(60), {
@@ -85,9 +129,17 @@ describe('trained model files', () => {
   it('record hyperparameter search, CV errors, importances and medians', () => {
     expect(model.hyperparameterSearch).toHaveLength(2);
     expect(model.trainingSet.rows).toBe(60);
-    expect(model.targets.concurrent.cv.smapePaper).toBeGreaterThanOrEqual(0);
+    expect(model.targets.concurrent.fittedRows).toBeLessThan(60); // optima at 512 are bounds
+    expect(model.targets.parallel.fittedRows).toBe(60);
     expect(Object.keys(model.targets.parallel.permutationImportance)).toEqual([...FEATURE_NAMES]);
     expect(model.featureMedians).toHaveLength(FEATURE_NAMES.length);
+  });
+
+  it('learn an optimum that follows capacity / load from 60 workloads', () => {
+    // Adapters span 8 to 512 here; learned relative to each adapter's load, the out-of-fold
+    // error stays within a few percent.
+    expect(model.targets.concurrent.cv.smapePaper).toBeLessThan(3);
+    expect(model.targets.throughput.cv.smapePaper).toBeLessThan(3);
   });
 
   it('load from disk and predict the same as before saving', () => {
@@ -111,7 +163,7 @@ describe('trained model files', () => {
 });
 
 describe('dataset builder', () => {
-  const profile = loadProfile('h100-64gb/llama-3.1-8b-instruct');
+  const profile = llama;
   // A stand-in twin: starves past 100 adapters; enough to exercise the search and the rows.
   const fake: PointSimulator = async (scenario) => ({
     feasible: true,

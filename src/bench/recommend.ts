@@ -61,5 +61,5 @@ export function datasetCost(profileId: string) {
   const rows = readDataset(datasetPath(profileId));
   const wallMs = rows.reduce((s, r) => s + r.wallMs, 0);
   const simulations = rows.reduce((s, r) => s + r.simulations, 0);
-  return { workloads: rows.length, simulations, wallHours: wallMs / 3.6e6 };
+  return { workloads: rows.length, simulations, coreHours: wallMs / 3.6e6 };
 }

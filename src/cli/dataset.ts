@@ -32,10 +32,10 @@ export async function datasetCommand(argv: string[]): Promise<number> {
   const concurrency = intOption(values.concurrency, '--concurrency') ?? 2;
   const out = values.out ?? datasetPath(profile.id);
   mkdirSync(dirname(out), { recursive: true });
-  const done = new Set(readDataset(out).map((r) => r.index));
+  const done = new Set(readDataset(out, seed).map((r) => r.index));
   const todo = Array.from({ length: n }, (_, i) => i).filter((i) => !done.has(i));
   process.stderr.write(
-    `${profile.id}: ${done.size} workloads already in ${out}, ${todo.length} to go\n`,
+    `${profile.id}: ${n - todo.length} of ${n} workloads already in ${out}, ${todo.length} to go\n`,
   );
 
   const pool = new SimulationPool();

@@ -41,7 +41,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     profile: profile.id,
     twinVersion: TWIN_VERSION,
     datasetFile: relative(PACKAGE_ROOT, file),
-    datasetSeed: 1,
+    datasetSeed: rows[0]!.seed,
     folds,
     seed,
     onProgress: (m) => process.stderr.write(`${m}\n`),

@@ -19,11 +19,19 @@ export const WORKLOAD_SPACE = {
   lengthScale: [0.5, 2],
 } as const;
 
-/** Window of the dataset's searches: a quarter of the measurements' hour, see docs/training.md. */
-export const DATASET_DURATION_SECONDS = 900;
+/**
+ * Window of the dataset's searches: the measurements' hour. Shorter windows label a different
+ * optimum: near the edge, many-adapter configurations ramp up for tens of minutes as their
+ * waiting queue fills the batch, so a 900 s window starves pairs that serve the hour
+ * (docs/training.md).
+ */
+export const DATASET_DURATION_SECONDS = 3600;
 
 export interface DatasetRow {
   index: number;
+  /** Sampling seed and search window of the row: a file never mixes either. */
+  seed: number;
+  durationSeconds: number;
   workload: SearchWorkload;
   features: number[];
   /** null when every configuration starves. */
@@ -81,6 +89,8 @@ export async function buildRow(
   );
   return {
     index,
+    seed,
+    durationSeconds: DATASET_DURATION_SECONDS,
     workload,
     features: workloadFeatures(workload, profile),
     optimum: result.best
@@ -109,12 +119,29 @@ export function datasetPath(profile: string): string {
   return join(PACKAGE_ROOT, 'models', 'datasets', `${profile}.jsonl`);
 }
 
-/** The rows of a dataset file in index order (none when the file does not exist yet). */
-export function readDataset(path: string): DatasetRow[] {
+/** A dataset file whose rows were not all built with the same seed and window. */
+export class MixedDatasetError extends Error {}
+
+/**
+ * The rows of a dataset file in index order (none when the file does not exist yet). Throws
+ * MixedDatasetError unless every row has the same seed (`expectedSeed` when given) and this build's window:
+ * labels from another window describe another optimum.
+ */
+export function readDataset(path: string, expectedSeed?: number): DatasetRow[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8')
+  const rows = readFileSync(path, 'utf8')
     .split('\n')
     .filter((l) => l.trim() !== '')
     .map((l) => JSON.parse(l) as DatasetRow)
     .sort((a, b) => a.index - b.index);
+  const seed = expectedSeed ?? rows[0]?.seed;
+  const stray = rows.find((r) => r.durationSeconds !== DATASET_DURATION_SECONDS || r.seed !== seed);
+  if (stray)
+    throw new MixedDatasetError(
+      `${path}: workload ${stray.index} was built with seed ${stray.seed ?? 'unknown'} and ` +
+        `${stray.durationSeconds ?? 'unknown'} s windows; this build uses ` +
+        `seed ${seed} and ${DATASET_DURATION_SECONDS} s. ` +
+        'Move the file aside or pass --out.',
+    );
+  return rows;
 }

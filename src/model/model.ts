@@ -4,25 +4,31 @@ import { z } from 'zod';
 import { PACKAGE_ROOT } from '../profiles/store.js';
 import { FEATURE_NAMES } from './features.js';
 import { predict, predictTrees, type CompactForest } from './forest.js';
+import { decodePrediction, TARGET_ENCODINGS, type TargetName } from './targets.js';
 
 export const FORESTS_DIR = join(PACKAGE_ROOT, 'models', 'forests');
 
 const errorsSchema = z.object({ smapePaper: z.number(), smape: z.number(), mape: z.number() });
-const targetSchema = z.object({
-  /** Forests of log2(adapters) treat 16 -> 32 like 128 -> 256, as an operator would. */
-  transform: z.enum(['log2', 'none']),
-  forest: z.object({ trees: z.array(z.array(z.number())) }),
-  cv: errorsSchema,
-  permutationImportance: z.record(z.string(), z.number()),
-});
+const targetSchema = <E extends string>(encoding: E) =>
+  z.object({
+    /** What the forest predicts (src/model/targets.ts); errors are on the decoded optimum. */
+    encoding: z.literal(encoding),
+    forest: z.object({ trees: z.array(z.array(z.number())) }),
+    /** Rows the forest was fitted on (concurrent leaves out optima at the grid's top). */
+    fittedRows: z.number(),
+    cv: errorsSchema,
+    permutationImportance: z.record(z.string(), z.number()),
+  });
 
 export const modelFileSchema = z.object({
-  schemaVersion: z.literal(1),
+  schemaVersion: z.literal(2),
   profile: z.string(),
   twinVersion: z.string(),
   modelVersion: z.string(),
   features: z.array(z.string()),
   featureMedians: z.array(z.number()),
+  /** The largest concurrent value of the training grid: no prediction goes beyond it. */
+  concurrentCeiling: z.number(),
   hyperparameters: z.object({
     nEstimators: z.number(),
     maxFeatures: z.number(),
@@ -40,35 +46,45 @@ export const modelFileSchema = z.object({
     durationSeconds: z.number(),
     folds: z.number(),
   }),
-  targets: z.object({ concurrent: targetSchema, parallel: targetSchema, throughput: targetSchema }),
+  targets: z.object({
+    concurrent: targetSchema(TARGET_ENCODINGS.concurrent),
+    parallel: targetSchema(TARGET_ENCODINGS.parallel),
+    throughput: targetSchema(TARGET_ENCODINGS.throughput),
+  }),
 });
 export type ModelFile = z.infer<typeof modelFileSchema>;
-export type TargetName = keyof ModelFile['targets'];
 
 export interface ForestPrediction {
   concurrentAdapters: number;
   parallelAdapters: number;
   throughputTokensPerSecond: number;
+  /** Predicted throughput / offered at the optimum: prices any nearby pair by its offered load. */
+  completionRatio: number;
   /** Spread of the trees' answers for concurrent adapters, in log2 units (1 = a factor of 2). */
   concurrentSpreadLog2: number;
 }
 
-const untransform = (value: number, transform: 'log2' | 'none') =>
-  transform === 'log2' ? 2 ** value : value;
-
-export function predictTarget(model: ModelFile, target: TargetName, x: readonly number[]): number {
-  const t = model.targets[target];
-  return untransform(predict(t.forest as CompactForest, x), t.transform);
+/** The three forests' raw outputs for one feature row. */
+export function predictRaw(
+  targets: Record<TargetName, { forest: CompactForest }>,
+  x: readonly number[],
+): Record<TargetName, number> {
+  return {
+    concurrent: predict(targets.concurrent.forest, x),
+    parallel: predict(targets.parallel.forest, x),
+    throughput: predict(targets.throughput.forest, x),
+  };
 }
 
 export function predictWorkload(model: ModelFile, x: readonly number[]): ForestPrediction {
+  const raw = predictRaw(model.targets, x);
+  // The concurrent forest predicts log2 of offered tokens: per adapter that is a fixed shift, so
+  // the trees' spread is directly a spread of log2(adapters).
   const per = predictTrees(model.targets.concurrent.forest, x);
-  const mean = per.reduce((s, v) => s + v, 0) / per.length;
-  const spread = Math.sqrt(per.reduce((s, v) => s + (v - mean) ** 2, 0) / per.length);
+  const spread = Math.sqrt(per.reduce((s, v) => s + (v - raw.concurrent) ** 2, 0) / per.length);
   return {
-    concurrentAdapters: predictTarget(model, 'concurrent', x),
-    parallelAdapters: predictTarget(model, 'parallel', x),
-    throughputTokensPerSecond: predictTarget(model, 'throughput', x),
+    ...decodePrediction(x, raw, model.concurrentCeiling),
+    completionRatio: raw.throughput,
     concurrentSpreadLog2: spread,
   };
 }
@@ -86,17 +102,19 @@ export interface FeatureEffect {
  * median and the change of the prediction is measured (a one-at-a-time attribution).
  */
 export function localExplanation(model: ModelFile, x: readonly number[], top = 3): FeatureEffect[] {
-  const c = predict(model.targets.concurrent.forest, x);
-  const p = predict(model.targets.parallel.forest, x);
+  const answer = (row: readonly number[]) =>
+    decodePrediction(row, predictRaw(model.targets, row), model.concurrentCeiling);
+  const here = answer(x);
   return model.features
     .map((feature, i) => {
       const moved = [...x];
       moved[i] = model.featureMedians[i]!;
+      const there = answer(moved);
       return {
         feature,
         value: x[i]!,
-        concurrentLog2Effect: c - predict(model.targets.concurrent.forest, moved),
-        parallelLog2Effect: p - predict(model.targets.parallel.forest, moved),
+        concurrentLog2Effect: Math.log2(here.concurrentAdapters / there.concurrentAdapters),
+        parallelLog2Effect: Math.log2(here.parallelAdapters / there.parallelAdapters),
       };
     })
     .sort(

@@ -1,9 +1,18 @@
 import { errorSummary } from '../validation/metrics.js';
 import { seededStream, shuffleInPlace } from '../twin/random.js';
+import { DEFAULT_GRID } from '../search/index.js';
 import { DATASET_DURATION_SECONDS, type DatasetRow } from './dataset.js';
 import { FEATURE_NAMES } from './features.js';
-import { predict, trainForest, type CompactForest, type ForestHyperparameters } from './forest.js';
-import type { ModelFile, TargetName } from './model.js';
+import { trainForest, type CompactForest, type ForestHyperparameters } from './forest.js';
+import { predictRaw, type ModelFile } from './model.js';
+import {
+  decodePrediction,
+  encodeOptimum,
+  TARGET_ENCODINGS,
+  TARGET_NAMES,
+  type Optimum,
+  type TargetName,
+} from './targets.js';
 
 export const HYPERPARAMETER_GRID: ForestHyperparameters[] = [
   { nEstimators: 60, maxFeatures: 0.7, maxDepth: 8, minNumSamples: 3 },
@@ -11,19 +20,6 @@ export const HYPERPARAMETER_GRID: ForestHyperparameters[] = [
   { nEstimators: 60, maxFeatures: 0.7, maxDepth: 14, minNumSamples: 2 },
   { nEstimators: 60, maxFeatures: 1.0, maxDepth: 14, minNumSamples: 2 },
 ];
-
-interface TargetSpec {
-  name: TargetName;
-  transform: 'log2' | 'none';
-  of: (row: DatasetRow) => number;
-}
-const TARGETS: TargetSpec[] = [
-  { name: 'concurrent', transform: 'log2', of: (r) => r.optimum!.concurrentAdapters },
-  { name: 'parallel', transform: 'log2', of: (r) => r.optimum!.parallelAdapters },
-  { name: 'throughput', transform: 'none', of: (r) => r.optimum!.throughputTokensPerSecond },
-];
-const forward = (v: number, t: 'log2' | 'none') => (t === 'log2' ? Math.log2(v) : v);
-const back = (v: number, t: 'log2' | 'none') => (t === 'log2' ? 2 ** v : v);
 
 /** Deterministic k-fold assignment: a seeded shuffle of row positions, dealt round-robin. */
 export function foldsOf(n: number, k: number, seed: number): number[] {
@@ -34,69 +30,101 @@ export function foldsOf(n: number, k: number, seed: number): number[] {
   return fold;
 }
 
-export interface CvResult {
-  predictions: number[]; // on the original scale, one per row, from the fold that held it out
-  forests: CompactForest[];
-  xs: number[][];
+type Forests = Record<TargetName, { forest: CompactForest; fittedRows: number }>;
+
+/** Fits the three forests on rows `idx` (concurrent skips rows whose optimum is censored). */
+function fitForests(
+  xs: number[][],
+  encoded: Array<Record<TargetName, number | null>>,
+  idx: number[],
+  h: ForestHyperparameters,
+  seed: number,
+): Forests {
+  const fit = (t: TargetName) => {
+    const rows = idx.filter((i) => encoded[i]![t] !== null);
+    const forest = trainForest(
+      rows.map((i) => xs[i]!),
+      rows.map((i) => encoded[i]![t]!),
+      h,
+      seed,
+    );
+    return { forest, fittedRows: rows.length };
+  };
+  return {
+    concurrent: fit('concurrent'),
+    parallel: fit('parallel'),
+    throughput: fit('throughput'),
+  };
 }
 
-/** Out-of-fold predictions of one target for one hyperparameter setting. */
+export interface CvResult {
+  /** Out-of-fold decoded predictions, one per row, from the fold that held the row out. */
+  predictions: Optimum[];
+  forests: Forests[];
+}
+
 function crossValidate(
   xs: number[][],
-  ys: number[],
+  encoded: Array<Record<TargetName, number | null>>,
   fold: number[],
   k: number,
   h: ForestHyperparameters,
   seed: number,
-  t: TargetSpec,
+  ceiling: number,
 ): CvResult {
-  const predictions = new Array<number>(xs.length);
-  const forests: CompactForest[] = [];
+  const predictions = new Array<Optimum>(xs.length);
+  const forests: Forests[] = [];
   for (let f = 0; f < k; f++) {
-    const trainIdx = xs.map((_, i) => i).filter((i) => fold[i] !== f);
-    const forest = trainForest(
-      trainIdx.map((i) => xs[i]!),
-      trainIdx.map((i) => forward(ys[i]!, t.transform)),
-      h,
-      seed + f,
-    );
+    const train = xs.map((_, i) => i).filter((i) => fold[i] !== f);
+    const forest = fitForests(xs, encoded, train, h, seed + f);
     forests.push(forest);
     xs.forEach((x, i) => {
-      if (fold[i] === f) predictions[i] = back(predict(forest, x), t.transform);
+      if (fold[i] === f) predictions[i] = decodePrediction(x, predictRaw(forest, x), ceiling);
     });
   }
-  return { predictions, forests, xs };
+  return { predictions, forests };
 }
 
-const paperSmape = (ys: number[], ps: number[]) =>
-  errorSummary(ys.map((y, i) => ({ real: y, predicted: ps[i]! }))).smapePaper;
+const OPTIMUM_FIELD: Record<TargetName, keyof Optimum> = {
+  concurrent: 'concurrentAdapters',
+  parallel: 'parallelAdapters',
+  throughput: 'throughputTokensPerSecond',
+};
+
+/** Errors of decoded predictions against the twin's optimum, per target. */
+function targetErrors(truth: Optimum[], predictions: Optimum[], t: TargetName) {
+  const field = OPTIMUM_FIELD[t];
+  return errorSummary(truth.map((o, i) => ({ real: o[field], predicted: predictions[i]![field] })));
+}
 
 /**
- * Permutation importance on held-out folds: how much the out-of-fold paper-SMAPE rises when one
- * feature's column is shuffled (model refits are not needed: each row keeps its own fold's forest).
+ * Permutation importance on held-out folds: how much each target's out-of-fold paper-SMAPE rises
+ * when one feature's column is shuffled (no refits: each row keeps its own fold's forests).
  */
 function permutationImportance(
   cv: CvResult,
-  ys: number[],
+  xs: number[][],
+  truth: Optimum[],
   fold: number[],
-  t: TargetSpec,
   seed: number,
-): Record<string, number> {
-  const base = paperSmape(ys, cv.predictions);
-  const out: Record<string, number> = {};
+  ceiling: number,
+): Record<TargetName, Record<string, number>> {
+  const base = Object.fromEntries(
+    TARGET_NAMES.map((t) => [t, targetErrors(truth, cv.predictions, t).smapePaper]),
+  ) as Record<TargetName, number>;
+  const out = { concurrent: {}, parallel: {}, throughput: {} } as Record<
+    TargetName,
+    Record<string, number>
+  >;
   FEATURE_NAMES.forEach((name, j) => {
-    const column = cv.xs.map((x) => x[j]!);
+    const column = xs.map((x) => x[j]!);
     shuffleInPlace(column, seededStream(seed + j, 300));
-    const permuted = cv.xs.map((x, i) =>
-      back(
-        predict(
-          cv.forests[fold[i]!]!,
-          x.map((v, jj) => (jj === j ? column[i]! : v)),
-        ),
-        t.transform,
-      ),
-    );
-    out[name] = Number((paperSmape(ys, permuted) - base).toFixed(3));
+    const permuted = xs.map((x, i) => {
+      const moved = x.map((v, jj) => (jj === j ? column[i]! : v));
+      return decodePrediction(moved, predictRaw(cv.forests[fold[i]!]!, moved), ceiling);
+    });
+    for (const t of TARGET_NAMES)
+      out[t][name] = Number((targetErrors(truth, permuted, t).smapePaper - base[t]).toFixed(3));
   });
   return out;
 }
@@ -117,19 +145,24 @@ export function trainModel(rows: DatasetRow[], options: TrainOptions): ModelFile
   const k = options.folds ?? 5;
   const seed = options.seed ?? 1;
   const grid = options.grid ?? HYPERPARAMETER_GRID;
+  // The dataset's searches ran on the default grid: an optimum at its top is censored.
+  const ceiling = Math.max(...DEFAULT_GRID.concurrent);
   const usable = rows.filter((r) => r.optimum !== null).sort((a, b) => a.index - b.index);
   if (usable.length < k * 4)
     throw new Error(
       `only ${usable.length} workloads have an optimum: too few to train with ${k}-fold CV`,
     );
   const xs = usable.map((r) => r.features);
+  const truth = usable.map((r) => r.optimum!);
+  const encoded = usable.map((r, i) => encodeOptimum(xs[i]!, truth[i]!, ceiling));
   const fold = foldsOf(usable.length, k, seed);
+  const errorsOf = (cv: CvResult) =>
+    TARGET_NAMES.map((t) => targetErrors(truth, cv.predictions, t));
 
   const search = grid.map((h) => {
-    const errors = TARGETS.map((t) => {
-      const ys = usable.map(t.of);
-      return paperSmape(ys, crossValidate(xs, ys, fold, k, h, seed, t).predictions);
-    });
+    const errors = errorsOf(crossValidate(xs, encoded, fold, k, h, seed, ceiling)).map(
+      (e) => e.smapePaper,
+    );
     const mean = errors.reduce((s, e) => s + e, 0) / errors.length;
     options.onProgress?.(
       `  ${JSON.stringify(h)}: CV paper-SMAPE ${errors.map((e) => e.toFixed(2)).join(' / ')} (mean ${mean.toFixed(2)})`,
@@ -138,40 +171,36 @@ export function trainModel(rows: DatasetRow[], options: TrainOptions): ModelFile
   });
   const chosen = search.reduce((a, b) => (b.cvSmapePaper < a.cvSmapePaper ? b : a)).hyperparameters;
 
-  const targets = Object.fromEntries(
-    TARGETS.map((t) => {
-      const ys = usable.map(t.of);
-      const cv = crossValidate(xs, ys, fold, k, chosen, seed, t);
-      const errors = errorSummary(ys.map((y, i) => ({ real: y, predicted: cv.predictions[i]! })));
-      const forest = trainForest(
-        xs,
-        ys.map((y) => forward(y, t.transform)),
-        chosen,
-        seed,
-      );
-      return [
-        t.name,
-        {
-          transform: t.transform,
-          forest,
-          cv: { smapePaper: errors.smapePaper, smape: errors.smape, mape: errors.mape },
-          permutationImportance: permutationImportance(cv, ys, fold, t, seed),
-        },
-      ];
-    }),
-  ) as ModelFile['targets'];
+  const cv = crossValidate(xs, encoded, fold, k, chosen, seed, ceiling);
+  const errors = errorsOf(cv);
+  const importance = permutationImportance(cv, xs, truth, fold, seed, ceiling);
+  const final = fitForests(
+    xs,
+    encoded,
+    xs.map((_, i) => i),
+    chosen,
+    seed,
+  );
+  const target = <T extends TargetName>(t: T, i: number) => ({
+    encoding: TARGET_ENCODINGS[t],
+    forest: final[t].forest,
+    fittedRows: final[t].fittedRows,
+    cv: { smapePaper: errors[i]!.smapePaper, smape: errors[i]!.smape, mape: errors[i]!.mape },
+    permutationImportance: importance[t],
+  });
 
   const medians = FEATURE_NAMES.map((_, j) => {
     const v = xs.map((x) => x[j]!).sort((a, b) => a - b);
     return v[v.length >> 1]!;
   });
   return {
-    schemaVersion: 1,
+    schemaVersion: 2,
     profile: options.profile,
     twinVersion: options.twinVersion,
     modelVersion: `${options.profile}@${options.twinVersion}+rows${usable.length}+seed${seed}`,
     features: [...FEATURE_NAMES],
     featureMedians: medians,
+    concurrentCeiling: ceiling,
     hyperparameters: chosen,
     hyperparameterSearch: search.map((s) => ({
       hyperparameters: { ...s.hyperparameters },
@@ -185,6 +214,10 @@ export function trainModel(rows: DatasetRow[], options: TrainOptions): ModelFile
       durationSeconds: DATASET_DURATION_SECONDS,
       folds: k,
     },
-    targets,
+    targets: {
+      concurrent: target('concurrent', 0),
+      parallel: target('parallel', 1),
+      throughput: target('throughput', 2),
+    },
   };
 }

@@ -102,7 +102,8 @@ export class Recommender {
       : Math.max(1, Math.round(prediction.parallelAdapters));
     if (p > c) [c, p] = grid?.concurrent ? [c, c] : [Math.max(c, p), p];
     const offered = offeredTokensPerSecond(profile, request.workload, c);
-    const throughput = Math.min(prediction.throughputTokensPerSecond, offered);
+    // The forest predicts the completion ratio at the optimum: priced at the snapped pair's load.
+    const throughput = Math.min(1, prediction.completionRatio) * offered;
     const effects = localExplanation(model, x);
     return {
       recommendation: {

@@ -1,0 +1,167 @@
+import { describe, expect, it } from 'vitest';
+import {
+  BUSY_ADAPTER_FRACTION,
+  FEATURE_NAMES,
+  OFFERED_TOKENS_PER_ADAPTER,
+  workloadFeatures,
+} from '../src/model/features.js';
+import type { ModelFile } from '../src/model/model.js';
+import { TARGET_ENCODINGS } from '../src/model/targets.js';
+import { loadProfile } from '../src/profiles/store.js';
+import { recommendRequestSchema, Recommender } from '../src/recommend/index.js';
+import type { PointSimulator } from '../src/search/index.js';
+
+const PROFILE = 'h100-64gb/llama-3.1-8b-instruct';
+const llama = loadProfile(PROFILE);
+const workload = { rates: [0.1, 0.05, 0.025], ranks: [16] };
+const x = workloadFeatures(workload, llama);
+
+/** A model file whose forests are single leaves: it answers `concurrent` x `parallel` for any workload. */
+function constantModel(concurrent: number, parallel: number, completionRatio = 0.95): ModelFile {
+  const leaf = (value: number) => ({ trees: [[-1, value, 0, 0]] });
+  const target = <E extends string>(encoding: E, value: number) => ({
+    encoding,
+    forest: leaf(value),
+    fittedRows: 1,
+    cv: { smapePaper: 0, smape: 0, mape: 0 },
+    permutationImportance: {},
+  });
+  return {
+    schemaVersion: 2,
+    profile: PROFILE,
+    twinVersion: 'test',
+    modelVersion: 'test',
+    features: [...FEATURE_NAMES],
+    featureMedians: x.map((v) => v * 2),
+    concurrentCeiling: 512,
+    hyperparameters: { nEstimators: 1, maxFeatures: 1, maxDepth: 1, minNumSamples: 1 },
+    hyperparameterSearch: [],
+    trainingSet: {
+      file: '',
+      rows: 1,
+      rowsWithoutOptimum: 0,
+      seed: 1,
+      durationSeconds: 3600,
+      folds: 5,
+    },
+    targets: {
+      concurrent: target(
+        TARGET_ENCODINGS.concurrent,
+        Math.log2(concurrent * x[OFFERED_TOKENS_PER_ADAPTER]!),
+      ),
+      parallel: target(
+        TARGET_ENCODINGS.parallel,
+        Math.log2(parallel / (concurrent * x[BUSY_ADAPTER_FRACTION]!)),
+      ),
+      throughput: target(TARGET_ENCODINGS.throughput, completionRatio),
+    },
+  };
+}
+
+/** A stand-in twin: a pair serves when `serves(c, p)`; throughput grows with adapters. */
+function fakeTwin(serves: (c: number, p: number) => boolean): {
+  simulate: PointSimulator;
+  calls: Array<[number, number]>;
+} {
+  const calls: Array<[number, number]> = [];
+  const simulate: PointSimulator = async (scenario) => {
+    const { maxCpuLoras: c, maxLoras: p } = scenario.config;
+    calls.push([c, p]);
+    const ok = serves(c, p);
+    const offered = c * 10;
+    const outcome: Awaited<ReturnType<PointSimulator>> = {
+      feasible: true,
+      kvCacheTokens: 1,
+      throughputTokensPerSecond: ok ? offered - p * 0.01 : offered * 0.5,
+      inputTokensPerSecond: 0,
+      outputTokensPerSecond: 0,
+      offeredTokensPerSecond: offered,
+      arrivedRequests: 0,
+      droppedRequests: 0,
+      completedRequests: 0,
+      completionRatio: ok ? 1 : 0.5,
+      starving: !ok,
+      ttftMs: { mean: 0, p50: 0, p99: 0 },
+      itlMs: { mean: 0, p50: 0, p99: 0 },
+      preemptions: 0,
+      adapterLoads: 0,
+      maxWaitingRequests: 0,
+      meanRunningRequests: 0,
+      engineSteps: 0,
+    };
+    return outcome;
+  };
+  return { simulate, calls };
+}
+
+const recommender = (model: ModelFile, simulate: PointSimulator) =>
+  new Recommender({ loadProfile, loadModel: () => model, simulate });
+const request = (body: object) =>
+  recommendRequestSchema.parse({ profile: PROFILE, workload, ...body });
+
+describe('method model', () => {
+  it('snaps to the candidate grid, keeps parallel <= concurrent and prices the snapped pair', async () => {
+    const twin = fakeTwin(() => true);
+    const r = await recommender(constantModel(300, 90), twin.simulate).recommend(
+      request({
+        method: 'model',
+        search: { concurrent: [64, 128, 256, 384], parallel: [32, 64, 128] },
+      }),
+    );
+    expect(r.recommendation.concurrentAdapters).toBe(256); // 300 is nearer 256 than 384 in ratio
+    expect(r.recommendation.parallelAdapters).toBe(64); // 90 is nearer 64 than 128 in ratio
+    expect(r.recommendation.throughputTokensPerSecond).toBeCloseTo(
+      0.95 * r.recommendation.offeredTokensPerSecond,
+      6,
+    );
+    expect(r.vllmArgs).toContain('--max-cpu-loras=256');
+    expect(twin.calls).toHaveLength(0); // the forest alone: no simulation
+  });
+
+  it('never predicts more throughput than is offered', async () => {
+    const r = await recommender(
+      constantModel(64, 32, 1.2),
+      fakeTwin(() => true).simulate,
+    ).recommend(request({ method: 'model' }));
+    expect(r.recommendation.throughputTokensPerSecond).toBe(
+      r.recommendation.offeredTokensPerSecond,
+    );
+  });
+});
+
+describe('method auto', () => {
+  it('descends from a forest answer the twin says starves to the largest pair that serves', async () => {
+    const twin = fakeTwin((c) => c <= 100);
+    const r = await recommender(constantModel(300, 64), twin.simulate).recommend(
+      request({ method: 'auto' }),
+    );
+    expect(r.recommendation.starving).toBe(false);
+    expect(r.recommendation.concurrentAdapters).toBe(96); // the largest default value <= 100
+    expect(twin.calls.length).toBeLessThan(12); // far fewer than a full search
+  });
+
+  it('climbs from a forest answer that is too cautious', async () => {
+    const twin = fakeTwin((c) => c <= 200);
+    const r = await recommender(constantModel(64, 32), twin.simulate).recommend(
+      request({ method: 'auto' }),
+    );
+    expect(r.recommendation.concurrentAdapters).toBe(192);
+    expect(r.recommendation.starving).toBe(false);
+  });
+
+  it('falls back to the full twin search when no pair on the forest line serves', async () => {
+    const twin = fakeTwin((c, p) => p >= 128 && c <= 320);
+    const r = await recommender(constantModel(128, 16), twin.simulate).recommend(
+      request({ method: 'auto' }),
+    );
+    expect(r.method).toBe('auto');
+    // Fewer slots win at equal adapters: the full search's answer, not the forest's line.
+    expect(r.recommendation).toMatchObject({
+      concurrentAdapters: 320,
+      parallelAdapters: 128,
+      starving: false,
+    });
+    expect(r.evaluated.some((e) => e.parallelAdapters === 16 && e.starving)).toBe(true);
+    expect(r.explanation.summary).toMatch(/No pair on the forest's line serves/);
+  });
+});
