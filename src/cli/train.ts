@@ -4,7 +4,7 @@ import { modelPath } from '../model/model.js';
 import { trainModel } from '../model/train.js';
 import { loadProfile, PACKAGE_ROOT } from '../profiles/store.js';
 import { TWIN_VERSION } from '../twin/index.js';
-import { datasetPath, readDataset } from '../model/dataset.js';
+import { datasetPath, readDataset, withCurrentFeatures } from '../model/dataset.js';
 import { intOption, parseOptions, UsageError } from './main.js';
 
 const USAGE = `usage: loraplan train --profile P [--dataset FILE] [--out FILE] [--folds K] [--seed S]
@@ -29,7 +29,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   if (!values.profile) throw new UsageError(`--profile is required\n${USAGE}`);
   const profile = loadProfile(values.profile);
   const file = values.dataset ?? datasetPath(profile.id);
-  const rows = readDataset(file);
+  const rows = withCurrentFeatures(readDataset(file), profile);
   if (rows.length === 0)
     throw new UsageError(
       `no dataset rows in ${file}; build them with loraplan dataset --profile ${profile.id}`,

@@ -114,6 +114,14 @@ export async function buildRow(
   };
 }
 
+/**
+ * Rows with their features computed by this version's `workloadFeatures`: a row's label depends
+ * on the workload alone, so features can change without simulating again.
+ */
+export function withCurrentFeatures(rows: DatasetRow[], profile: Profile): DatasetRow[] {
+  return rows.map((r) => ({ ...r, features: workloadFeatures(r.workload, profile) }));
+}
+
 /** Where a profile's committed training set lives. */
 export function datasetPath(profile: string): string {
   return join(PACKAGE_ROOT, 'models', 'datasets', `${profile}.jsonl`);

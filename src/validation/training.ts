@@ -6,6 +6,7 @@ import {
   DATASET_DURATION_SECONDS,
   datasetPath,
   readDataset,
+  withCurrentFeatures,
   WORKLOAD_SPACE,
 } from '../model/dataset.js';
 import { FEATURE_NAMES } from '../model/features.js';
@@ -37,7 +38,7 @@ ${rows.join('\n')}`;
 const PROFILES = ['h100-64gb/llama-3.1-8b-instruct', 'h100-64gb/qwen-2.5-7b-instruct'];
 const sections: string[] = [];
 for (const profile of PROFILES) {
-  const rows = readDataset(datasetPath(profile));
+  const rows = withCurrentFeatures(readDataset(datasetPath(profile)), loadProfile(profile));
   const model = loadModel(profile);
   const usable = rows.filter((r) => r.optimum);
   const sizes = [50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 800]
