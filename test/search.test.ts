@@ -67,6 +67,44 @@ describe('optimum search', () => {
       0,
     );
     expect(result.simulations).toBeLessThan(pairs);
+
+    // Started from any hint (as the twin method starts from the forest's answer), the same answer.
+    for (const startNear of [8, 40, 128, 1000]) {
+      const hinted = await searchOptimum(
+        llama,
+        { workload, ...grid, durationSeconds, startNear },
+        inProcess,
+      );
+      expect([hinted.best!.concurrentAdapters, hinted.best!.parallelAdapters]).toEqual([
+        expected!.c,
+        expected!.p,
+      ]);
+    }
+  });
+
+  it('needs fewer simulations when started near the optimum', async () => {
+    // A stand-in twin whose lines serve up to 96 adapters, on a fine grid.
+    const fine = {
+      concurrent: [8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512],
+      parallel: [8, 16, 32],
+    };
+    const counting: PointSimulator = async (scenario) => ({
+      ...(await inProcess(scenario, llama, 0.1)),
+      starving: scenario.config.maxCpuLoras > 96,
+    });
+    const cold = await searchOptimum(
+      llama,
+      { workload: { rates: [0.01], ranks: [8] }, ...fine, durationSeconds: 60 },
+      counting,
+    );
+    const warm = await searchOptimum(
+      llama,
+      { workload: { rates: [0.01], ranks: [8] }, ...fine, durationSeconds: 60, startNear: 100 },
+      counting,
+    );
+    expect(warm.best!.concurrentAdapters).toBe(96);
+    expect(cold.best!.concurrentAdapters).toBe(96);
+    expect(warm.simulations).toBeLessThan(cold.simulations);
   });
 
   it('picks max_lora_rank as the smallest allowed rank that fits every adapter', async () => {

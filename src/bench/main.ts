@@ -33,15 +33,19 @@ if (!values.only || values.only === 'forest') {
 
 if (!values.only || values.only === 'search') {
   out('## Twin search over the 10 x 10 measured grid (3600 s windows, all cores)');
-  out('| profile | workload | wall time | simulations | optimum |');
-  out('|---|---|---|---|---|');
+  out('| profile | workload | start | wall time | simulations | optimum |');
+  out('|---|---|---|---|---|---|');
   for (const p of PROFILES) {
     for (const rates of [
       [0.1, 0.05, 0.025],
       [1.6, 0.8, 0.4],
     ]) {
-      const r = await benchSearch(p, rates, [8, 16]);
-      out(`| ${p} | rates ${rates.join('/')} | ${s(r.wallMs)} | ${r.simulations} | ${r.best} |`);
+      for (const fromForest of [false, true]) {
+        const r = await benchSearch(p, rates, [8, 16], fromForest);
+        out(
+          `| ${p} | rates ${rates.join('/')} | ${fromForest ? "near the forest's answer" : 'cold'} | ${s(r.wallMs)} | ${r.simulations} | ${r.best} |`,
+        );
+      }
     }
   }
   out();

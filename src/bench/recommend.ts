@@ -30,20 +30,33 @@ export function benchForest(profileId: string, now: () => number = () => perform
   };
 }
 
-/** A full twin search over the 10 x 10 measured grid, on a worker pool of all cores. */
+/**
+ * A full twin search over the 10 x 10 measured grid, on a worker pool of all cores: cold, or
+ * started near the forest's answer as method twin does.
+ */
 export async function benchSearch(
   profileId: string,
   rates: number[],
   ranks: number[],
+  fromForest: boolean,
   now: () => number = () => performance.now(),
 ) {
   const profile = loadProfile(profileId);
   const pool = new SimulationPool();
   try {
     const t = now();
+    const startNear = fromForest
+      ? predictWorkload(loadModel(profileId), workloadFeatures({ rates, ranks }, profile))
+          .concurrentAdapters
+      : undefined;
     const r = await searchOptimum(
       profile,
-      { workload: { rates, ranks }, concurrent: MEASURED_GRID, parallel: MEASURED_GRID },
+      {
+        workload: { rates, ranks },
+        concurrent: MEASURED_GRID,
+        parallel: MEASURED_GRID,
+        ...(startNear !== undefined ? { startNear } : {}),
+      },
       (s) => pool.run({ scenario: s }),
     );
     return {

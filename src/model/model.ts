@@ -143,7 +143,12 @@ export function loadModel(profile: string, dir = FORESTS_DIR): ModelFile {
     throw new ModelUnavailableError(
       `no trained forest for profile ${profile} (expected ${path}); run loraplan train --profile ${profile}`,
     );
-  const model = modelFileSchema.parse(JSON.parse(readFileSync(path, 'utf8')));
+  const parsed = modelFileSchema.safeParse(JSON.parse(readFileSync(path, 'utf8')));
+  if (!parsed.success)
+    throw new ModelUnavailableError(
+      `${path} is not a forest this version reads (trained by an older loraplan?); run loraplan train --profile ${profile}`,
+    );
+  const model = parsed.data;
   if (model.features.join() !== FEATURE_NAMES.join())
     throw new ModelUnavailableError(`${path} was trained on other features`);
   loaded.set(path, model);

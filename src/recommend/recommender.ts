@@ -1,5 +1,10 @@
 import { workloadFeatures } from '../model/features.js';
-import { localExplanation, predictWorkload, type ModelFile } from '../model/model.js';
+import {
+  localExplanation,
+  ModelUnavailableError,
+  predictWorkload,
+  type ModelFile,
+} from '../model/model.js';
 import {
   better,
   DEFAULT_GRID,
@@ -86,6 +91,15 @@ export class Recommender {
     return { model, x, prediction: predictWorkload(model, x) };
   }
 
+  private forestConcurrent(profile: Profile, request: RecommendRequest): number | undefined {
+    try {
+      return this.forestAnswer(profile, request).prediction.concurrentAdapters;
+    } catch (e) {
+      if (e instanceof ModelUnavailableError) return undefined;
+      throw e;
+    }
+  }
+
   private fromModel(
     profile: Profile,
     request: RecommendRequest,
@@ -135,6 +149,8 @@ export class Recommender {
     request: RecommendRequest,
     maxLoraRank: number,
   ): Promise<RecommendResponse> {
+    // Started near the forest's answer when there is a forest: the same optimum, fewer simulations.
+    const startNear = this.forestConcurrent(profile, request);
     const result = await searchOptimum(
       profile,
       {
@@ -143,6 +159,7 @@ export class Recommender {
         parallel: request.search?.parallel ?? DEFAULT_GRID.parallel,
         starvationThreshold: request.starvationThreshold,
         ...(request.slo ? { slo: request.slo } : {}),
+        ...(startNear !== undefined ? { startNear } : {}),
       },
       this.deps.simulate,
     );

@@ -34,6 +34,12 @@ export interface SearchRequest {
   slo?: Slo;
   durationSeconds?: number;
   seed?: number;
+  /**
+   * A concurrent value to start each line from (the forest's answer): probes step outwards from it,
+   * 1, 2, 4... candidates, until the line's edge is bracketed, then bisect. The answer is the same
+   * when starvation is monotone along each line; a close hint needs fewer, cheaper simulations.
+   */
+  startNear?: number;
 }
 
 export interface EvaluatedPoint {
@@ -176,9 +182,39 @@ export async function searchOptimum(
   let simulations = 0;
 
   const lines = parallel
-    .map((p) => ({ p, candidates: concurrent.filter((c) => c >= p), lo: -1, hi: 0 }))
+    .map((p) => ({ p, candidates: concurrent.filter((c) => c >= p), lo: -1, hi: 0, step: 1 }))
     .filter((line) => line.candidates.length > 0);
   for (const line of lines) line.hi = line.candidates.length;
+  const hint = request.startNear;
+  /** The next candidate a line probes: [lo, hi) brackets its edge (lo serves, hi starves). */
+  const nextProbe = (line: (typeof lines)[number]): number => {
+    const n = line.candidates.length;
+    if (hint !== undefined) {
+      if (line.lo < 0 && line.hi === n) {
+        let nearest = 0;
+        line.candidates.forEach((c, i) => {
+          if (Math.abs(Math.log(c / hint)) < Math.abs(Math.log(line.candidates[nearest]! / hint)))
+            nearest = i;
+        });
+        return nearest;
+      }
+      // Expand away from the hint until both sides are known, doubling the step.
+      const expand =
+        line.hi === n
+          ? Math.min(n - 1, line.lo + line.step)
+          : line.lo < 0
+            ? Math.max(0, line.hi - line.step)
+            : -1;
+      if (expand >= 0) {
+        line.step *= 2;
+        return expand;
+      }
+      return (line.lo + line.hi) >> 1;
+    }
+    // Gallop: a line whose probes have all served so far tries its largest candidate next, which
+    // settles light workloads in two probes; otherwise bisect.
+    return line.lo >= 0 && line.hi === n ? n - 1 : (line.lo + line.hi) >> 1;
+  };
 
   // Infeasible parallel settings: vLLM would not start, whatever the adapters.
   const active = lines.filter((line) => {
@@ -204,13 +240,7 @@ export async function searchOptimum(
   let bestServingC = -Infinity;
   let open = active;
   while (open.length > 0) {
-    // Gallop: a line whose probes have all served so far tries its largest candidate next, which
-    // settles light workloads in two probes; otherwise bisect.
-    const probes = open.map((line) => ({
-      line,
-      index:
-        line.lo >= 0 && line.hi === line.candidates.length ? line.hi - 1 : (line.lo + line.hi) >> 1,
-    }));
+    const probes = open.map((line) => ({ line, index: nextProbe(line) }));
     const results = await Promise.all(
       probes.map(({ line, index }) =>
         simulate(
