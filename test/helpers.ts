@@ -1,3 +1,4 @@
+import type { SimulationOutcome } from '../src/search/index.js';
 import { profileSchema, type Profile } from '../src/twin/profile.js';
 import { scenarioSchema, type Scenario, type ScenarioInput } from '../src/twin/scenario.js';
 
@@ -54,4 +55,30 @@ export function testProfile(overrides: Partial<Profile> = {}, stepMs = 10): Prof
 
 export function scenario(input: Omit<ScenarioInput, 'profile'> & { profile?: string }): Scenario {
   return scenarioSchema.parse({ profile: 'test/gpu', ...input });
+}
+
+/** What a stand-in twin returns for one pair: only the verdict and the throughputs matter. */
+export function stubOutcome(o: {
+  throughputTokensPerSecond: number;
+  offeredTokensPerSecond: number;
+  starving: boolean;
+}): SimulationOutcome {
+  return {
+    feasible: true,
+    kvCacheTokens: 1,
+    ...o,
+    inputTokensPerSecond: 0,
+    outputTokensPerSecond: 0,
+    arrivedRequests: 0,
+    droppedRequests: 0,
+    completedRequests: 0,
+    completionRatio: o.throughputTokensPerSecond / o.offeredTokensPerSecond,
+    ttftMs: { mean: 0, p50: 0, p99: 0 },
+    itlMs: { mean: 0, p50: 0, p99: 0 },
+    preemptions: 0,
+    adapterLoads: 0,
+    maxWaitingRequests: 0,
+    meanRunningRequests: 0,
+    engineSteps: 0,
+  };
 }

@@ -21,6 +21,7 @@ import { trainModel } from '../src/model/train.js';
 import { loadProfile } from '../src/profiles/store.js';
 import type { PointSimulator } from '../src/search/index.js';
 import { seededStream } from '../src/twin/random.js';
+import { stubOutcome } from './helpers.js';
 
 // A smooth synthetic target over 10 features, so the forests have something to learn.
 function synthetic(n: number, seed: number) {
@@ -165,26 +166,12 @@ describe('trained model files', () => {
 describe('dataset builder', () => {
   const profile = llama;
   // A stand-in twin: starves past 100 adapters; enough to exercise the search and the rows.
-  const fake: PointSimulator = async (scenario) => ({
-    feasible: true,
-    kvCacheTokens: 1,
-    throughputTokensPerSecond: scenario.config.maxCpuLoras * 10 - scenario.config.maxLoras * 0.01,
-    inputTokensPerSecond: 0,
-    outputTokensPerSecond: 0,
-    offeredTokensPerSecond: scenario.config.maxCpuLoras * 10,
-    arrivedRequests: 0,
-    droppedRequests: 0,
-    completedRequests: 0,
-    completionRatio: 1,
-    starving: scenario.config.maxCpuLoras > 100,
-    ttftMs: { mean: 0, p50: 0, p99: 0 },
-    itlMs: { mean: 0, p50: 0, p99: 0 },
-    preemptions: 0,
-    adapterLoads: 0,
-    maxWaitingRequests: 0,
-    meanRunningRequests: 0,
-    engineSteps: 0,
-  });
+  const fake: PointSimulator = async (scenario) =>
+    stubOutcome({
+      throughputTokensPerSecond: scenario.config.maxCpuLoras * 10 - scenario.config.maxLoras * 0.01,
+      offeredTokensPerSecond: scenario.config.maxCpuLoras * 10,
+      starving: scenario.config.maxCpuLoras > 100,
+    });
 
   it('draws each workload from its own stream, so rows can be rebuilt in any order', () => {
     expect(sampleWorkload(1, 5)).toEqual(sampleWorkload(1, 5));

@@ -10,6 +10,7 @@ import { TARGET_ENCODINGS } from '../src/model/targets.js';
 import { loadProfile } from '../src/profiles/store.js';
 import { recommendRequestSchema, Recommender } from '../src/recommend/index.js';
 import type { PointSimulator } from '../src/search/index.js';
+import { stubOutcome } from './helpers.js';
 
 const PROFILE = 'h100-64gb/llama-3.1-8b-instruct';
 const llama = loadProfile(PROFILE);
@@ -69,27 +70,11 @@ function fakeTwin(serves: (c: number, p: number) => boolean): {
     calls.push([c, p]);
     const ok = serves(c, p);
     const offered = c * 10;
-    const outcome: Awaited<ReturnType<PointSimulator>> = {
-      feasible: true,
-      kvCacheTokens: 1,
+    return stubOutcome({
       throughputTokensPerSecond: ok ? offered - p * 0.01 : offered * 0.5,
-      inputTokensPerSecond: 0,
-      outputTokensPerSecond: 0,
       offeredTokensPerSecond: offered,
-      arrivedRequests: 0,
-      droppedRequests: 0,
-      completedRequests: 0,
-      completionRatio: ok ? 1 : 0.5,
       starving: !ok,
-      ttftMs: { mean: 0, p50: 0, p99: 0 },
-      itlMs: { mean: 0, p50: 0, p99: 0 },
-      preemptions: 0,
-      adapterLoads: 0,
-      maxWaitingRequests: 0,
-      meanRunningRequests: 0,
-      engineSteps: 0,
-    };
-    return outcome;
+    });
   };
   return { simulate, calls };
 }

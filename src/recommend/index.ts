@@ -3,7 +3,6 @@ export {
   Recommender,
   NoServingConfigurationError,
   vllmArgs,
-  snapLog,
   offeredTokensPerSecond,
   type RecommenderDeps,
 } from './recommender.js';

@@ -12,6 +12,7 @@ import {
   maxLoraRankFor,
   scenarioFor,
   searchOptimum,
+  snapLog,
   sortedUnique,
   type EvaluatedPoint,
   type PointSimulator,
@@ -57,13 +58,6 @@ export function offeredTokensPerSecond(
   let rate = 0;
   for (let i = 0; i < concurrent; i++) rate += workload.rates[i % workload.rates.length]!;
   return rate * (lengths.prompt + lengths.output);
-}
-
-/** The grid value nearest in ratio (16 -> 24 is as far as 128 -> 192). */
-export function snapLog(value: number, grid: readonly number[]): number {
-  return grid.reduce((best, g) =>
-    Math.abs(Math.log(g / value)) < Math.abs(Math.log(best / value)) ? g : best,
-  );
 }
 
 const fmt = (v: number) => Math.round(v).toLocaleString('en-US');
@@ -148,9 +142,9 @@ export class Recommender {
     profile: Profile,
     request: RecommendRequest,
     maxLoraRank: number,
-  ): Promise<RecommendResponse> {
     // Started near the forest's answer when there is a forest: the same optimum, fewer simulations.
-    const startNear = this.forestConcurrent(profile, request);
+    startNear = this.forestConcurrent(profile, request),
+  ): Promise<RecommendResponse> {
     const result = await searchOptimum(
       profile,
       {
@@ -255,7 +249,12 @@ export class Recommender {
     }
     if (!best) {
       try {
-        const full = await this.fromTwin(profile, request, maxLoraRank);
+        const full = await this.fromTwin(
+          profile,
+          request,
+          maxLoraRank,
+          prediction.concurrentAdapters,
+        );
         return {
           ...full,
           method: 'auto',

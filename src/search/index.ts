@@ -1,6 +1,7 @@
 export {
   searchOptimum,
   sortedUnique,
+  snapLog,
   evaluatedPoint,
   better,
   THROUGHPUT_TIE_TOLERANCE,

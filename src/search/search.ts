@@ -130,6 +130,13 @@ export function evaluatedPoint(
   };
 }
 
+/** The grid value nearest in ratio (16 -> 24 is as far as 128 -> 192); the first on a tie. */
+export function snapLog(value: number, grid: readonly number[]): number {
+  return grid.reduce((best, g) =>
+    Math.abs(Math.log(g / value)) < Math.abs(Math.log(best / value)) ? g : best,
+  );
+}
+
 /** Grid values in ascending order, each once. */
 export const sortedUnique = (values: readonly number[]) =>
   [...new Set(values)].sort((a, b) => a - b);
@@ -190,14 +197,8 @@ export async function searchOptimum(
   const nextProbe = (line: (typeof lines)[number]): number => {
     const n = line.candidates.length;
     if (hint !== undefined) {
-      if (line.lo < 0 && line.hi === n) {
-        let nearest = 0;
-        line.candidates.forEach((c, i) => {
-          if (Math.abs(Math.log(c / hint)) < Math.abs(Math.log(line.candidates[nearest]! / hint)))
-            nearest = i;
-        });
-        return nearest;
-      }
+      if (line.lo < 0 && line.hi === n)
+        return line.candidates.indexOf(snapLog(hint, line.candidates));
       // Expand away from the hint until both sides are known, doubling the step.
       const expand =
         line.hi === n
