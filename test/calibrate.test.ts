@@ -1,12 +1,17 @@
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { calibrate, calibrationInputsSchema, tablesIn } from '../src/calibrate/calibrate.js';
+import {
+  calibrate,
+  calibrationInputsSchema,
+  MEASUREMENTS_DIR,
+  tablesIn,
+} from '../src/calibrate/calibrate.js';
 import { ols } from '../src/calibrate/ols.js';
 import { knotMoments } from '../src/twin/lengths.js';
 import { PACKAGE_ROOT, loadProfile } from '../src/profiles/store.js';
 
-const DATA = resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'vllm-0.8.5-h100');
+const DATA = MEASUREMENTS_DIR;
 const inputs = JSON.parse(
   readFileSync(join(PACKAGE_ROOT, 'models/profiles/h100-64gb/calibration-inputs.json'), 'utf8'),
 ) as Record<string, unknown>;

@@ -5,7 +5,11 @@ import { describe, expect, it } from 'vitest';
 import {
   buildRow,
   DATASET_DURATION_SECONDS,
+  datasetPath,
+  readDataset,
   sampleWorkload,
+  trainableRanks,
+  WIDENED_FROM_INDEX,
   type DatasetRow,
 } from '../src/model/dataset.js';
 import { FEATURE_NAMES, workloadFeatures } from '../src/model/features.js';
@@ -20,6 +24,7 @@ import { decodePrediction, encodeOptimum } from '../src/model/targets.js';
 import { trainModel } from '../src/model/train.js';
 import { loadProfile } from '../src/profiles/store.js';
 import type { PointSimulator } from '../src/search/index.js';
+import { kvCacheTokens } from '../src/twin/profile.js';
 import { seededStream } from '../src/twin/random.js';
 import { stubOutcome } from './helpers.js';
 
@@ -61,7 +66,7 @@ const llama = loadProfile('h100-64gb/llama-3.1-8b-instruct');
  */
 function fakeRows(n: number): DatasetRow[] {
   return Array.from({ length: n }, (_, index) => {
-    const workload = sampleWorkload(1, index);
+    const workload = sampleWorkload(1, index, llama);
     const features = workloadFeatures(workload, llama);
     const perAdapter = features[FEATURE_NAMES.indexOf('offeredTokensPerAdapter')]!;
     const c = Math.max(8, Math.min(512, Math.round(9000 / perAdapter)));
@@ -174,9 +179,32 @@ describe('dataset builder', () => {
     });
 
   it('draws each workload from its own stream, so rows can be rebuilt in any order', () => {
-    expect(sampleWorkload(1, 5)).toEqual(sampleWorkload(1, 5));
-    expect(sampleWorkload(1, 5)).not.toEqual(sampleWorkload(1, 6));
-    expect(sampleWorkload(2, 5)).not.toEqual(sampleWorkload(1, 5));
+    expect(sampleWorkload(1, 5, llama)).toEqual(sampleWorkload(1, 5, llama));
+    expect(sampleWorkload(1, 5, llama)).not.toEqual(sampleWorkload(1, 6, llama));
+    expect(sampleWorkload(2, 5, llama)).not.toEqual(sampleWorkload(1, 5, llama));
+  });
+
+  it('keeps the committed rows drawable: widening the space changed no earlier workload', () => {
+    const rows = readDataset(datasetPath(llama.id));
+    for (const row of rows.filter((r) => r.index < WIDENED_FROM_INDEX))
+      expect(sampleWorkload(row.seed, row.index, llama)).toEqual(row.workload);
+  });
+
+  it('draws wide workloads with every length kind and ranks that leave room for one sequence', () => {
+    const wide = Array.from({ length: 400 }, (_, i) =>
+      sampleWorkload(1, WIDENED_FROM_INDEX + i, llama),
+    );
+    const kinds = new Set(wide.map((w) => w.requestLengths?.kind));
+    expect([...kinds].sort()).toEqual(['empirical', 'fixed', 'sharegpt']);
+    const ranks = new Set(wide.flatMap((w) => w.ranks));
+    expect(Math.max(...ranks)).toBe(Math.max(...trainableRanks(llama)));
+    for (const r of ranks)
+      expect(kvCacheTokens(llama, 8, r)).toBeGreaterThanOrEqual(llama.maxModelLen);
+    for (const w of wide) {
+      const lengths = w.requestLengths;
+      if (lengths?.kind === 'fixed')
+        expect(lengths.input + lengths.output).toBeLessThanOrEqual(llama.maxModelLen);
+    }
   });
 
   it('labels each workload with the search optimum', async () => {

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { z } from 'zod';
+import { PACKAGE_ROOT } from '../profiles/store.js';
 import { profileSchema, type Profile } from '../twin/profile.js';
 import { num, readCsv, type CsvRow } from './csv.js';
 import { fitLengthDistribution } from './lengths.js';
@@ -31,7 +32,10 @@ export const calibrationInputsSchema = z.strictObject({
 });
 export type CalibrationInputs = z.infer<typeof calibrationInputsSchema>;
 
-/** Paths of the tables, shaped like `../shared/data/vllm-0.8.5-h100/`. */
+/** The measurement tables this project calibrates and validates on, kept in the repository. */
+export const MEASUREMENTS_DIR = join(PACKAGE_ROOT, 'models', 'measurements', 'vllm-0.8.5-h100');
+
+/** Paths of the tables, shaped like `models/measurements/vllm-0.8.5-h100/`. */
 export interface CalibrationTables {
   kvCacheProfile: string;
   decodeStepLatency: string;

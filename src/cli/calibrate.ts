@@ -11,7 +11,7 @@ import { parseOptions, UsageError } from './main.js';
 
 const USAGE = `usage: loraplan calibrate --data DIR --inputs FILE [--model M] [--out DIR]
 
-Fits a twin profile from measurement tables shaped like shared/data/vllm-0.8.5-h100/
+Fits a twin profile from measurement tables shaped like models/measurements/vllm-0.8.5-h100/
 (kv_cache_profile.csv, validation_runs.csv and calibration/*.csv) and an inputs file giving what
 tables cannot (model identity, max_model_len, request-length statistics). When
 validation_runs.csv holds runs of the model, the LoRA step cost is then fitted on them (a few

@@ -8,16 +8,42 @@ import {
   type SearchWorkload,
 } from '../search/index.js';
 import { seededStream } from '../twin/random.js';
-import type { Profile } from '../twin/profile.js';
+import { kvCacheTokens, type Profile } from '../twin/profile.js';
 import { workloadFeatures } from './features.js';
 
-/** The ranges the training workloads cover (at least the published ones). */
+/** The ranges of the first 300 training workloads (at least the published ones). */
 export const WORKLOAD_SPACE = {
   groups: [1, 5],
   rate: [0.003125, 3.2],
   ranks: [8, 16, 32],
   lengthScale: [0.5, 2],
 } as const;
+
+/**
+ * Workloads from this index on are drawn from a wider space, so the forests' envelope covers what
+ * users send: ranks up to the largest that leaves room for one sequence at the grid's fewest slots,
+ * rates from very light to overloaded on a handful of adapters, and all three request-length kinds.
+ * Earlier rows keep their workloads, so the committed sets are resumed rather than rebuilt.
+ */
+export const WIDENED_FROM_INDEX = 300;
+export const WIDE_WORKLOAD_SPACE = {
+  groups: [1, 5],
+  rate: [0.001, 6.4],
+  lengthScale: [0.25, 4],
+  /** Fixed lengths: prompt and output tokens, log-uniform. */
+  fixedPrompt: [16, 4096],
+  fixedOutput: [8, 2048],
+  /** Empirical lengths: this many log-normal draws per workload. */
+  empiricalSamples: 32,
+} as const;
+
+/** Ranks a workload may use on this profile: allowed, and one sequence still fits beside the fewest slots. */
+export function trainableRanks(profile: Profile): number[] {
+  const fewestSlots = Math.min(...DEFAULT_GRID.parallel);
+  return [...profile.allowedLoraRanks]
+    .sort((a, b) => a - b)
+    .filter((r) => kvCacheTokens(profile, fewestSlots, r) >= profile.maxModelLen);
+}
 
 /**
  * Window of the dataset's searches: the measurements' hour. Shorter windows label a different
@@ -51,20 +77,45 @@ export interface DatasetRow {
  * Workload `index` of a dataset with seed `seed`: drawn from its own stream, so any subset of
  * indexes can be (re)built in any order, which is what makes the builder resumable.
  */
-export function sampleWorkload(seed: number, index: number): SearchWorkload {
+export function sampleWorkload(seed: number, index: number, profile: Profile): SearchWorkload {
   const u = seededStream((seed * 1_000_003 + index) | 0, 100);
-  const [gMin, gMax] = WORKLOAD_SPACE.groups;
-  const groups = gMin + Math.floor(u.next() * (gMax - gMin + 1));
-  const [rLo, rHi] = WORKLOAD_SPACE.rate;
   const logUniform = (lo: number, hi: number) =>
     Math.exp(Math.log(lo) + u.next() * (Math.log(hi) - Math.log(lo)));
-  const rates = Array.from({ length: groups }, () => Number(logUniform(rLo, rHi).toPrecision(4)));
-  const ranks = Array.from(
-    { length: groups },
-    () => WORKLOAD_SPACE.ranks[Math.floor(u.next() * WORKLOAD_SPACE.ranks.length)]!,
+  const pick = <T>(values: readonly T[]) => values[Math.floor(u.next() * values.length)]!;
+  const wide = index >= WIDENED_FROM_INDEX;
+  const space = wide ? WIDE_WORKLOAD_SPACE : WORKLOAD_SPACE;
+  const [gMin, gMax] = space.groups;
+  const groups = gMin + Math.floor(u.next() * (gMax - gMin + 1));
+  const rates = Array.from({ length: groups }, () =>
+    Number(logUniform(space.rate[0], space.rate[1]).toPrecision(4)),
   );
-  const scale = Number(logUniform(...WORKLOAD_SPACE.lengthScale).toPrecision(3));
-  return { rates, ranks, requestLengths: { kind: 'sharegpt', scale } };
+  // Wide ranks lean small (u squared), as users' do, while every trainable rank stays reachable.
+  const wideRanks = trainableRanks(profile);
+  const ranks = Array.from({ length: groups }, () =>
+    wide ? wideRanks[Math.floor(u.next() ** 2 * wideRanks.length)]! : pick(WORKLOAD_SPACE.ranks),
+  );
+  if (!wide) {
+    const scale = Number(logUniform(...WORKLOAD_SPACE.lengthScale).toPrecision(3));
+    return { rates, ranks, requestLengths: { kind: 'sharegpt', scale } };
+  }
+  const kind = u.next();
+  const tokens = (lo: number, hi: number) => Math.max(1, Math.round(logUniform(lo, hi)));
+  if (kind < 0.5) {
+    const scale = Number(logUniform(...WIDE_WORKLOAD_SPACE.lengthScale).toPrecision(3));
+    return { rates, ranks, requestLengths: { kind: 'sharegpt', scale } };
+  }
+  const longest = profile.maxModelLen;
+  const pair = (): [number, number] => {
+    const input = tokens(...WIDE_WORKLOAD_SPACE.fixedPrompt);
+    const output = Math.min(tokens(...WIDE_WORKLOAD_SPACE.fixedOutput), longest - input);
+    return [input, Math.max(1, output)];
+  };
+  if (kind < 0.75) {
+    const [input, output] = pair();
+    return { rates, ranks, requestLengths: { kind: 'fixed', input, output } };
+  }
+  const samples = Array.from({ length: WIDE_WORKLOAD_SPACE.empiricalSamples }, pair);
+  return { rates, ranks, requestLengths: { kind: 'empirical', samples } };
 }
 
 export async function buildRow(
@@ -74,7 +125,7 @@ export async function buildRow(
   simulate: PointSimulator,
   now: () => number,
 ): Promise<DatasetRow> {
-  const workload = sampleWorkload(seed, index);
+  const workload = sampleWorkload(seed, index, profile);
   const start = now();
   const result = await searchOptimum(
     profile,

@@ -1,5 +1,5 @@
 // Compares recommendations with the real optimum of each measured workload in
-// shared/data/vllm-0.8.5-h100/validation_runs.csv and writes docs/validation/recommend.md.
+// models/measurements/vllm-0.8.5-h100/validation_runs.csv and writes docs/validation/recommend.md.
 // Usage: npm run validate:recommend [-- --data DIR --out DIR]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';

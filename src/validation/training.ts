@@ -131,7 +131,7 @@ few slots ramps up for tens of minutes: its waiting queue grows until enough req
 adapters already in slots are waiting to fill the batch, and only then does throughput reach the
 offered load. A shorter window starves pairs that serve the hour. One measured workload (Llama,
 rates 0.1/0.05/0.025 req/s, rank 16) at 384 adapters and 64 slots, a pair the real server serves
-for the hour (\`../shared/data/vllm-0.8.5-h100/validation_runs.csv\`):
+for the hour (\`models/measurements/vllm-0.8.5-h100/validation_runs.csv\`):
 
 ${windowTable}
 

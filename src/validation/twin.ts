@@ -1,10 +1,11 @@
-// Validates the twin against every real run in shared/data/vllm-0.8.5-h100/validation_runs.csv and
+// Validates the twin against every real run in models/measurements/vllm-0.8.5-h100/validation_runs.csv and
 // writes docs/validation/twin.md, twin-throughput.svg and twin-runs.csv.
 // Usage: npm run validate:twin [-- --data DIR --out DIR --threads N --only MODEL]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderSvg } from '../charts/svg.js';
+import { MEASUREMENTS_DIR } from '../calibrate/calibrate.js';
 import { num, readCsv } from '../calibrate/csv.js';
 import { PACKAGE_ROOT } from '../profiles/store.js';
 import { SimulationPool } from '../runtime/pool.js';
@@ -12,7 +13,7 @@ import { scenarioForRun } from '../calibrate/runs.js';
 import { TWIN_VERSION, type SimulationResult } from '../twin/index.js';
 import { errorSummary, pct, type ErrorSummary } from './metrics.js';
 
-export const DEFAULT_DATA_DIR = resolve(PACKAGE_ROOT, '..', 'shared', 'data', 'vllm-0.8.5-h100');
+export const DEFAULT_DATA_DIR = MEASUREMENTS_DIR;
 
 export interface RunComparison {
   model: string;
