@@ -55,6 +55,14 @@ export class ServiceMetrics {
       },
     });
     new Gauge({
+      name: 'loraplan_twin_cancelled_total',
+      help: 'Twin computations stopped because every request waiting on them gave up',
+      registers,
+      collect() {
+        this.set(core.cache.stats.cancelled);
+      },
+    });
+    new Gauge({
       name: 'loraplan_twin_queue_depth',
       help: 'Twin tasks waiting for a worker',
       registers,

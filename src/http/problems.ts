@@ -6,7 +6,8 @@ import { UnknownProfileError } from '../profiles/store.js';
 import { NoServingConfigurationError } from '../recommend/index.js';
 import { InputError, type FieldIssue } from '../runtime/errors.js';
 import { SearchInputError } from '../search/index.js';
-import { ComputationTimeoutError, PoolSaturatedError } from '../service/core.js';
+import { PoolSaturatedError } from '../runtime/pool.js';
+import { ClientGoneError, ComputationTimeoutError } from '../service/core.js';
 import { BadCursorError } from '../storage/runs.js';
 
 /** RFC 9457 problem details, with the offending fields named. */
@@ -57,6 +58,7 @@ const KINDS = {
   invalid: ['invalid-request', 'Invalid request', 400],
   unknownProfile: ['unknown-profile', 'Unknown profile', 404],
   tooLarge: ['body-too-large', 'Request body too large', 413],
+  uriTooLong: ['uri-too-long', 'URI too long', 414],
   mediaType: ['unsupported-media-type', 'Unsupported media type', 415],
   noServing: ['no-serving-configuration', 'No configuration serves this workload', 422],
   rateLimited: ['rate-limited', 'Too many requests', 429],
@@ -92,7 +94,11 @@ export function toProblem(
     return of('invalid', error.message);
   }
   if (error instanceof NoServingConfigurationError) return of('noServing', error.message);
-  if (error instanceof PoolSaturatedError || error instanceof ComputationTimeoutError) {
+  if (
+    error instanceof PoolSaturatedError ||
+    error instanceof ComputationTimeoutError ||
+    error instanceof ClientGoneError
+  ) {
     return { ...of('unavailable', error.message), headers: { 'retry-after': '5' } };
   }
   if (error instanceof ModelUnavailableError) return of('noModel', error.message);
@@ -100,6 +106,10 @@ export function toProblem(
   if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
     return of('tooLarge', fe.message ?? 'body too large');
   if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return of('mediaType', 'send application/json');
+  if (fe.code === 'FST_ERR_MAX_PARAM_LENGTH')
+    return of('uriTooLong', 'a path parameter is longer than this service accepts');
+  if (fe.code === 'FST_ERR_BAD_URL')
+    return of('invalid', 'the URL is not valid (a bad percent-escape?)');
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     // Fastify's own client errors: malformed JSON, empty body, bad content length, rate limit.
     if (fe.statusCode === 429) return of('rateLimited', fe.message ?? 'rate limit exceeded');
@@ -118,11 +128,19 @@ export function sendProblem(
 
 /** Documented error responses for a route's schema. */
 export const errorResponses = (...statuses: number[]) =>
-  Object.fromEntries(statuses.map((s) => [s, problemSchema.describe(DESCRIPTIONS[s] ?? 'Error')]));
+  Object.fromEntries(
+    [...new Set([...statuses, 500])].map((s) => [
+      s,
+      problemSchema.describe(DESCRIPTIONS[s] ?? 'Error'),
+    ]),
+  );
 const DESCRIPTIONS: Record<number, string> = {
   400: 'Invalid request: the problem names each offending field',
   404: 'Not found (an unknown profile lists the known ones)',
   413: 'Request body over the limit',
+  414: 'A path parameter is too long',
+  415: 'The body is not application/json, or has a Content-Encoding the service does not decode',
+  500: 'Unexpected failure; it has been logged',
   422: 'No configuration on the candidate grid serves the workload; the detail says why',
   429: 'Rate limit exceeded',
   503: 'The twin worker pool is saturated or the computation timed out; retry after the Retry-After header',

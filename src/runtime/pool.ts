@@ -5,41 +5,69 @@ import type { SimulateTask, SimulateTaskResult } from './simulate-worker.js';
 
 export interface PoolOptions {
   threads?: number;
+  /** Tasks that may wait for a thread; one more is refused with PoolSaturatedError. */
   maxQueue?: number;
 }
 
-/** A worker-thread pool for twin simulations; works from compiled JS and from TS under tsx/vitest. */
+/** Every thread is busy and the queue is full: the caller should retry later (HTTP 503). */
+export class PoolSaturatedError extends Error {
+  constructor(readonly queued: number) {
+    super(`the twin worker pool is saturated (${queued} simulations queued); retry shortly`);
+  }
+}
+
+/**
+ * A worker-thread pool for twin simulations; works from compiled JS and from TS under tsx/vitest.
+ * No thread starts until the first simulation is asked for: a command that needs none (the
+ * forest's answer) never spawns one, so it never has to tear down a thread that is still loading.
+ */
 export class SimulationPool {
-  private readonly pool: Piscina<SimulateTask, SimulateTaskResult>;
+  private pool: Piscina<SimulateTask, SimulateTaskResult> | undefined;
+  readonly threads: number;
+  private readonly maxQueue: number;
 
   constructor(options: PoolOptions = {}) {
+    this.threads = options.threads ?? Math.max(1, availableParallelism());
+    this.maxQueue = options.maxQueue ?? Infinity;
+  }
+
+  private started(): Piscina<SimulateTask, SimulateTaskResult> {
+    if (this.pool) return this.pool;
+    // Compiled, threads enter through a CommonJS file that import()s the ES-module worker (see
+    // simulate-worker-entry.cts). From source under tsx, tsx's require hook compiles the worker to
+    // CommonJS itself, so it is loaded directly.
     const fromSource = import.meta.url.endsWith('.ts');
-    const filename = fileURLToPath(
-      new URL(fromSource ? './simulate-worker.ts' : './simulate-worker.js', import.meta.url),
-    );
-    const threads = options.threads ?? Math.max(1, availableParallelism());
+    const entry = fromSource ? './simulate-worker.ts' : './simulate-worker-entry.cjs';
     this.pool = new Piscina({
-      filename,
-      minThreads: threads,
-      maxThreads: threads,
-      ...(options.maxQueue !== undefined ? { maxQueue: options.maxQueue } : {}),
+      filename: fileURLToPath(new URL(entry, import.meta.url)),
+      workerData: { workerModuleUrl: new URL('./simulate-worker.js', import.meta.url).href },
+      minThreads: this.threads,
+      maxThreads: this.threads,
       execArgv: fromSource ? [...process.execArgv, '--import', 'tsx'] : process.execArgv,
     });
+    return this.pool;
   }
 
-  get threads(): number {
-    return this.pool.threads.length;
-  }
-
+  /** Simulations waiting for a thread. */
   get queueSize(): number {
-    return this.pool.queueSize;
+    return this.pool?.queueSize ?? 0;
   }
 
+  /**
+   * Runs one simulation. Refuses with PoolSaturatedError (our own admission check, not piscina's
+   * untyped queue error) when maxQueue tasks already wait. Aborting `signal` drops a queued task
+   * or terminates the thread running it, so abandoned work does not hold up the next request.
+   */
   run(task: SimulateTask, signal?: AbortSignal): Promise<SimulateTaskResult> {
-    return this.pool.run(task, signal ? { signal } : {});
+    const pool = this.started();
+    if (pool.queueSize >= this.maxQueue)
+      return Promise.reject(new PoolSaturatedError(pool.queueSize));
+    return pool.run(task, signal ? { signal } : {});
   }
 
   async close(): Promise<void> {
-    await this.pool.destroy();
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.destroy();
   }
 }

@@ -49,6 +49,7 @@ export type RunSimulation = (
   scenario: Scenario,
   profile: Profile,
   starvationThreshold: number,
+  signal?: AbortSignal,
 ) => Promise<SimulationOutcome>;
 
 /** A second-level store behind the in-memory LRU (the service puts SQLite here). */
@@ -60,15 +61,26 @@ export interface SimulationStore {
 export interface CacheStats {
   hits: number;
   misses: number;
+  /** Computations stopped because every request waiting on them gave up. */
+  cancelled: number;
+}
+
+interface InFlight {
+  promise: Promise<SimulationOutcome>;
+  controller: AbortController;
+  waiters: number;
 }
 
 /**
- * Simulations by canonical scenario hash. The LRU holds promises, so simultaneous requests for the
- * same scenario share one computation; failed computations are not cached.
+ * Simulations by canonical scenario hash. Simultaneous requests for the same scenario share one
+ * computation; each may pass an AbortSignal, and the computation itself is aborted only when every
+ * request waiting on it has given up. Failed and aborted computations are not cached.
  */
 export class CachedSimulator {
-  private readonly lru: LRUCache<string, Promise<SimulationOutcome>>;
-  readonly stats: CacheStats = { hits: 0, misses: 0 };
+  private readonly lru: LRUCache<string, SimulationOutcome>;
+  private readonly inFlight = new Map<string, InFlight>();
+  private readonly store: SimulationStore | undefined;
+  readonly stats: CacheStats = { hits: 0, misses: 0, cancelled: 0 };
 
   constructor(
     private readonly run: RunSimulation,
@@ -77,38 +89,87 @@ export class CachedSimulator {
     this.lru = new LRUCache({ max: options.maxEntries ?? 20_000 });
     this.store = options.store;
   }
-  private readonly store: SimulationStore | undefined;
 
   simulate(
     scenario: Scenario,
     profile: Profile,
     starvationThreshold: number,
+    signal?: AbortSignal,
   ): Promise<SimulationOutcome> {
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
     const key = simulationKey(profile, scenario, starvationThreshold);
-    const hit = this.lru.get(key);
-    if (hit) {
+    const done = this.lru.get(key) ?? this.fromStore(key);
+    if (done) {
       this.stats.hits++;
-      return hit;
+      return Promise.resolve(done);
     }
+    let entry = this.inFlight.get(key);
+    if (entry) this.stats.hits++;
+    else {
+      this.stats.misses++;
+      entry = this.start(key, scenario, profile, starvationThreshold);
+    }
+    const shared = entry;
+    shared.waiters++;
+    if (!signal) return shared.promise;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        shared.waiters--;
+        if (shared.waiters === 0 && this.inFlight.get(key) === shared) {
+          this.inFlight.delete(key);
+          this.stats.cancelled++;
+          shared.controller.abort(signal.reason);
+        }
+        reject(signal.reason as Error);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      shared.promise.then(
+        (result) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(result);
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error as Error);
+        },
+      );
+    });
+  }
+
+  /** Computations under way (for metrics and tests). */
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  private fromStore(key: string): SimulationOutcome | undefined {
     const stored = this.store?.get(key);
-    if (stored) {
-      this.stats.hits++;
-      const p = Promise.resolve(stored);
-      this.lru.set(key, p);
-      return p;
-    }
-    this.stats.misses++;
-    const pending = this.run(scenario, profile, starvationThreshold).then(
+    if (stored) this.lru.set(key, stored);
+    return stored;
+  }
+
+  private start(
+    key: string,
+    scenario: Scenario,
+    profile: Profile,
+    starvationThreshold: number,
+  ): InFlight {
+    const controller = new AbortController();
+    const entry: InFlight = { controller, waiters: 0, promise: Promise.resolve() as never };
+    entry.promise = this.run(scenario, profile, starvationThreshold, controller.signal).then(
       (result) => {
         this.store?.set(key, result);
+        this.lru.set(key, result);
+        if (this.inFlight.get(key) === entry) this.inFlight.delete(key);
         return result;
       },
       (error: unknown) => {
-        this.lru.delete(key);
+        if (this.inFlight.get(key) === entry) this.inFlight.delete(key);
         throw error;
       },
     );
-    this.lru.set(key, pending);
-    return pending;
+    // Nobody may be left listening once every waiter has aborted.
+    entry.promise.catch(() => undefined);
+    this.inFlight.set(key, entry);
+    return entry;
   }
 }

@@ -1,98 +1,167 @@
-import { renderSvg } from '../charts/svg.js';
+import type { EvaluatedPoint } from '../search/index.js';
 import type { RecommendResponse } from '../recommend/index.js';
 
 /**
- * Throughput against concurrent adapters, one line per parallel setting, starving points marked
- * and the chosen pair highlighted: the recommendation as an operator would rather see it.
+ * A recommendation at a glance: a heatmap of --max-cpu-loras (columns) x --max-loras (rows,
+ * fewest slots at the bottom), each simulated cell coloured by throughput and labelled with it,
+ * starving, SLO-breaking and infeasible cells marked, pairs never simulated left blank, and the
+ * answer outlined. Plain SVG built from strings: well under a millisecond, so it never holds up
+ * the event loop.
  */
-export function recommendationChart(response: RecommendResponse): Promise<string> {
+export function recommendationHeatmap(response: RecommendResponse): string {
   const rec = response.recommendation;
-  const points = response.evaluated
-    .filter((e) => e.simulated)
-    .map((e) => ({
-      concurrent: e.concurrentAdapters,
-      throughput: Math.round(e.throughputTokensPerSecond),
-      offered: Math.round(e.offeredTokensPerSecond),
-      parallel: `${e.parallelAdapters} slots`,
-      verdict: !e.feasible
-        ? 'infeasible'
-        : e.starving
-          ? 'starves'
-          : e.sloViolated
-            ? 'breaks SLO'
-            : 'serves',
-    }));
-  const chosen = [
-    { concurrent: rec.concurrentAdapters, throughput: Math.round(rec.throughputTokensPerSecond) },
-  ];
-  return renderSvg({
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: {
-      text: `Recommended: --max-cpu-loras=${rec.concurrentAdapters} --max-loras=${rec.parallelAdapters} --max-lora-rank=${rec.maxLoraRank}`,
-      subtitle: `${response.method}: ${Math.round(rec.throughputTokensPerSecond)} of ${Math.round(rec.offeredTokensPerSecond)} tok/s offered`,
-    },
-    width: 520,
-    height: 300,
-    layer: [
-      {
-        data: { values: points },
-        mark: { type: 'line', point: false, opacity: 0.6 },
-        encoding: {
-          x: {
-            field: 'concurrent',
-            type: 'quantitative',
-            title: 'concurrent adapters (--max-cpu-loras)',
-            scale: { type: 'log', base: 2 },
-          },
-          y: { field: 'throughput', type: 'quantitative', title: 'throughput (tok/s)' },
-          color: {
-            field: 'parallel',
-            type: 'nominal',
-            title: 'parallel (--max-loras)',
-            sort: { field: 'concurrent' },
-          },
-        },
-      },
-      {
-        data: { values: points },
-        mark: { type: 'point', filled: true, size: 70 },
-        encoding: {
-          x: { field: 'concurrent', type: 'quantitative', scale: { type: 'log', base: 2 } },
-          y: { field: 'throughput', type: 'quantitative' },
-          color: { field: 'parallel', type: 'nominal' },
-          shape: {
-            field: 'verdict',
-            type: 'nominal',
-            title: 'verdict',
-            scale: {
-              domain: ['serves', 'starves', 'breaks SLO', 'infeasible'],
-              range: ['circle', 'cross', 'triangle', 'square'],
-            },
-          },
-          tooltip: [
-            { field: 'concurrent' },
-            { field: 'parallel' },
-            { field: 'throughput' },
-            { field: 'offered' },
-            { field: 'verdict' },
-          ],
-        },
-      },
-      {
-        data: { values: chosen },
-        mark: {
-          type: 'point',
-          shape: 'circle',
-          size: 400,
-          strokeWidth: 3,
-          color: 'black',
-          filled: false,
-        },
-        encoding: {
-          x: { field: 'concurrent', type: 'quantitative', scale: { type: 'log', base: 2 } },
-          y: { field: 'throughput', type: 'quantitative' },
-        },
-      },
-    ],
+  const points = response.evaluated;
+  const columns = [...new Set(points.map((p) => p.concurrentAdapters))].sort((a, b) => a - b);
+  const rows = [...new Set(points.map((p) => p.parallelAdapters))].sort((a, b) => b - a);
+  const at = new Map(points.map((p) => [`${p.concurrentAdapters}x${p.parallelAdapters}`, p]));
+  const simulated = points.filter((p) => p.simulated && p.feasible);
+  const maxThroughput = Math.max(1, ...simulated.map((p) => p.throughputTokensPerSecond));
+
+  const cell = { w: 56, h: 30 };
+  const margin = { left: 92, top: 58, right: 16, bottom: 118 };
+  const width = margin.left + columns.length * cell.w + margin.right;
+  const height = margin.top + rows.length * cell.h + margin.bottom;
+  const x = (i: number) => margin.left + i * cell.w;
+  const y = (j: number) => margin.top + j * cell.h;
+  const parts: string[] = [];
+  const text = (tx: number, ty: number, s: string, attrs = '') =>
+    parts.push(`<text x="${tx}" y="${ty}" ${attrs}>${escapeXml(s)}</text>`);
+
+  text(
+    12,
+    22,
+    `Throughput by --max-cpu-loras x --max-loras (${response.method}); answer: ${rec.concurrentAdapters} x ${rec.parallelAdapters}`,
+    'font-size="14" font-weight="bold"',
+  );
+  text(
+    12,
+    40,
+    `${Math.round(rec.throughputTokensPerSecond).toLocaleString('en-US')} of ${Math.round(rec.offeredTokensPerSecond).toLocaleString('en-US')} tok/s offered; cells show throughput in k tok/s`,
+    'font-size="11" fill="#444"',
+  );
+  rows.forEach((parallel, j) => {
+    text(
+      margin.left - 8,
+      y(j) + cell.h / 2 + 4,
+      String(parallel),
+      'font-size="11" text-anchor="end"',
+    );
+    columns.forEach((concurrent, i) => {
+      const p = at.get(`${concurrent}x${parallel}`);
+      const { fill, label, labelColour } = cellLook(p, maxThroughput);
+      parts.push(
+        `<rect x="${x(i) + 1}" y="${y(j) + 1}" width="${cell.w - 2}" height="${cell.h - 2}" fill="${fill}" stroke="#ddd"><title>${escapeXml(describe(concurrent, parallel, p))}</title></rect>`,
+      );
+      if (label)
+        text(
+          x(i) + cell.w / 2,
+          y(j) + cell.h / 2 + 4,
+          label,
+          `font-size="10" text-anchor="middle" fill="${labelColour}"`,
+        );
+    });
   });
+  columns.forEach((concurrent, i) =>
+    text(
+      x(i) + cell.w / 2,
+      y(rows.length) + 14,
+      String(concurrent),
+      'font-size="11" text-anchor="middle"',
+    ),
+  );
+  text(
+    margin.left + (columns.length * cell.w) / 2,
+    y(rows.length) + 32,
+    '--max-cpu-loras (concurrent adapters)',
+    'font-size="12" text-anchor="middle"',
+  );
+  text(
+    14,
+    margin.top + (rows.length * cell.h) / 2,
+    '--max-loras',
+    `font-size="12" text-anchor="middle" transform="rotate(-90 14 ${margin.top + (rows.length * cell.h) / 2})"`,
+  );
+
+  const ci = columns.indexOf(rec.concurrentAdapters);
+  const rj = rows.indexOf(rec.parallelAdapters);
+  if (ci >= 0 && rj >= 0)
+    parts.push(
+      `<rect x="${x(ci)}" y="${y(rj)}" width="${cell.w}" height="${cell.h}" fill="none" stroke="#000" stroke-width="3"/>`,
+    );
+
+  // Legend: the colour ramp, then the marks.
+  const ly = y(rows.length) + 50;
+  const stops = 6;
+  for (let k = 0; k < stops; k++)
+    parts.push(
+      `<rect x="${margin.left + k * 30}" y="${ly}" width="30" height="12" fill="${ramp(k / (stops - 1))}"/>`,
+    );
+  text(margin.left, ly + 26, '0', 'font-size="10"');
+  text(
+    margin.left + stops * 30,
+    ly + 26,
+    `${(maxThroughput / 1000).toFixed(1)}k tok/s`,
+    'font-size="10" text-anchor="end"',
+  );
+  const marks: Array<[string, string, string]> = [
+    [STARVING, '#fff', 'starves'],
+    [SLO, '#fff', 'breaks the SLO'],
+    [INFEASIBLE, '#fff', 'vLLM cannot start'],
+    ['#fff', '#000', 'answer (outlined)'],
+  ];
+  marks.forEach(([fill, stroke, name], k) => {
+    const mx = margin.left + stops * 30 + 40 + (k % 2) * 150;
+    const my = ly + Math.floor(k / 2) * 20;
+    parts.push(
+      `<rect x="${mx}" y="${my}" width="14" height="12" fill="${fill}" stroke="${stroke === '#fff' ? '#999' : stroke}" stroke-width="${stroke === '#000' ? 2 : 1}"/>`,
+    );
+    text(mx + 20, my + 10, name, 'font-size="10"');
+  });
+  text(
+    margin.left,
+    ly + 48,
+    'blank: not simulated (the search ruled it out)',
+    'font-size="10" fill="#666"',
+  );
+
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif"><rect width="100%" height="100%" fill="#fff"/>${parts.join('')}</svg>`;
+}
+
+const STARVING = '#d9534f';
+const SLO = '#f0ad4e';
+const INFEASIBLE = '#555';
+
+function cellLook(
+  p: EvaluatedPoint | undefined,
+  maxThroughput: number,
+): { fill: string; label: string; labelColour: string } {
+  if (!p) return { fill: '#fff', label: '', labelColour: '#000' };
+  if (!p.feasible) return { fill: INFEASIBLE, label: 'n/a', labelColour: '#fff' };
+  if (!p.simulated) return { fill: '#fff', label: '', labelColour: '#000' };
+  const k = `${(p.throughputTokensPerSecond / 1000).toFixed(1)}`;
+  if (p.starving) return { fill: STARVING, label: `${k} ✕`, labelColour: '#fff' };
+  if (p.sloViolated) return { fill: SLO, label: `${k} !`, labelColour: '#000' };
+  const t = p.throughputTokensPerSecond / maxThroughput;
+  return { fill: ramp(t), label: k, labelColour: t > 0.55 ? '#fff' : '#000' };
+}
+
+/** Light to dark blue: more throughput reads as more ink. */
+function ramp(t: number): string {
+  const from = [222, 235, 247];
+  const to = [8, 48, 107];
+  const c = from.map((f, i) => Math.round(f + (to[i]! - f) * Math.min(1, Math.max(0, t))));
+  return `rgb(${c.join(',')})`;
+}
+
+function describe(concurrent: number, parallel: number, p: EvaluatedPoint | undefined): string {
+  const pair = `${concurrent} adapters, ${parallel} slots`;
+  if (!p) return `${pair}: not evaluated`;
+  if (!p.feasible) return `${pair}: vLLM cannot start (KV cache too small)`;
+  if (!p.simulated) return `${pair}: not simulated`;
+  const verdict = p.starving ? 'starves' : p.sloViolated ? 'breaks the SLO' : 'serves';
+  return `${pair}: ${Math.round(p.throughputTokensPerSecond)} of ${Math.round(p.offeredTokensPerSecond)} tok/s, ${verdict}; p99 TTFT ${Math.round(p.ttftP99Ms)} ms, p99 ITL ${Math.round(p.itlP99Ms)} ms`;
+}
+
+function escapeXml(s: string): string {
+  return s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

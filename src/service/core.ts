@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { loadModel, ModelUnavailableError, type ModelFile } from '../model/model.js';
 import { listProfiles, loadProfile } from '../profiles/store.js';
 import {
+  NoServingConfigurationError,
   Recommender,
   recommendRequestSchema,
   sloSchema,
@@ -9,8 +10,13 @@ import {
   type RecommendResponse,
 } from '../recommend/index.js';
 import { SimulationPool } from '../runtime/pool.js';
-import { CachedSimulator } from '../search/index.js';
-import { RunRepository, type RunKind, type RunRecord } from '../storage/runs.js';
+import { CachedSimulator, SearchInputError } from '../search/index.js';
+import {
+  RunRepository,
+  type RunKeyNumbers,
+  type RunKind,
+  type RunRecord,
+} from '../storage/runs.js';
 import { SqliteSimulationStore } from '../storage/simulation-cache.js';
 import { InputError, fieldIssues } from '../runtime/errors.js';
 import type { Db } from '../storage/db.js';
@@ -80,7 +86,8 @@ export type CheckResponse = z.infer<typeof checkResponseSchema>;
 export const SUBOPTIMAL_TOLERANCE = 0.05;
 
 export class ComputationTimeoutError extends Error {}
-export class PoolSaturatedError extends Error {}
+/** The client closed the connection before its answer was ready. */
+export class ClientGoneError extends Error {}
 
 export interface CoreOptions {
   db: Db;
@@ -101,7 +108,6 @@ export class ServiceCore {
   readonly pool: SimulationPool;
   readonly cache: CachedSimulator;
   readonly runs: RunRepository;
-  readonly recommender: Recommender;
   readonly requestTimeoutMs: number;
   private readonly now: () => number;
   twinRuns = 0;
@@ -115,41 +121,57 @@ export class ServiceCore {
     this.now = options.now ?? (() => performance.now());
     this.runs = new RunRepository(options.db);
     this.cache = new CachedSimulator(
-      (scenario, _profile, starvationThreshold) => {
+      (scenario, _profile, starvationThreshold, signal) => {
         this.twinRuns++;
-        return this.pool.run({ scenario, starvationThreshold }).catch((e: unknown) => {
-          if (e instanceof Error && /queue is full/i.test(e.message))
-            throw new PoolSaturatedError('the twin worker pool is saturated; retry shortly');
-          throw e;
-        });
+        return this.pool.run({ scenario, starvationThreshold }, signal);
       },
       { store: new SqliteSimulationStore(options.db) },
     );
-    this.recommender = new Recommender({
+  }
+
+  /** A recommender whose twin work stops when `signal` aborts (unless another request shares it). */
+  recommender(signal?: AbortSignal): Recommender {
+    return new Recommender({
       loadProfile,
       loadModel,
-      simulate: (s, p, t) => this.cache.simulate(s, p, t),
+      simulate: (s, p, t) => this.cache.simulate(s, p, t, signal),
     });
   }
 
-  /** Races `work` against the request time limit. The twin keeps filling the cache after a timeout. */
-  private async withinLimit<T>(work: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const limit = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new ComputationTimeoutError(
-              `the computation took longer than ${this.requestTimeoutMs} ms; the twin's partial results are cached, so a retry will be faster`,
-            ),
+  /**
+   * Runs `work` under the request's time limit and the client's signal: when either fires, the
+   * work's signal aborts, which drops its queued simulations and stops running ones that no other
+   * request waits on, so the next request does not wait behind abandoned work.
+   */
+  private async withinLimit<T>(
+    work: (signal: AbortSignal) => Promise<T>,
+    clientSignal?: AbortSignal,
+  ): Promise<T> {
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () =>
+        controller.abort(
+          new ComputationTimeoutError(
+            `the computation took longer than ${this.requestTimeoutMs} ms; the twin results finished so far are cached, so a retry will be faster`,
           ),
-        this.requestTimeoutMs,
-      );
+        ),
+      this.requestTimeoutMs,
+    );
+    const onClientGone = () =>
+      controller.abort(new ClientGoneError('the client closed the connection'));
+    if (clientSignal?.aborted) onClientGone();
+    clientSignal?.addEventListener('abort', onClientGone, { once: true });
+    const aborted = new Promise<never>((_, reject) => {
+      if (controller.signal.aborted) reject(controller.signal.reason as Error);
+      controller.signal.addEventListener('abort', () => reject(controller.signal.reason as Error), {
+        once: true,
+      });
     });
     try {
-      return await Promise.race([work, limit]);
+      return await Promise.race([work(controller.signal), aborted]);
     } finally {
       clearTimeout(timer);
+      clientSignal?.removeEventListener('abort', onClientGone);
     }
   }
 
@@ -157,7 +179,8 @@ export class ServiceCore {
     kind: RunKind,
     profile: string,
     method: string | null,
-    status: string,
+    verdict: string,
+    summary: RunKeyNumbers,
     request: unknown,
     response: unknown,
     started: number,
@@ -167,7 +190,8 @@ export class ServiceCore {
       kind,
       profile,
       method,
-      status,
+      verdict,
+      summary,
       request,
       response,
       twinVersion: TWIN_VERSION,
@@ -187,16 +211,28 @@ export class ServiceCore {
 
   async recommend(
     request: RecommendRequest,
+    clientSignal?: AbortSignal,
   ): Promise<{ run: RunRecord; response: RecommendResponse }> {
     const started = this.now();
     loadProfile(request.profile);
-    const response = await this.withinLimit(this.recommender.recommend(request));
+    const response = await this.withinLimit(
+      (signal) => this.recommender(signal).recommend(request),
+      clientSignal,
+    );
     const modelVersion = request.method === 'twin' ? null : this.modelVersion(request.profile);
     const run = await this.record(
       'recommend',
       request.profile,
       response.method,
       'ok',
+      {
+        concurrentAdapters: response.recommendation.concurrentAdapters,
+        parallelAdapters: response.recommendation.parallelAdapters,
+        maxLoraRank: response.recommendation.maxLoraRank,
+        throughputTokensPerSecond: response.recommendation.throughputTokensPerSecond,
+        offeredTokensPerSecond: response.recommendation.offeredTokensPerSecond,
+        starving: response.recommendation.starving,
+      },
       request,
       response,
       started,
@@ -205,16 +241,28 @@ export class ServiceCore {
     return { run, response };
   }
 
-  async simulate(scenario: Scenario): Promise<{ run: RunRecord; result: SimulationResult }> {
+  async simulate(
+    scenario: Scenario,
+    clientSignal?: AbortSignal,
+  ): Promise<{ run: RunRecord; result: SimulationResult }> {
     const started = this.now();
     const profile = loadProfile(scenario.profile);
-    const outcome = await this.withinLimit(this.cache.simulate(scenario, profile, 0.1));
+    const outcome = await this.withinLimit(
+      (signal) => this.cache.simulate(scenario, profile, 0.1, signal),
+      clientSignal,
+    );
     const result: SimulationResult = { ...outcome, wallTimeMs: outcome.wallTimeMs ?? 0 };
     const run = await this.record(
       'simulate',
       scenario.profile,
       null,
       'ok',
+      {
+        feasible: result.feasible,
+        throughputTokensPerSecond: result.throughputTokensPerSecond,
+        offeredTokensPerSecond: result.offeredTokensPerSecond,
+        starving: result.starving,
+      },
       scenario,
       result,
       started,
@@ -223,7 +271,10 @@ export class ServiceCore {
     return { run, result };
   }
 
-  async check(request: CheckRequest): Promise<{ run: RunRecord; response: CheckResponse }> {
+  async check(
+    request: CheckRequest,
+    clientSignal?: AbortSignal,
+  ): Promise<{ run: RunRecord; response: CheckResponse }> {
     const started = this.now();
     const profile = loadProfile(request.profile);
     const parsedScenario = scenarioSchema.safeParse({
@@ -234,7 +285,8 @@ export class ServiceCore {
     if (!parsedScenario.success) throw new InputError(fieldIssues(parsedScenario.error, ['body']));
     const scenario = parsedScenario.data;
     const r = await this.withinLimit(
-      this.cache.simulate(scenario, profile, request.starvationThreshold),
+      (signal) => this.cache.simulate(scenario, profile, request.starvationThreshold, signal),
+      clientSignal,
     );
     const result = {
       feasible: r.feasible,
@@ -268,13 +320,19 @@ export class ServiceCore {
         result,
       };
     } else {
-      response = await this.compareWithRecommendation(request, result);
+      response = await this.compareWithRecommendation(request, result, clientSignal);
     }
     const run = await this.record(
       'check',
       request.profile,
       null,
       response.verdict,
+      {
+        feasible: result.feasible,
+        throughputTokensPerSecond: result.throughputTokensPerSecond,
+        offeredTokensPerSecond: result.offeredTokensPerSecond,
+        starving: result.starving,
+      },
       request,
       response,
       started,
@@ -287,6 +345,7 @@ export class ServiceCore {
   private async compareWithRecommendation(
     request: CheckRequest,
     result: CheckResponse['result'],
+    clientSignal?: AbortSignal,
   ): Promise<CheckResponse> {
     const rates = request.workload.rates ?? request.workload.adapters?.map((a) => a.rate) ?? [];
     const ranks = request.workload.ranks ?? request.workload.adapters?.map((a) => a.rank) ?? [];
@@ -306,15 +365,22 @@ export class ServiceCore {
     }
     let rec: RecommendResponse;
     try {
-      rec = await this.withinLimit(this.recommender.recommend(recRequest.data));
+      rec = await this.withinLimit(
+        (signal) => this.recommender(signal).recommend(recRequest.data),
+        clientSignal,
+      );
     } catch (e) {
-      if (e instanceof ModelUnavailableError)
-        return {
-          verdict: 'ok',
-          reason: 'serves the workload (no trained forest to compare with)',
-          result,
-        };
-      throw e;
+      // The configuration was simulated and serves: that verdict stands without a comparison.
+      const why =
+        e instanceof ModelUnavailableError
+          ? 'no trained forest to compare with'
+          : e instanceof NoServingConfigurationError
+            ? 'no pair on the recommendation grid serves it, so there is nothing to compare with'
+            : e instanceof SearchInputError
+              ? `no recommendation to compare with: ${e.message}`
+              : undefined;
+      if (why === undefined) throw e;
+      return { verdict: 'ok', reason: `serves the workload (${why})`, result };
     }
     const best = rec.recommendation.throughputTokensPerSecond;
     const left = Math.max(0, best - result.throughputTokensPerSecond);

@@ -1,45 +1,72 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Db } from './db.js';
 
 export type RunKind = 'recommend' | 'simulate' | 'check';
 
-export interface RunRecord {
+/** An answer's key numbers, small enough to list thousands of runs. */
+export type RunKeyNumbers = Record<string, number | boolean | string | null>;
+
+/** What a run list shows: never the stored request or response. */
+export interface RunSummary {
   id: string;
   kind: RunKind;
   profile: string;
   method: string | null;
-  status: string;
-  request: unknown;
-  response: unknown;
+  /** 'ok', or the verdict of a check. */
+  verdict: string;
+  summary: RunKeyNumbers;
   twinVersion: string;
   modelVersion: string | null;
   createdAt: string;
   durationMs: number;
 }
 
-interface Row {
+export interface RunRecord extends RunSummary {
+  request: unknown;
+  response: unknown;
+}
+
+interface SummaryRow {
   id: string;
   seq: number;
   kind: RunKind;
   profile: string;
   method: string | null;
   status: string;
-  request: string;
-  response: string;
+  summary: string;
   twin_version: string;
   model_version: string | null;
   created_at: string;
   duration_ms: number;
 }
+interface FullRow extends SummaryRow {
+  request: string;
+  response: string;
+}
 
-const toRecord = (r: Row): RunRecord => ({
+const SUMMARY_COLUMNS = [
+  'id',
+  'seq',
+  'kind',
+  'profile',
+  'method',
+  'status',
+  'summary',
+  'twin_version',
+  'model_version',
+  'created_at',
+  'duration_ms',
+]
+  .map((c) => `runs.${c}`)
+  .join(', ');
+
+const toSummary = (r: SummaryRow): RunSummary => ({
   id: r.id,
   kind: r.kind,
   profile: r.profile,
   method: r.method,
-  status: r.status,
-  request: JSON.parse(r.request) as unknown,
-  response: JSON.parse(r.response) as unknown,
+  verdict: r.status,
+  summary: JSON.parse(r.summary) as RunKeyNumbers,
   twinVersion: r.twin_version,
   modelVersion: r.model_version,
   createdAt: r.created_at,
@@ -47,11 +74,27 @@ const toRecord = (r: Row): RunRecord => ({
 });
 
 export interface RunPage {
-  runs: RunRecord[];
+  runs: RunSummary[];
   nextCursor: string | null;
 }
 
-type NewRun = Omit<RunRecord, 'id' | 'createdAt'>;
+export type NewRun = Omit<RunRecord, 'id' | 'createdAt'>;
+
+/**
+ * Request and response bodies above this size are stored once per content hash in `blobs`: a
+ * client that sends the same large empirical length sample a hundred times stores it once.
+ */
+export const INLINE_BODY_LIMIT_BYTES = 4096;
+
+export interface RetentionPolicy {
+  /** Runs older than this are deleted. */
+  maxAgeDays: number;
+  /** Only the newest this many runs are kept. */
+  maxRows: number;
+}
+
+/** Rows deleted per transaction by retention: each is a few milliseconds, so requests interleave. */
+const PRUNE_BATCH = 500;
 
 /**
  * The runs table. Writes are group-committed: runs recorded in the same turn of the event loop
@@ -65,14 +108,18 @@ export class RunRepository {
     reject: (e: unknown) => void;
   }> = [];
   private readonly insertStmt;
+  private readonly blobStmt;
 
   constructor(
     private readonly db: Db,
     private readonly now: () => Date = () => new Date(),
   ) {
     this.insertStmt = db.prepare(
-      `INSERT INTO runs (id, seq, kind, profile, method, status, request, response, twin_version, model_version, created_at, duration_ms)
-       VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO runs (id, seq, kind, profile, method, status, summary, request, response, request_blob, response_blob, twin_version, model_version, created_at, duration_ms)
+       VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.blobStmt = db.prepare(
+      'INSERT OR IGNORE INTO blobs (hash, content, created_at) VALUES (?, ?, ?)',
     );
   }
 
@@ -84,20 +131,34 @@ export class RunRepository {
     });
   }
 
+  /** Inline JSON, or '' and the hash of a blob holding it. */
+  private body(value: unknown, createdAt: string): [string, string | null] {
+    const json = JSON.stringify(value) ?? 'null';
+    if (json.length <= INLINE_BODY_LIMIT_BYTES) return [json, null];
+    const hash = createHash('sha256').update(json).digest('hex');
+    this.blobStmt.run(hash, json, createdAt);
+    return ['', hash];
+  }
+
   private flush(): void {
     const batch = this.pending;
     this.pending = [];
     try {
       this.db.transaction(() => {
         for (const { record: r } of batch) {
+          const [request, requestBlob] = this.body(r.request, r.createdAt);
+          const [response, responseBlob] = this.body(r.response, r.createdAt);
           this.insertStmt.run(
             r.id,
             r.kind,
             r.profile,
             r.method,
-            r.status,
-            JSON.stringify(r.request),
-            JSON.stringify(r.response),
+            r.verdict,
+            JSON.stringify(r.summary),
+            request,
+            response,
+            requestBlob,
+            responseBlob,
             r.twinVersion,
             r.modelVersion,
             r.createdAt,
@@ -113,8 +174,23 @@ export class RunRepository {
   }
 
   get(id: string): RunRecord | null {
-    const row = this.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as Row | undefined;
-    return row ? toRecord(row) : null;
+    const row = this.db
+      .prepare(
+        `SELECT ${SUMMARY_COLUMNS},
+           COALESCE(q.content, runs.request) AS request,
+           COALESCE(a.content, runs.response) AS response
+         FROM runs
+         LEFT JOIN blobs q ON q.hash = runs.request_blob
+         LEFT JOIN blobs a ON a.hash = runs.response_blob
+         WHERE runs.id = ?`,
+      )
+      .get(id) as FullRow | undefined;
+    if (!row) return null;
+    return {
+      ...toSummary(row),
+      request: JSON.parse(row.request) as unknown,
+      response: JSON.parse(row.response) as unknown,
+    };
   }
 
   /** Newest first; the cursor is the seq of the last run returned (opaque to clients). */
@@ -135,12 +211,12 @@ export class RunRepository {
     }
     const rows = this.db
       .prepare(
-        `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`,
+        `SELECT ${SUMMARY_COLUMNS} FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`,
       )
-      .all(...args, filter.limit + 1) as Row[];
+      .all(...args, filter.limit + 1) as SummaryRow[];
     const page = rows.slice(0, filter.limit);
     return {
-      runs: page.map(toRecord),
+      runs: page.map(toSummary),
       nextCursor: rows.length > filter.limit ? encodeCursor(page[page.length - 1]!.seq) : null,
     };
   }
@@ -148,6 +224,90 @@ export class RunRepository {
   count(): number {
     return this.db.prepare('SELECT COUNT(*) FROM runs').pluck().get() as number;
   }
+
+  /**
+   * One bounded step of retention: deletes at most PRUNE_BATCH runs that are too old or beyond
+   * the newest `maxRows`, then blobs no run refers to any more. Returns the rows deleted; call
+   * again until it returns 0 (the background pruner yields to requests between calls).
+   */
+  pruneStep(policy: RetentionPolicy): number {
+    const cutoff = new Date(this.now().getTime() - policy.maxAgeDays * 86_400_000).toISOString();
+    return this.db.transaction(() => {
+      const byAge = this.db
+        .prepare(
+          'DELETE FROM runs WHERE seq IN (SELECT seq FROM runs WHERE created_at < ? ORDER BY seq LIMIT ?)',
+        )
+        .run(cutoff, PRUNE_BATCH).changes;
+      const keepFrom = this.db
+        .prepare('SELECT seq FROM runs ORDER BY seq DESC LIMIT 1 OFFSET ?')
+        .pluck()
+        .get(policy.maxRows) as number | undefined;
+      const byCount =
+        keepFrom === undefined
+          ? 0
+          : this.db
+              .prepare(
+                'DELETE FROM runs WHERE seq IN (SELECT seq FROM runs WHERE seq <= ? ORDER BY seq LIMIT ?)',
+              )
+              .run(keepFrom, PRUNE_BATCH).changes;
+      const blobs = this.db
+        .prepare(
+          `DELETE FROM blobs WHERE hash IN (
+             SELECT hash FROM blobs b
+             WHERE NOT EXISTS (SELECT 1 FROM runs WHERE request_blob = b.hash)
+               AND NOT EXISTS (SELECT 1 FROM runs WHERE response_blob = b.hash)
+             LIMIT ?)`,
+        )
+        .run(PRUNE_BATCH).changes;
+      return byAge + byCount + blobs;
+    })();
+  }
+
+  blobCount(): number {
+    return this.db.prepare('SELECT COUNT(*) FROM blobs').pluck().get() as number;
+  }
+}
+
+/**
+ * Applies a retention policy in the background: every `intervalMs`, prune steps run one per turn
+ * of the event loop until nothing is left to delete, so requests are never blocked for long.
+ */
+export function startRetention(
+  runs: RunRepository,
+  policy: RetentionPolicy,
+  intervalMs: number,
+  onError: (e: unknown) => void,
+): { stop: () => void; idle: () => Promise<void> } {
+  let running: Promise<void> = Promise.resolve();
+  let stopped = false;
+  const sweep = () =>
+    new Promise<void>((resolve) => {
+      const step = () => {
+        if (stopped) return resolve();
+        let deleted = 0;
+        try {
+          deleted = runs.pruneStep(policy);
+        } catch (e) {
+          onError(e);
+        }
+        if (deleted > 0) setImmediate(step);
+        else resolve();
+      };
+      setImmediate(step);
+    });
+  const tick = () => {
+    running = running.then(sweep);
+  };
+  tick();
+  const timer = setInterval(tick, intervalMs);
+  timer.unref();
+  return {
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+    },
+    idle: () => running,
+  };
 }
 
 export class BadCursorError extends Error {}

@@ -1,0 +1,65 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { ServiceCore } from '../../service/core.js';
+import type { ServiceMetrics } from '../metrics.js';
+import { errorResponses, problem } from '../problems.js';
+
+/** Liveness, readiness and metrics: none of them waits on the twin. */
+export const operationsRoutes: FastifyPluginAsyncZod<{
+  core: ServiceCore;
+  metrics: ServiceMetrics;
+}> = async (app, { core, metrics }) => {
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        tags: ['operations'],
+        summary: 'Liveness',
+        description: 'Answers while the event loop runs; never waits on the twin.',
+        response: { 200: z.object({ status: z.literal('ok') }), ...errorResponses() },
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        tags: ['operations'],
+        summary: 'Readiness: database, profiles and worker pool',
+        description:
+          'Ready when the database answers, profiles load and the worker pool has threads.',
+        response: {
+          200: z.object({ status: z.literal('ready'), profiles: z.number(), models: z.number() }),
+          ...errorResponses(503),
+        },
+      },
+    },
+    async () => {
+      try {
+        core.runs.count();
+        const profiles = core.profiles().length;
+        if (core.pool.threads === 0 || profiles === 0)
+          throw new Error('no worker threads or no profiles');
+        return { status: 'ready' as const, profiles, models: core.models().length };
+      } catch (e) {
+        throw problem(503, 'not-ready', 'Not ready', (e as Error).message);
+      }
+    },
+  );
+
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        tags: ['operations'],
+        summary: 'Prometheus metrics',
+        description:
+          'Request counts and latencies, cache hits, twin runs, cancelled twin work, queue depth.',
+        response: { 200: z.string().describe('text/plain; version=0.0.4'), ...errorResponses() },
+      },
+    },
+    async (_request, reply) => reply.type(metrics.contentType).send(await metrics.render()),
+  );
+};
