@@ -150,3 +150,39 @@ describe('the loraplan bin', () => {
     expect(out).toContain('usage: loraplan <command>');
   });
 });
+
+describe('the compiled CLI under repetition (what CI jobs run)', () => {
+  it('exits 0 on 50 recommend --json runs in a row, never dying on a signal', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const model = file(
+      'model.json',
+      JSON.stringify({
+        profile: 'h100-64gb/llama-3.1-8b-instruct',
+        workload: { rates: [0.1, 0.05, 0.025], ranks: [16] },
+        method: 'model',
+      }),
+    );
+    // A few runs that start and stop the worker pool too, on a tiny grid.
+    const auto = file(
+      'auto.json',
+      JSON.stringify({
+        profile: 'h100-64gb/llama-3.1-8b-instruct',
+        workload: { rates: [0.05], ranks: [16] },
+        method: 'auto',
+        search: { concurrent: [8, 16], parallel: [8] },
+      }),
+    );
+    const outcomes: Array<{ status: number | null; signal: string | null }> = [];
+    for (let i = 0; i < 50; i++) {
+      const r = spawnSync(
+        process.execPath,
+        ['bin/loraplan.js', 'recommend', '--file', i % 10 === 9 ? auto : model, '--json'],
+        { encoding: 'utf8' },
+      );
+      outcomes.push({ status: r.status, signal: r.signal });
+      if (r.status === 0)
+        expect(JSON.parse(r.stdout).recommendation.parallelAdapters).toBeGreaterThan(0);
+    }
+    expect(outcomes.filter((o) => o.status !== 0)).toEqual([]);
+  }, 300_000);
+});

@@ -1,63 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import {
-  BUSY_ADAPTER_FRACTION,
-  FEATURE_NAMES,
-  OFFERED_TOKENS_PER_ADAPTER,
-  workloadFeatures,
-} from '../src/model/features.js';
 import type { ModelFile } from '../src/model/model.js';
-import { TARGET_ENCODINGS } from '../src/model/targets.js';
 import { loadProfile } from '../src/profiles/store.js';
 import { recommendRequestSchema, Recommender } from '../src/recommend/index.js';
 import type { PointSimulator } from '../src/search/index.js';
 import { stubOutcome } from './helpers.js';
+import { constantModel } from './models.js';
 
 const PROFILE = 'h100-64gb/llama-3.1-8b-instruct';
 const llama = loadProfile(PROFILE);
 const workload = { rates: [0.1, 0.05, 0.025], ranks: [16] };
-const x = workloadFeatures(workload, llama);
-
-/** A model file whose forests are single leaves: it answers `concurrent` x `parallel` for any workload. */
-function constantModel(concurrent: number, parallel: number, completionRatio = 0.95): ModelFile {
-  const leaf = (value: number) => ({ trees: [[-1, value, 0, 0]] });
-  const target = <E extends string>(encoding: E, value: number) => ({
-    encoding,
-    forest: leaf(value),
-    fittedRows: 1,
-    cv: { smapePaper: 0, smape: 0, mape: 0 },
-    permutationImportance: {},
-  });
-  return {
-    schemaVersion: 2,
-    profile: PROFILE,
-    twinVersion: 'test',
-    modelVersion: 'test',
-    features: [...FEATURE_NAMES],
-    featureMedians: x.map((v) => v * 2),
-    concurrentCeiling: 512,
-    hyperparameters: { nEstimators: 1, maxFeatures: 1, maxDepth: 1, minNumSamples: 1 },
-    hyperparameterSearch: [],
-    trainingSet: {
-      file: '',
-      rows: 1,
-      rowsWithoutOptimum: 0,
-      seed: 1,
-      durationSeconds: 3600,
-      folds: 5,
-    },
-    targets: {
-      concurrent: target(
-        TARGET_ENCODINGS.concurrent,
-        Math.log2(concurrent * x[OFFERED_TOKENS_PER_ADAPTER]!),
-      ),
-      parallel: target(
-        TARGET_ENCODINGS.parallel,
-        Math.log2(parallel / (concurrent * x[BUSY_ADAPTER_FRACTION]!)),
-      ),
-      throughput: target(TARGET_ENCODINGS.throughput, completionRatio),
-    },
-  };
-}
 
 /** A stand-in twin: a pair serves when `serves(c, p)`; throughput grows with adapters. */
 function fakeTwin(serves: (c: number, p: number) => boolean): {
@@ -87,7 +38,7 @@ const request = (body: object) =>
 describe('method model', () => {
   it('snaps to the candidate grid, keeps parallel <= concurrent and prices the snapped pair', async () => {
     const twin = fakeTwin(() => true);
-    const r = await recommender(constantModel(300, 90), twin.simulate).recommend(
+    const r = await recommender(constantModel(llama, workload, 300, 90), twin.simulate).recommend(
       request({
         method: 'model',
         search: { concurrent: [64, 128, 256, 384], parallel: [32, 64, 128] },
@@ -105,7 +56,7 @@ describe('method model', () => {
 
   it('never predicts more throughput than is offered', async () => {
     const r = await recommender(
-      constantModel(64, 32, 1.2),
+      constantModel(llama, workload, 64, 32, 1.2),
       fakeTwin(() => true).simulate,
     ).recommend(request({ method: 'model' }));
     expect(r.recommendation.throughputTokensPerSecond).toBe(
@@ -117,7 +68,7 @@ describe('method model', () => {
 describe('method auto', () => {
   it('descends from a forest answer the twin says starves to the largest pair that serves', async () => {
     const twin = fakeTwin((c) => c <= 100);
-    const r = await recommender(constantModel(300, 64), twin.simulate).recommend(
+    const r = await recommender(constantModel(llama, workload, 300, 64), twin.simulate).recommend(
       request({ method: 'auto' }),
     );
     expect(r.recommendation.starving).toBe(false);
@@ -127,7 +78,7 @@ describe('method auto', () => {
 
   it('climbs from a forest answer that is too cautious', async () => {
     const twin = fakeTwin((c) => c <= 200);
-    const r = await recommender(constantModel(64, 32), twin.simulate).recommend(
+    const r = await recommender(constantModel(llama, workload, 64, 32), twin.simulate).recommend(
       request({ method: 'auto' }),
     );
     expect(r.recommendation.concurrentAdapters).toBe(192);
@@ -136,7 +87,7 @@ describe('method auto', () => {
 
   it('falls back to the full twin search when no pair on the forest line serves', async () => {
     const twin = fakeTwin((c, p) => p >= 128 && c <= 320);
-    const r = await recommender(constantModel(128, 16), twin.simulate).recommend(
+    const r = await recommender(constantModel(llama, workload, 128, 16), twin.simulate).recommend(
       request({ method: 'auto' }),
     );
     expect(r.method).toBe('auto');

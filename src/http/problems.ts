@@ -90,9 +90,14 @@ export function toProblem(
   if (error instanceof UnknownProfileError) {
     return of('unknownProfile', error.message, { knownProfiles: error.known });
   }
-  if (error instanceof SearchInputError || error instanceof BadCursorError) {
-    return of('invalid', error.message);
+  if (error instanceof SearchInputError) {
+    return of(
+      'invalid',
+      error.field ? `${error.field}: ${error.message}` : error.message,
+      error.field ? { errors: [{ field: `body.${error.field}`, message: error.message }] } : {},
+    );
   }
+  if (error instanceof BadCursorError) return of('invalid', error.message);
   if (error instanceof NoServingConfigurationError) return of('noServing', error.message);
   if (
     error instanceof PoolSaturatedError ||

@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { ServiceCore } from '../service/core.js';
 import { openDatabase } from '../storage/db.js';
+import { startRetention, type RetentionPolicy } from '../storage/runs.js';
 import { buildApp } from './app.js';
 
 /** Configuration by environment (documented in the README). */
@@ -13,6 +14,8 @@ export interface ServerConfig {
   maxQueue: number;
   rateLimitPerMinute: number;
   logLevel: string;
+  retention: RetentionPolicy;
+  retentionIntervalMs: number;
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
@@ -33,6 +36,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     maxQueue: int('LORAPLAN_MAX_QUEUE', 256),
     rateLimitPerMinute: int('LORAPLAN_RATE_LIMIT_PER_MINUTE', 6000),
     logLevel: env.LOG_LEVEL ?? 'info',
+    retention: {
+      maxAgeDays: int('LORAPLAN_RUN_RETENTION_DAYS', 30),
+      maxRows: int('LORAPLAN_RUN_MAX_ROWS', 100_000),
+    },
+    retentionIntervalMs: int('LORAPLAN_RUN_RETENTION_INTERVAL_MS', 600_000),
   };
 }
 
@@ -48,11 +56,15 @@ export async function startServer(config: ServerConfig) {
   });
   const app = await buildApp({ core, logger, rateLimitPerMinute: config.rateLimitPerMinute });
   await app.listen({ port: config.port, host: config.host });
+  const retention = startRetention(core.runs, config.retention, config.retentionIntervalMs, (err) =>
+    logger.error({ err }, 'run retention failed'),
+  );
   let closing = false;
   const shutdown = async (signal: string) => {
     if (closing) return;
     closing = true;
     logger.info({ signal }, 'shutting down: finishing in-flight requests');
+    retention.stop();
     await app.close();
     await core.close();
     db.close();

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { PACKAGE_ROOT } from '../profiles/store.js';
+import { envelopeSchema } from './envelope.js';
 import { FEATURE_NAMES } from './features.js';
 import { predict, predictTrees, type CompactForest } from './forest.js';
 import { decodePrediction, TARGET_ENCODINGS, type TargetName } from './targets.js';
@@ -21,7 +22,7 @@ const targetSchema = <E extends string>(encoding: E) =>
   });
 
 export const modelFileSchema = z.object({
-  schemaVersion: z.literal(2),
+  schemaVersion: z.literal(3),
   profile: z.string(),
   twinVersion: z.string(),
   modelVersion: z.string(),
@@ -29,6 +30,8 @@ export const modelFileSchema = z.object({
   featureMedians: z.array(z.number()),
   /** The largest concurrent value of the training grid: no prediction goes beyond it. */
   concurrentCeiling: z.number(),
+  /** The ranges of the workloads the forests were trained on (src/model/envelope.ts). */
+  envelope: envelopeSchema,
   hyperparameters: z.object({
     nEstimators: z.number(),
     maxFeatures: z.number(),

@@ -2,6 +2,7 @@ import { errorSummary } from '../validation/metrics.js';
 import { seededStream, shuffleInPlace } from '../twin/random.js';
 import { DEFAULT_GRID } from '../search/index.js';
 import { DATASET_DURATION_SECONDS, type DatasetRow } from './dataset.js';
+import { envelopeOf } from './envelope.js';
 import { FEATURE_NAMES } from './features.js';
 import { trainForest, type CompactForest, type ForestHyperparameters } from './forest.js';
 import { predictRaw, type ModelFile } from './model.js';
@@ -194,13 +195,14 @@ export function trainModel(rows: DatasetRow[], options: TrainOptions): ModelFile
     return v[v.length >> 1]!;
   });
   return {
-    schemaVersion: 2,
+    schemaVersion: 3,
     profile: options.profile,
     twinVersion: options.twinVersion,
     modelVersion: `${options.profile}@${options.twinVersion}+rows${usable.length}+seed${seed}`,
     features: [...FEATURE_NAMES],
     featureMedians: medians,
     concurrentCeiling: ceiling,
+    envelope: envelopeOf(usable),
     hyperparameters: chosen,
     hyperparameterSearch: search.map((s) => ({
       hyperparameters: { ...s.hyperparameters },

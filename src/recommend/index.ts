@@ -3,6 +3,5 @@ export {
   Recommender,
   NoServingConfigurationError,
   vllmArgs,
-  offeredTokensPerSecond,
   type RecommenderDeps,
 } from './recommender.js';

@@ -1,4 +1,6 @@
+import { outsideEnvelope, type OutsideFeature } from '../model/envelope.js';
 import { workloadFeatures } from '../model/features.js';
+import { expectedServedThroughput, type VerdictRun } from './edge.js';
 import {
   localExplanation,
   ModelUnavailableError,
@@ -6,10 +8,14 @@ import {
   type ModelFile,
 } from '../model/model.js';
 import {
+  assertFitsModelLen,
+  assertSimulable,
   better,
+  decidedWithoutTwin,
   DEFAULT_GRID,
   evaluatedPoint,
   maxLoraRankFor,
+  offeredTokensPerSecond,
   scenarioFor,
   searchOptimum,
   snapLog,
@@ -17,9 +23,9 @@ import {
   type EvaluatedPoint,
   type PointSimulator,
   type SearchWorkload,
+  workloadCapacity,
 } from '../search/index.js';
-import { meanLengths } from '../twin/lengths.js';
-import type { Profile } from '../twin/index.js';
+import { kvCacheTokens, LIMITS, mustStarve, type Profile } from '../twin/index.js';
 import type { RecommendRequest, RecommendResponse } from './schema.js';
 
 /** No configuration on the candidate grid serves the workload (HTTP 422, CLI exit 1). */
@@ -36,6 +42,12 @@ export interface RecommenderDeps {
   loadProfile: (id: string) => Profile;
   loadModel: (profileId: string) => ModelFile;
   simulate: PointSimulator;
+  /**
+   * The twin's measured verdict errors for a profile (src/recommend/edge.ts); without them, or
+   * with `edgeRule: false`, pairs at the edge are taken at the twin's word.
+   */
+  loadVerdictRuns?: (profileId: string) => readonly VerdictRun[];
+  edgeRule?: boolean;
 }
 
 export const vllmArgs = (concurrent: number, parallel: number, rank: number): string[] => [
@@ -44,21 +56,6 @@ export const vllmArgs = (concurrent: number, parallel: number, rank: number): st
   `--max-cpu-loras=${concurrent}`,
   `--max-lora-rank=${rank}`,
 ];
-
-/** Offered tokens/s of `concurrent` adapters cycling through the workload's rate groups. */
-export function offeredTokensPerSecond(
-  profile: Profile,
-  workload: SearchWorkload,
-  concurrent: number,
-): number {
-  const lengths = meanLengths(
-    workload.requestLengths ?? { kind: 'sharegpt' },
-    profile.requestLengths,
-  );
-  let rate = 0;
-  for (let i = 0; i < concurrent; i++) rate += workload.rates[i % workload.rates.length]!;
-  return rate * (lengths.prompt + lengths.output);
-}
 
 const fmt = (v: number) => Math.round(v).toLocaleString('en-US');
 
@@ -69,6 +66,7 @@ export class Recommender {
     const profile = this.deps.loadProfile(request.profile);
     const workload: SearchWorkload = request.workload;
     const maxLoraRank = maxLoraRankFor(profile, workload.ranks);
+    assertFitsModelLen(profile, workload);
     switch (request.method) {
       case 'model':
         return this.fromModel(profile, request, maxLoraRank);
@@ -82,54 +80,126 @@ export class Recommender {
   private forestAnswer(profile: Profile, request: RecommendRequest) {
     const model = this.deps.loadModel(profile.id);
     const x = workloadFeatures(request.workload, profile);
-    return { model, x, prediction: predictWorkload(model, x) };
+    const outside = outsideEnvelope(model.envelope, request.workload, x);
+    return { model, x, prediction: predictWorkload(model, x), outside };
   }
 
-  private forestConcurrent(profile: Profile, request: RecommendRequest): number | undefined {
+  /** The forest's answer when there is a forest (undefined otherwise). */
+  private optionalForest(profile: Profile, request: RecommendRequest) {
     try {
-      return this.forestAnswer(profile, request).prediction.concurrentAdapters;
+      return this.forestAnswer(profile, request);
     } catch (e) {
       if (e instanceof ModelUnavailableError) return undefined;
       throw e;
     }
   }
 
+  /**
+   * The forest's answer, made safe to act on without a simulation: slots are clamped to what
+   * leaves vLLM room for one max_model_len sequence (closed form, the start-up check), adapters to
+   * what the GPU's capacity bound can serve, and the throughput claim is capped at both the offered
+   * load and that bound. Outside the training envelope the answer says so.
+   */
   private fromModel(
     profile: Profile,
     request: RecommendRequest,
     maxLoraRank: number,
   ): RecommendResponse {
-    const { model, x, prediction } = this.forestAnswer(profile, request);
+    const { model, x, prediction, outside } = this.forestAnswer(profile, request);
+    const workload = request.workload;
+    const threshold = request.starvationThreshold;
     const grid = request.search;
-    let c = grid?.concurrent
-      ? snapLog(prediction.concurrentAdapters, grid.concurrent)
+    const notes: string[] = [];
+
+    const slotLimit = startableSlots(profile, maxLoraRank);
+    if (slotLimit === 0)
+      throw new NoServingConfigurationError(
+        `vLLM cannot start with any slot count at --max-lora-rank=${maxLoraRank}: even one slot leaves less KV cache than one ${profile.maxModelLen}-token sequence`,
+        [],
+      );
+    const capacity = workloadCapacity(profile, workload);
+    const offered = (c: number) => offeredTokensPerSecond(profile, workload, c);
+    const servable = (c: number) => !mustStarve(offered(c), capacity, threshold);
+
+    const concurrentCandidates = grid?.concurrent ? sortedUnique(grid.concurrent) : undefined;
+    let c = concurrentCandidates
+      ? snapLog(prediction.concurrentAdapters, concurrentCandidates)
       : Math.max(1, Math.round(prediction.concurrentAdapters));
-    const pCandidates = grid?.parallel?.filter((p) => p <= c);
-    let p = pCandidates?.length
-      ? snapLog(prediction.parallelAdapters, pCandidates)
-      : Math.max(1, Math.round(prediction.parallelAdapters));
-    if (p > c) [c, p] = grid?.concurrent ? [c, c] : [Math.max(c, p), p];
-    const offered = offeredTokensPerSecond(profile, request.workload, c);
-    // The forest predicts the completion ratio at the optimum: priced at the snapped pair's load.
-    const throughput = Math.min(1, prediction.completionRatio) * offered;
+    if (!servable(c)) {
+      const fewer = concurrentCandidates
+        ? [...concurrentCandidates].reverse().find((v) => v < c && servable(v))
+        : largestServable(c, servable);
+      if (fewer === undefined)
+        throw new NoServingConfigurationError(
+          `every configuration starves: even ${concurrentCandidates?.[0] ?? 1} adapter(s) offer ${fmt(offered(concurrentCandidates?.[0] ?? 1))} tok/s, more than one GPU can complete (at most ${fmt(capacity)} tok/s for these request lengths); split the adapters over more GPUs or lower the rates`,
+          [],
+        );
+      notes.push(
+        `${c} adapters would offer ${fmt(offered(c))} tok/s, beyond what one GPU can complete (at most ${fmt(capacity)} tok/s), so ${fewer} are recommended`,
+      );
+      c = fewer;
+    }
+
+    const parallelCandidates = grid?.parallel ? sortedUnique(grid.parallel) : undefined;
+    const slotCap = Math.min(slotLimit, c);
+    let p: number;
+    if (parallelCandidates) {
+      const startable = parallelCandidates.filter((v) => v <= slotLimit);
+      if (startable.length === 0)
+        throw new NoServingConfigurationError(
+          `no candidate slot count lets vLLM start at --max-lora-rank=${maxLoraRank} (at most ${slotLimit} slots leave room for one ${profile.maxModelLen}-token sequence)`,
+          [],
+        );
+      const fitting = startable.filter((v) => v <= c);
+      p = snapLog(prediction.parallelAdapters, fitting.length ? fitting : startable);
+      if (p > c) {
+        // vLLM requires max_loras <= max_cpu_loras: take the smallest adapter count that allows p.
+        const raised = concurrentCandidates?.find((v) => v >= p) ?? p;
+        if (!servable(raised))
+          throw new NoServingConfigurationError(
+            `no candidate pair both starts and serves: ${p} slots need at least ${raised} adapters, which offer more than one GPU can complete`,
+            [],
+          );
+        c = raised;
+      }
+    } else {
+      p = Math.min(slotCap, Math.max(1, Math.round(prediction.parallelAdapters)));
+    }
+    if (Math.round(prediction.parallelAdapters) > slotLimit)
+      notes.push(
+        `the forest's ${fmt(prediction.parallelAdapters)} slots would leave vLLM less KV cache than one ${profile.maxModelLen}-token sequence at --max-lora-rank=${maxLoraRank}; clamped to ${p}`,
+      );
+
+    const offeredAtC = offered(c);
+    // The forest predicts the completion ratio at the optimum: priced at this pair's load, and
+    // never above what arrives or what the GPU can physically complete.
+    const throughput = Math.min(
+      Math.min(1, Math.max(0, prediction.completionRatio)) * offeredAtC,
+      capacity,
+    );
     const effects = localExplanation(model, x);
+    const envelopeNote = outside.length
+      ? ` Outside the training envelope (${outside.map((o) => o.feature).join(', ')}): the forest extrapolates here, so check it with method=auto or twin.`
+      : '';
     return {
       recommendation: {
         concurrentAdapters: c,
         parallelAdapters: p,
         maxLoraRank,
         throughputTokensPerSecond: throughput,
-        offeredTokensPerSecond: offered,
-        // The forest learned non-starving optima only: its answer is predicted to serve. `auto` checks it.
-        starving: false,
+        offeredTokensPerSecond: offeredAtC,
+        starving: throughput < (1 - threshold) * offeredAtC,
       },
       vllmArgs: vllmArgs(c, p, maxLoraRank),
       method: 'model',
+      ...envelopeFields(outside),
       explanation: {
         summary:
           `The forest (${model.trainingSet.rows} twin-optimised workloads) predicts ${fmt(prediction.concurrentAdapters)} concurrent and ` +
           `${fmt(prediction.parallelAdapters)} parallel adapters${grid ? ', snapped to the candidate grid' : ''}. ` +
-          `Most influential here: ${effects.map((e) => e.feature).join(', ')}.`,
+          (notes.length ? `${notes.join('; ')}. ` : '') +
+          `Most influential here: ${effects.map((e) => e.feature).join(', ')}.` +
+          envelopeNote,
         featureEffects: effects,
         featureImportance: model.targets.concurrent.permutationImportance,
         modelUncertaintyLog2: prediction.concurrentSpreadLog2,
@@ -142,9 +212,12 @@ export class Recommender {
     profile: Profile,
     request: RecommendRequest,
     maxLoraRank: number,
-    // Started near the forest's answer when there is a forest: the same optimum, fewer simulations.
-    startNear = this.forestConcurrent(profile, request),
+    forest = this.optionalForest(profile, request),
   ): Promise<RecommendResponse> {
+    // Started near the forest's answer inside its envelope: the same optimum, fewer simulations.
+    // Outside it the forest's guess may be far off, and a cold search is cheaper than a bad start.
+    const startNear =
+      forest && forest.outside.length === 0 ? forest.prediction.concurrentAdapters : undefined;
     const result = await searchOptimum(
       profile,
       {
@@ -162,14 +235,19 @@ export class Recommender {
         result.reason ?? 'no configuration serves the workload',
         result.evaluated,
       );
-    return this.respond(
-      'twin',
-      result.best,
-      maxLoraRank,
-      result.evaluated,
-      request,
-      `The twin searched ${result.simulations} configurations`,
-    );
+    const evaluated = [...result.evaluated];
+    const edge = await this.awayFromEdge(profile, request, maxLoraRank, result.best, evaluated);
+    return {
+      ...this.respond(
+        'twin',
+        edge.best,
+        maxLoraRank,
+        evaluated,
+        request,
+        `The twin searched ${result.simulations} configurations${edge.note}`,
+      ),
+      ...envelopeFields(forest?.outside),
+    };
   }
 
   /**
@@ -185,9 +263,25 @@ export class Recommender {
     request: RecommendRequest,
     maxLoraRank: number,
   ): Promise<RecommendResponse> {
+    const forest = this.forestAnswer(profile, request);
+    const { prediction, outside } = forest;
+    if (outside.length > 0) {
+      const full = await this.fromTwin(profile, request, maxLoraRank, forest);
+      return {
+        ...full,
+        method: 'auto',
+        explanation: {
+          summary: `The workload is outside the forest's training envelope (${outside.map((o) => o.feature).join(', ')}), so the twin searched the grid. ${full.explanation.summary}`,
+        },
+      };
+    }
     const concurrentGrid = sortedUnique(request.search?.concurrent ?? DEFAULT_GRID.concurrent);
-    const parallelGrid = sortedUnique(request.search?.parallel ?? DEFAULT_GRID.parallel);
-    const { prediction } = this.forestAnswer(profile, request);
+    // Only slot counts vLLM can start with are worth a simulation.
+    const slotLimit = startableSlots(profile, maxLoraRank);
+    const allParallel = sortedUnique(request.search?.parallel ?? DEFAULT_GRID.parallel);
+    const parallelGrid = allParallel.some((v) => v <= slotLimit)
+      ? allParallel.filter((v) => v <= slotLimit)
+      : allParallel;
     let ci = concurrentGrid.indexOf(snapLog(prediction.concurrentAdapters, concurrentGrid));
     const p = snapLog(
       prediction.parallelAdapters,
@@ -249,12 +343,7 @@ export class Recommender {
     }
     if (!best) {
       try {
-        const full = await this.fromTwin(
-          profile,
-          request,
-          maxLoraRank,
-          prediction.concurrentAdapters,
-        );
+        const full = await this.fromTwin(profile, request, maxLoraRank, forest);
         return {
           ...full,
           method: 'auto',
@@ -272,14 +361,62 @@ export class Recommender {
         throw e;
       }
     }
-    return this.respond(
-      'auto',
+    const edge = await this.awayFromEdge(profile, request, maxLoraRank, best, evaluated);
+    return {
+      ...this.respond(
+        'auto',
+        edge.best,
+        maxLoraRank,
+        evaluated,
+        request,
+        `The forest's answer was checked with the twin (${evaluated.length} simulations)${edge.note}`,
+      ),
+      envelope: 'inside',
+    };
+  }
+
+  /**
+   * The twin's verdict at the starvation edge is only as good as the twin: a pair just above the
+   * line may starve in reality. From the twin's measured errors, each pair's chance of really
+   * starving is estimated; the answer steps down its line (fewer adapters, same slots) while the
+   * neighbour's expected served throughput, counting a starving answer as worth nothing, is
+   * higher. Simulates at most the neighbours it compares.
+   */
+  private async awayFromEdge(
+    profile: Profile,
+    request: RecommendRequest,
+    maxLoraRank: number,
+    chosen: EvaluatedPoint,
+    evaluated: EvaluatedPoint[],
+  ): Promise<{ best: EvaluatedPoint; note: string }> {
+    const runs =
+      this.deps.edgeRule === false ? [] : (this.deps.loadVerdictRuns?.(profile.id) ?? []);
+    if (runs.length === 0) return { best: chosen, note: '' };
+    const threshold = request.starvationThreshold;
+    const worth = (e: EvaluatedPoint) => expectedServedThroughput(runs, e, threshold);
+    const lower = sortedUnique(request.search?.concurrent ?? DEFAULT_GRID.concurrent)
+      .filter((c) => c < chosen.concurrentAdapters && c >= chosen.parallelAdapters)
+      .reverse();
+    let best = chosen;
+    for (const c of lower) {
+      const known = evaluated.find(
+        (e) => e.concurrentAdapters === c && e.parallelAdapters === chosen.parallelAdapters,
+      );
+      const [neighbour] = known
+        ? [known]
+        : await this.evaluate(profile, request, maxLoraRank, [[c, chosen.parallelAdapters]]);
+      if (!known) evaluated.push(neighbour!);
+      if (!neighbour!.feasible || neighbour!.starving || neighbour!.sloViolated) break;
+      if (worth(neighbour!) <= worth(best)) break;
+      best = neighbour!;
+    }
+    if (best === chosen) return { best, note: '' };
+    const ratio = (e: EvaluatedPoint) =>
+      (100 * e.throughputTokensPerSecond) / e.offeredTokensPerSecond;
+    return {
       best,
-      maxLoraRank,
-      evaluated,
-      request,
-      `The forest's answer was checked with the twin (${evaluated.length} simulations)`,
-    );
+      note: `; ${chosen.concurrentAdapters} adapters served only ${ratio(chosen).toFixed(1)}% of their load in the twin, within the twin's measured error of the starvation line, so the answer steps back to ${best.concurrentAdapters} (${ratio(best).toFixed(1)}%)`,
+    };
   }
 
   private async evaluate(
@@ -290,6 +427,16 @@ export class Recommender {
   ): Promise<EvaluatedPoint[]> {
     return Promise.all(
       pairs.map(async ([c, p]) => {
+        const decided = decidedWithoutTwin(
+          profile,
+          request.workload,
+          c,
+          p,
+          maxLoraRank,
+          request.starvationThreshold,
+        );
+        if (decided) return decided;
+        assertSimulable(request.workload, c, 3600);
         const r = await this.deps.simulate(
           scenarioFor(profile, request.workload, c, p, maxLoraRank, 3600, 1),
           profile,
@@ -338,6 +485,49 @@ export class Recommender {
       evaluated: mergePoints(evaluated),
     };
   }
+}
+
+const startableCache = new WeakMap<Profile, Map<number, number>>();
+
+/**
+ * The most slots of this rank vLLM starts with: slot counts up to it all leave the KV cache room
+ * for one max_model_len sequence (the closed-form start-up check the twin applies).
+ */
+export function startableSlots(profile: Profile, maxLoraRank: number): number {
+  let byRank = startableCache.get(profile);
+  if (!byRank) startableCache.set(profile, (byRank = new Map()));
+  const hit = byRank.get(maxLoraRank);
+  if (hit !== undefined) return hit;
+  let slots = 0;
+  while (
+    slots < LIMITS.maxAdapters &&
+    kvCacheTokens(profile, slots + 1, maxLoraRank) >= profile.maxModelLen
+  )
+    slots++;
+  byRank.set(maxLoraRank, slots);
+  return slots;
+}
+
+/** The largest adapter count below `above` that does not have to starve (load grows with adapters). */
+function largestServable(above: number, servable: (c: number) => boolean): number | undefined {
+  if (!servable(1)) return undefined;
+  let lo = 1;
+  let hi = above;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (servable(mid)) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function envelopeFields(
+  outside: OutsideFeature[] | undefined,
+): Pick<RecommendResponse, 'envelope' | 'outsideEnvelope'> {
+  if (outside === undefined) return {};
+  return outside.length
+    ? { envelope: 'outside', outsideEnvelope: outside }
+    : { envelope: 'inside' };
 }
 
 function bestServing(points: EvaluatedPoint[]): EvaluatedPoint | null {

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { outsideFeatureSchema } from '../model/envelope.js';
+import { DEFAULT_GRID } from '../search/index.js';
 import { LIMITS, requestLengthsSchema } from '../twin/index.js';
 
 const rate = z.number().min(0).max(LIMITS.maxRatePerAdapter);
@@ -39,16 +41,17 @@ export const recommendRequestSchema = z
     slo: sloSchema.optional(),
   })
   .superRefine((r, ctx) => {
-    // The twin simulates an hour at every candidate: bound the largest candidate's arrivals.
-    const largest = Math.max(...(r.search?.concurrent ?? [512]));
-    const meanRate = r.workload.rates.reduce((a, b) => a + b, 0) / r.workload.rates.length;
-    if (r.method !== 'model' && meanRate * largest * 3600 > LIMITS.maxExpectedRequests) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['workload', 'rates'],
-        message: `with ${largest} adapters about ${Math.round(meanRate * largest * 3600)} requests would arrive per simulated hour; the limit is ${LIMITS.maxExpectedRequests}`,
-      });
-    }
+    // vLLM requires max_loras <= max_cpu_loras: a slot count above every adapter count is no pair.
+    const concurrent = r.search?.concurrent ?? DEFAULT_GRID.concurrent;
+    const largest = Math.max(...concurrent);
+    r.search?.parallel?.forEach((p, i) => {
+      if (p > largest)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['search', 'parallel', i],
+          message: `${p} slots exceed every concurrent candidate (the largest is ${largest}); vLLM requires --max-loras <= --max-cpu-loras`,
+        });
+    });
   })
   .meta({
     id: 'RecommendRequest',
@@ -117,6 +120,14 @@ export const recommendResponseSchema = z
     recommendation: recommendationSchema,
     vllmArgs: z.array(z.string()),
     method: z.enum(['model', 'twin', 'auto']),
+    envelope: z.enum(['inside', 'outside']).optional().meta({
+      description:
+        "Whether the workload lies inside the ranges the forest was trained on (absent without a forest). Outside, `model`'s answer is an extrapolation and `auto` answers with the twin search.",
+    }),
+    outsideEnvelope: z
+      .array(outsideFeatureSchema)
+      .optional()
+      .meta({ description: 'The features outside the training ranges, with those ranges' }),
     explanation: explanationSchema,
     evaluated: z.array(evaluatedPointSchema),
   })

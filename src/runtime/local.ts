@@ -1,5 +1,6 @@
 import { loadModel } from '../model/model.js';
 import { loadProfile } from '../profiles/store.js';
+import { loadVerdictRuns } from '../profiles/verdicts.js';
 import { Recommender } from '../recommend/index.js';
 import { CachedSimulator, type SimulationStore } from '../search/index.js';
 import { SimulationPool } from './pool.js';
@@ -16,6 +17,7 @@ export function localRecommender(options: { threads?: number; store?: Simulation
   const recommender = new Recommender({
     loadProfile,
     loadModel,
+    loadVerdictRuns,
     simulate: (scenario, profile, threshold) => cache.simulate(scenario, profile, threshold),
   });
   return { recommender, cache, pool, close: () => pool.close() };

@@ -1,6 +1,7 @@
-import type { RequestLengthSpec } from '../twin/lengths.js';
+import { capacityTokensPerSecond, mustStarve } from '../twin/capacity.js';
+import { longestRequest, meanLengths, type RequestLengthSpec } from '../twin/lengths.js';
 import { kvCacheTokens, type Profile } from '../twin/profile.js';
-import { scenarioSchema, type Scenario } from '../twin/scenario.js';
+import { LIMITS, requestsPerSecond, scenarioSchema, type Scenario } from '../twin/scenario.js';
 import type { SimulationOutcome } from './cache.js';
 
 /** The measured grid of the validation runs: both axes. */
@@ -70,7 +71,41 @@ export type PointSimulator = (
   starvationThreshold: number,
 ) => Promise<SimulationOutcome>;
 
-export class SearchInputError extends Error {}
+/** A search that cannot be run as asked; `field` names the request field at fault. */
+export class SearchInputError extends Error {
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Mean prompt + output tokens of one request of the workload. */
+export function tokensPerRequest(profile: Profile, workload: SearchWorkload): number {
+  const lengths = meanLengths(
+    workload.requestLengths ?? { kind: 'sharegpt' },
+    profile.requestLengths,
+  );
+  return lengths.prompt + lengths.output;
+}
+
+/** Offered tokens/s of `concurrent` adapters cycling through the workload's rate groups. */
+export function offeredTokensPerSecond(
+  profile: Profile,
+  workload: SearchWorkload,
+  concurrent: number,
+): number {
+  return requestsPerSecond(workload.rates, concurrent) * tokensPerRequest(profile, workload);
+}
+
+/** The profile's capacity bound for this workload's request lengths (src/twin/capacity.ts). */
+export function workloadCapacity(profile: Profile, workload: SearchWorkload): number {
+  return capacityTokensPerSecond(
+    profile,
+    meanLengths(workload.requestLengths ?? { kind: 'sharegpt' }, profile.requestLengths),
+  );
+}
 
 /** The smallest rank vLLM accepts that fits every adapter. */
 export function maxLoraRankFor(profile: Profile, ranks: number[]): number {
@@ -79,6 +114,7 @@ export function maxLoraRankFor(profile: Profile, ranks: number[]): number {
   if (rank === undefined) {
     throw new SearchInputError(
       `no allowed max_lora_rank fits rank ${needed} (allowed: ${profile.allowedLoraRanks.join(', ')})`,
+      'workload.ranks',
     );
   }
   return rank;
@@ -105,6 +141,71 @@ export function scenarioFor(
     durationSeconds,
     seed,
   });
+}
+
+/**
+ * A pair decided in closed form, without the twin: vLLM cannot start it (its slots leave less KV
+ * cache than one max_model_len sequence), or it must starve (its offered load exceeds the
+ * profile's capacity bound by more than the threshold). Undefined when only the twin can tell.
+ */
+export function decidedWithoutTwin(
+  profile: Profile,
+  workload: SearchWorkload,
+  concurrent: number,
+  parallel: number,
+  maxLoraRank: number,
+  starvationThreshold: number,
+): EvaluatedPoint | undefined {
+  const point = (feasible: boolean, throughput: number, offered: number): EvaluatedPoint => ({
+    concurrentAdapters: concurrent,
+    parallelAdapters: parallel,
+    feasible,
+    simulated: false,
+    throughputTokensPerSecond: throughput,
+    offeredTokensPerSecond: offered,
+    starving: true,
+    sloViolated: false,
+    ttftP99Ms: 0,
+    itlP99Ms: 0,
+  });
+  if (kvCacheTokens(profile, parallel, maxLoraRank) < profile.maxModelLen)
+    return point(false, 0, 0);
+  const offered = offeredTokensPerSecond(profile, workload, concurrent);
+  const capacity = workloadCapacity(profile, workload);
+  if (mustStarve(offered, capacity, starvationThreshold))
+    return point(true, Math.min(capacity, offered), offered);
+  return undefined;
+}
+
+/**
+ * Throws SearchInputError (naming workload.requestLengths) when a request could be longer than the
+ * model's context: vLLM refuses such requests outright, so no configuration serves them.
+ */
+export function assertFitsModelLen(
+  profile: Profile,
+  workload: { requestLengths?: RequestLengthSpec },
+): void {
+  const spec = workload.requestLengths ?? { kind: 'sharegpt' };
+  const longest = longestRequest(spec, profile.requestLengths);
+  if (longest > profile.maxModelLen)
+    throw new SearchInputError(
+      `requests of up to ${longest} tokens (prompt + output) exceed ${profile.id}'s max_model_len of ${profile.maxModelLen}; vLLM rejects them`,
+      'workload.requestLengths',
+    );
+}
+
+/** Throws SearchInputError (naming workload.rates) when simulating `concurrent` adapters would exceed the arrival limit. */
+export function assertSimulable(
+  workload: SearchWorkload,
+  concurrent: number,
+  durationSeconds: number,
+): void {
+  const arrivals = requestsPerSecond(workload.rates, concurrent) * durationSeconds;
+  if (arrivals > LIMITS.maxExpectedRequests)
+    throw new SearchInputError(
+      `with ${concurrent} adapters about ${Math.round(arrivals)} requests would arrive per simulated window; the limit is ${LIMITS.maxExpectedRequests} (lower the rates or the concurrent candidates)`,
+      'workload.rates',
+    );
 }
 
 /** One simulated pair as the search reports it, with its SLO verdict. */
@@ -182,16 +283,35 @@ export async function searchOptimum(
   const seed = request.seed ?? 1;
   const { workload, slo } = request;
   const maxLoraRank = maxLoraRankFor(profile, workload.ranks);
+  assertFitsModelLen(profile, workload);
   const concurrent = sortedUnique(request.concurrent ?? DEFAULT_GRID.concurrent);
   const parallel = sortedUnique(request.parallel ?? DEFAULT_GRID.parallel);
 
   const evaluated: EvaluatedPoint[] = [];
   let simulations = 0;
 
+  // Candidates whose offered load exceeds what the GPU can physically complete by more than the
+  // threshold starve whatever the slots: they are marked without simulating (and never count
+  // against the arrival limit, however heavy).
+  const capacity = workloadCapacity(profile, workload);
+  const servable = concurrent.filter(
+    (c) => !mustStarve(offeredTokensPerSecond(profile, workload, c), capacity, threshold),
+  );
+  const heaviest = servable[servable.length - 1];
+  if (heaviest !== undefined) assertSimulable(workload, heaviest, durationSeconds);
+
   const lines = parallel
     .map((p) => ({ p, candidates: concurrent.filter((c) => c >= p), lo: -1, hi: 0, step: 1 }))
     .filter((line) => line.candidates.length > 0);
   for (const line of lines) line.hi = line.candidates.length;
+  const overCapacity = (line: (typeof lines)[number]) => {
+    const cut = line.candidates.findIndex((c) => !servable.includes(c));
+    if (cut < 0) return;
+    for (const c of line.candidates.slice(cut))
+      evaluated.push(decidedWithoutTwin(profile, workload, c, line.p, maxLoraRank, threshold)!);
+    line.candidates = line.candidates.slice(0, cut);
+    line.hi = cut;
+  };
   const hint = request.startNear;
   /** The next candidate a line probes: [lo, hi) brackets its edge (lo serves, hi starves). */
   const nextProbe = (line: (typeof lines)[number]): number => {
@@ -218,22 +338,15 @@ export async function searchOptimum(
   };
 
   // Infeasible parallel settings: vLLM would not start, whatever the adapters.
+  let startable = 0;
   const active = lines.filter((line) => {
-    if (kvCacheTokens(profile, line.p, maxLoraRank) >= profile.maxModelLen) return true;
-    for (const c of line.candidates) {
-      evaluated.push({
-        concurrentAdapters: c,
-        parallelAdapters: line.p,
-        feasible: false,
-        simulated: false,
-        throughputTokensPerSecond: 0,
-        offeredTokensPerSecond: 0,
-        starving: true,
-        sloViolated: false,
-        ttftP99Ms: 0,
-        itlP99Ms: 0,
-      });
+    if (kvCacheTokens(profile, line.p, maxLoraRank) >= profile.maxModelLen) {
+      startable++;
+      overCapacity(line);
+      return line.candidates.length > 0;
     }
+    for (const c of line.candidates)
+      evaluated.push(decidedWithoutTwin(profile, workload, c, line.p, maxLoraRank, threshold)!);
     return false;
   });
 
@@ -283,7 +396,7 @@ export async function searchOptimum(
   // Chosen over the sorted list, so the answer does not depend on the order probes finished in.
   for (const point of evaluated) if (serves(point) && better(point, best)) best = point;
   const result: SearchResult = { maxLoraRank, best, evaluated, simulations };
-  if (!best) result.reason = explainNone(evaluated, active.length, concurrent[0]!, slo);
+  if (!best) result.reason = explainNone(evaluated, startable, concurrent[0]!, slo);
   return result;
 }
 
@@ -296,8 +409,8 @@ function explainNone(
   if (feasibleLines === 0) {
     return 'no parallel setting is feasible: every one leaves too little KV cache for one max_model_len sequence at this max_lora_rank';
   }
-  const simulated = evaluated.filter((p) => p.simulated);
-  if (simulated.every((p) => p.starving)) {
+  const judged = evaluated.filter((p) => p.feasible);
+  if (judged.every((p) => p.starving)) {
     return `every feasible configuration starves, even with the fewest adapters (${smallest}): the workload's adapters send more than one GPU can serve; split them over more GPUs or lower the rates`;
   }
   const sloText = [

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { loadModel, ModelUnavailableError, type ModelFile } from '../model/model.js';
 import { listProfiles, loadProfile } from '../profiles/store.js';
+import { loadVerdictRuns } from '../profiles/verdicts.js';
 import {
   NoServingConfigurationError,
   Recommender,
@@ -10,7 +11,7 @@ import {
   type RecommendResponse,
 } from '../recommend/index.js';
 import { SimulationPool } from '../runtime/pool.js';
-import { CachedSimulator, SearchInputError } from '../search/index.js';
+import { assertFitsModelLen, CachedSimulator, SearchInputError } from '../search/index.js';
 import {
   RunRepository,
   type RunKeyNumbers,
@@ -134,6 +135,7 @@ export class ServiceCore {
     return new Recommender({
       loadProfile,
       loadModel,
+      loadVerdictRuns,
       simulate: (s, p, t) => this.cache.simulate(s, p, t, signal),
     });
   }
@@ -247,6 +249,7 @@ export class ServiceCore {
   ): Promise<{ run: RunRecord; result: SimulationResult }> {
     const started = this.now();
     const profile = loadProfile(scenario.profile);
+    assertFitsModelLen(profile, scenario.workload);
     const outcome = await this.withinLimit(
       (signal) => this.cache.simulate(scenario, profile, 0.1, signal),
       clientSignal,
@@ -284,6 +287,7 @@ export class ServiceCore {
     });
     if (!parsedScenario.success) throw new InputError(fieldIssues(parsedScenario.error, ['body']));
     const scenario = parsedScenario.data;
+    assertFitsModelLen(profile, scenario.workload);
     const r = await this.withinLimit(
       (signal) => this.cache.simulate(scenario, profile, request.starvationThreshold, signal),
       clientSignal,

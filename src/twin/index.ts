@@ -7,6 +7,7 @@ export {
   requestLengthsSchema,
   DEFAULT_STARVATION_THRESHOLD,
   LIMITS,
+  expectedArrivals,
   type Scenario,
   type ScenarioInput,
   type SimulationResult,
@@ -14,6 +15,8 @@ export {
   type Workload,
 } from './scenario.js';
 export { profileSchema, kvCacheTokens, type Profile } from './profile.js';
+export { capacityTokensPerSecond, mustStarve } from './capacity.js';
+export { meanLengths } from './lengths.js';
 export {
   simulate,
   isStarving,

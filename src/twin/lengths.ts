@@ -103,6 +103,23 @@ export function meanLengths(
   }
 }
 
+/** The longest request (prompt + output tokens) a length spec can draw. */
+export function longestRequest(spec: RequestLengthSpec, distribution: LengthDistribution): number {
+  switch (spec.kind) {
+    case 'fixed':
+      return spec.input + spec.output;
+    case 'empirical':
+      return spec.samples.reduce((m, [p, o]) => Math.max(m, p + o), 0);
+    case 'sharegpt':
+      // Scaled draws keep the knots' range, and the dataset's filter caps their sum.
+      return Math.min(
+        distribution.maxTotalTokens,
+        distribution.prompt[distribution.prompt.length - 1]![1] +
+          distribution.output[distribution.output.length - 1]![1],
+      );
+  }
+}
+
 export function createLengthSampler(
   spec: RequestLengthSpec,
   distribution: LengthDistribution,

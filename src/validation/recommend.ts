@@ -7,7 +7,9 @@ import { parseArgs } from 'node:util';
 import { num, readCsv, type CsvRow } from '../calibrate/csv.js';
 import { loadModel } from '../model/model.js';
 import { PACKAGE_ROOT } from '../profiles/store.js';
-import type { RecommendResponse } from '../recommend/index.js';
+import { loadProfile } from '../profiles/store.js';
+import { loadVerdictRuns } from '../profiles/verdicts.js';
+import { Recommender, type RecommendResponse } from '../recommend/index.js';
 import { localRecommender } from '../runtime/local.js';
 import { THROUGHPUT_TIE_TOLERANCE } from '../search/index.js';
 import { TWIN_VERSION } from '../twin/index.js';
@@ -110,6 +112,32 @@ async function main(): Promise<void> {
   const outDir = resolve(values.out ?? join(PACKAGE_ROOT, 'docs', 'validation'));
   const workloads = measuredWorkloads(dataDir);
   const local = localRecommender();
+  // The edge rule reads the twin's verdict errors leave-one-workload-out: the workload being
+  // recommended for never informs its own margin.
+  let heldOut = '';
+  const lowoRuns = (profileId: string) =>
+    loadVerdictRuns(profileId).filter((r) => r.workload !== heldOut);
+  const recommenders = {
+    withEdge: new Recommender({
+      loadProfile,
+      loadModel,
+      simulate: (sc, pr, t) => local.cache.simulate(sc, pr, t),
+      loadVerdictRuns: lowoRuns,
+    }),
+    withoutEdge: new Recommender({
+      loadProfile,
+      loadModel,
+      simulate: (sc, pr, t) => local.cache.simulate(sc, pr, t),
+      edgeRule: false,
+    }),
+  };
+  const METHODS = [
+    ['model', 'model', 'withEdge'],
+    ['auto', 'auto', 'withEdge'],
+    ['twin', 'twin', 'withEdge'],
+    ['auto, edge rule off', 'auto', 'withoutEdge'],
+    ['twin, edge rule off', 'twin', 'withoutEdge'],
+  ] as const;
   const outcomes: Outcome[] = [];
   const table: string[] = [];
   try {
@@ -118,14 +146,15 @@ async function main(): Promise<void> {
       const published = publishedOptimum(w.points);
       if (!real) continue;
       const profile = `h100-64gb/${w.model}`;
-      for (const method of ['model', 'auto', 'twin'] as const) {
+      heldOut = w.workload;
+      for (const [method, asked, variant] of METHODS) {
         const started = performance.now();
         let response: RecommendResponse | null = null;
         try {
-          response = await local.recommender.recommend({
+          response = await recommenders[variant].recommend({
             profile,
             workload: { rates: w.rates, ranks: w.ranks },
-            method,
+            method: asked,
             search: { concurrent: w.concurrentGrid, parallel: w.parallelGrid },
             starvationThreshold: 0.1,
           });
@@ -194,7 +223,23 @@ async function main(): Promise<void> {
     return `| ${method} | ${rows.length} | ${pct(c.smapePaper, 2)} / ${pct(c.smape, 2)} | ${pct(p.smapePaper, 2)} / ${pct(p.smape, 2)} | ${pct(t.smapePaper, 2)} / ${pct(t.smape, 2)} | ${measuredLost.length ? pct(measuredLost.reduce((s, v) => s + v, 0) / measuredLost.length, 2) : 'n/a'} (max ${measuredLost.length ? pct(Math.max(...measuredLost), 1) : 'n/a'}) | ${starving} | ${unmeasured} | ${(medianWall / 1000).toFixed(2)} s |`;
   };
 
+  const ALL = METHODS.map(([m]) => m);
   const models = [...new Set(outcomes.map((o) => o.model))];
+  const steppedBack = (m: string) =>
+    outcomes.filter((o) => {
+      if (o.method !== m) return false;
+      const off = outcomes.find(
+        (x) =>
+          x.method === `${m}, edge rule off` && x.model === o.model && x.workload === o.workload,
+      );
+      return off !== undefined && (off.c !== o.c || off.p !== o.p);
+    });
+  const edgeReport = (['twin', 'auto'] as const)
+    .map((m) => {
+      const moved = steppedBack(m);
+      return `- \`${m}\`: stepped back on ${moved.length} of ${outcomes.filter((o) => o.method === m).length} workloads${moved.length ? ` (${moved.map((o) => `${o.model} ${o.workload}: ${o.c} x ${o.p}`).join('; ')})` : ''}.`;
+    })
+    .join('\n');
   const forestInfo = models
     .map((m) => {
       const f = loadModel(`h100-64gb/${m}`);
@@ -229,7 +274,21 @@ real optimum's (0% = the optimum itself).
 
 | method | workloads | concurrent | parallel | throughput | throughput lost, mean (max) | recommended pairs that starve in reality | recommended pairs not measured | median time |
 |---|---|---|---|---|---|---|---|---|
-${['twin', 'model', 'auto'].map(summary).join('\n')}
+${ALL.map(summary).join('\n')}
+
+## The edge rule: what it costs and saves
+
+A pair the twin puts just above the starvation line may starve on the real server. From the
+twin's measured verdict errors (\`models/verdicts/\`, written by \`npm run validate:twin\`), each
+pair's chance of really starving is the share of measured runs the twin called serving whose
+completion ratio the twin overstated by more than this pair's distance above the line
+(\`src/recommend/edge.ts\`). \`twin\` and \`auto\` step down their line while the neighbour's
+expected served throughput (throughput x chance of serving) is higher. The errors are taken
+leave-one-workload-out here: a workload's own runs never inform its answer. The rows "edge rule
+off" take the twin at its word; comparing them with \`twin\` and \`auto\` gives the rule's cost
+(throughput lost) and saving (pairs that starve in reality).
+
+${edgeReport}
 
 ## The forests
 
@@ -252,7 +311,7 @@ simulation's verdict at the edge.
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'recommend.md'), md);
   process.stdout.write(
-    `${['twin', 'model', 'auto'].map(summary).join('\n')}\nwrote ${join(outDir, 'recommend.md')}\n`,
+    `${ALL.map(summary).join('\n')}\n${edgeReport}\nwrote ${join(outDir, 'recommend.md')}\n`,
   );
 }
 

@@ -2,12 +2,14 @@
 // writes docs/validation/twin.md, twin-throughput.svg and twin-runs.csv.
 // Usage: npm run validate:twin [-- --data DIR --out DIR --threads N --only MODEL]
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderSvg } from '../charts/svg.js';
 import { MEASUREMENTS_DIR } from '../calibrate/calibrate.js';
 import { num, readCsv } from '../calibrate/csv.js';
 import { PACKAGE_ROOT } from '../profiles/store.js';
+import { verdictRunsPath } from '../profiles/verdicts.js';
+import type { VerdictRuns } from '../recommend/edge.js';
 import { SimulationPool } from '../runtime/pool.js';
 import { scenarioForRun } from '../calibrate/runs.js';
 import { TWIN_VERSION, type SimulationResult } from '../twin/index.js';
@@ -30,6 +32,9 @@ export interface RunComparison {
   publishedItlMs: number;
   realStarving: boolean;
   twinStarving: boolean;
+  /** Completion ratios (throughput / offered) behind the two verdicts. */
+  realCompletionRatio: number;
+  twinCompletionRatio: number;
   realTtftMs: number;
   twinTtftMs: number;
   realItlMs: number;
@@ -75,6 +80,9 @@ export async function compareRuns(
         publishedItlMs: pub && pub.sim_itl_ms !== '' ? num(pub, 'sim_itl_ms') : NaN,
         realStarving: realOk ? num(row, 'throughput_vs_ideal') < 0.9 : false,
         twinStarving: r.starving,
+        realCompletionRatio: realOk ? num(row, 'throughput_vs_ideal') : NaN,
+        twinCompletionRatio:
+          r.offeredTokensPerSecond > 0 ? r.throughputTokensPerSecond / r.offeredTokensPerSecond : 1,
         realTtftMs: realOk ? num(row, 'mean_ttft_ms') : NaN,
         twinTtftMs: r.ttftMs.mean,
         realItlMs: realOk ? num(row, 'mean_itl_ms') : NaN,
@@ -297,6 +305,29 @@ async function main(): Promise<void> {
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'twin.md'), report(summaries, dataDir, 'npm run validate:twin'));
   writeFileSync(join(outDir, 'twin-runs.csv'), toCsv(runs));
+  // The twin's verdict errors, per profile: what the recommender's edge rule reads.
+  for (const model of [...new Set(runs.map((r) => r.model))]) {
+    const profile = `h100-64gb/${model}`;
+    const file = verdictRunsPath(profile);
+    mkdirSync(dirname(file), { recursive: true });
+    const verdicts: VerdictRuns = {
+      profile,
+      twinVersion: TWIN_VERSION,
+      source: `${relative(PACKAGE_ROOT, dataDir)}/validation_runs.csv (runs the real server completed)`,
+      runs: runs
+        .filter((r) => r.model === model && r.realOk && r.twinFeasible)
+        .map((r) => ({
+          workload: r.workload,
+          twinRatio: Number(r.twinCompletionRatio.toFixed(5)),
+          realRatio: Number(r.realCompletionRatio.toFixed(5)),
+        })),
+    };
+    writeFileSync(
+      file,
+      `${JSON.stringify(verdicts, null, 1)}
+`,
+    );
+  }
   writeFileSync(join(outDir, 'twin-throughput.svg'), await renderSvg(chartSpec(runs)));
   for (const s of summaries) {
     process.stdout.write(

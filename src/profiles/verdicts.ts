@@ -1,0 +1,26 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { verdictRunsSchema, type VerdictRun } from '../recommend/edge.js';
+import { PACKAGE_ROOT } from './store.js';
+
+export const VERDICTS_DIR = join(PACKAGE_ROOT, 'models', 'verdicts');
+
+const loaded = new Map<string, readonly VerdictRun[]>();
+
+export const verdictRunsPath = (profileId: string, dir = VERDICTS_DIR) =>
+  join(dir, `${profileId}.json`);
+
+/**
+ * The twin-vs-real completion ratios of a profile's validation runs (written by
+ * `npm run validate:twin`); none when the file is absent, which turns the edge rule off.
+ */
+export function loadVerdictRuns(profileId: string, dir = VERDICTS_DIR): readonly VerdictRun[] {
+  const path = verdictRunsPath(profileId, dir);
+  const hit = loaded.get(path);
+  if (hit) return hit;
+  const runs = existsSync(path)
+    ? verdictRunsSchema.parse(JSON.parse(readFileSync(path, 'utf8'))).runs
+    : [];
+  loaded.set(path, runs);
+  return runs;
+}
