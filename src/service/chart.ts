@@ -15,11 +15,17 @@ export function recommendationHeatmap(response: RecommendResponse): string {
   const rows = [...new Set(points.map((p) => p.parallelAdapters))].sort((a, b) => b - a);
   const at = new Map(points.map((p) => [`${p.concurrentAdapters}x${p.parallelAdapters}`, p]));
   const simulated = points.filter((p) => p.simulated && p.feasible);
-  const maxThroughput = Math.max(1, ...simulated.map((p) => p.throughputTokensPerSecond));
+  // The ramp spans the serving pairs' throughputs (the others are marked in their own colours),
+  // so pairs a few percent apart still read as different shades.
+  const serving = simulated.filter((p) => !p.starving && !p.sloViolated);
+  const throughputs = serving.map((p) => p.throughputTokensPerSecond);
+  const lowest = throughputs.length ? Math.min(...throughputs) : 0;
+  const highest = throughputs.length ? Math.max(...throughputs) : 1;
+  const scale = (t: number) => (highest > lowest ? (t - lowest) / (highest - lowest) : 1);
 
   const cell = { w: 56, h: 30 };
   const margin = { left: 92, top: 58, right: 16, bottom: 118 };
-  const width = margin.left + columns.length * cell.w + margin.right;
+  const width = Math.max(680, margin.left + columns.length * cell.w + margin.right);
   const height = margin.top + rows.length * cell.h + margin.bottom;
   const x = (i: number) => margin.left + i * cell.w;
   const y = (j: number) => margin.top + j * cell.h;
@@ -48,7 +54,7 @@ export function recommendationHeatmap(response: RecommendResponse): string {
     );
     columns.forEach((concurrent, i) => {
       const p = at.get(`${concurrent}x${parallel}`);
-      const { fill, label, labelColour } = cellLook(p, maxThroughput);
+      const { fill, label, labelColour } = cellLook(p, scale);
       parts.push(
         `<rect x="${x(i) + 1}" y="${y(j) + 1}" width="${cell.w - 2}" height="${cell.h - 2}" fill="${fill}" stroke="#ddd"><title>${escapeXml(describe(concurrent, parallel, p))}</title></rect>`,
       );
@@ -96,11 +102,11 @@ export function recommendationHeatmap(response: RecommendResponse): string {
     parts.push(
       `<rect x="${margin.left + k * 30}" y="${ly}" width="30" height="12" fill="${ramp(k / (stops - 1))}"/>`,
     );
-  text(margin.left, ly + 26, '0', 'font-size="10"');
+  text(margin.left, ly + 26, `${(lowest / 1000).toFixed(1)}k`, 'font-size="10"');
   text(
     margin.left + stops * 30,
     ly + 26,
-    `${(maxThroughput / 1000).toFixed(1)}k tok/s`,
+    `${(highest / 1000).toFixed(1)}k tok/s`,
     'font-size="10" text-anchor="end"',
   );
   const marks: Array<[string, string, string]> = [
@@ -133,7 +139,7 @@ const INFEASIBLE = '#555';
 
 function cellLook(
   p: EvaluatedPoint | undefined,
-  maxThroughput: number,
+  scale: (throughput: number) => number,
 ): { fill: string; label: string; labelColour: string } {
   if (!p) return { fill: '#fff', label: '', labelColour: '#000' };
   if (!p.feasible) return { fill: INFEASIBLE, label: 'n/a', labelColour: '#fff' };
@@ -141,7 +147,7 @@ function cellLook(
   const k = `${(p.throughputTokensPerSecond / 1000).toFixed(1)}`;
   if (p.starving) return { fill: STARVING, label: `${k} ✕`, labelColour: '#fff' };
   if (p.sloViolated) return { fill: SLO, label: `${k} !`, labelColour: '#000' };
-  const t = p.throughputTokensPerSecond / maxThroughput;
+  const t = scale(p.throughputTokensPerSecond);
   return { fill: ramp(t), label: k, labelColour: t > 0.55 ? '#fff' : '#000' };
 }
 
