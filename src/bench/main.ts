@@ -4,6 +4,7 @@ import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { DEFAULT_DATA_DIR } from '../validation/twin.js';
 import { benchForest, benchSearch, datasetCost } from './recommend.js';
+import { runListing, simulationMemory } from './service.js';
 import { benchTwin } from './twin.js';
 
 const { values } = parseArgs({
@@ -78,4 +79,32 @@ if (!values.only || values.only === 'twin') {
   out(
     'published twin (Python, one HPC core): median 7.1 s, p90 107 s, max 242 s per 3600 s simulated',
   );
+}
+
+if (!values.only || values.only === 'memory') {
+  out('## Memory of one simulation (fresh process, 8 adapters x 8 slots overloaded for an hour)');
+  out('| rate per adapter (req/s) | arrived requests | peak RSS |');
+  out('|---|---|---|');
+  const probes = simulationMemory([0.01, 35, 140]);
+  for (const p of probes) out(`| ${p.rate} | ${p.arrived} | ${p.maxRssMb.toFixed(0)} MB |`);
+  const [light, , heavy] = probes;
+  const perRequest =
+    ((heavy!.maxRssMb - light!.maxRssMb) * 1024 * 1024) / (heavy!.arrived - light!.arrived);
+  out(
+    `about ${perRequest.toFixed(0)} bytes per arrived request over a ${light!.maxRssMb.toFixed(0)} MB process: the limit of 10,000,000 arrivals bounds one simulation near ${((light!.maxRssMb * 1024 * 1024 + perRequest * 1e7) / 1e9).toFixed(2)} GB`,
+  );
+  out();
+}
+
+if (!values.only || values.only === 'runs') {
+  out('## Listing stored runs (GET /v1/runs pages of 200, summaries only)');
+  const r = await runListing(values.quick ? 10_000 : 100_000);
+  out(
+    '| stored runs | database | first page, median (p99) | page 101, median | filtered by kind and profile, median |',
+  );
+  out('|---|---|---|---|---|');
+  out(
+    `| ${r.count} | ${r.dbMb.toFixed(0)} MB | ${r.firstPageMedianMs.toFixed(2)} ms (${r.firstPageP99Ms.toFixed(2)} ms) | ${r.deepPageMedianMs.toFixed(2)} ms | ${r.filteredMedianMs.toFixed(2)} ms |`,
+  );
+  out();
 }

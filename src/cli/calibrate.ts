@@ -7,7 +7,7 @@ import { fitLoraOnServingRuns } from '../calibrate/serving-fit.js';
 import { SimulationPool } from '../runtime/pool.js';
 import { PROFILES_DIR } from '../profiles/store.js';
 import { InputError, fieldIssues } from '../runtime/errors.js';
-import { parseOptions, UsageError } from './main.js';
+import { parseOptions, UsageError } from './options.js';
 
 const USAGE = `usage: loraplan calibrate --data DIR --inputs FILE [--model M] [--out DIR]
 

@@ -4,7 +4,7 @@ import { SingleBar } from 'cli-progress';
 import { buildRow, datasetPath, readDataset } from '../model/dataset.js';
 import { loadProfile } from '../profiles/store.js';
 import { SimulationPool } from '../runtime/pool.js';
-import { intOption, parseOptions, UsageError } from './main.js';
+import { intOption, parseOptions, UsageError } from './options.js';
 
 const USAGE = `usage: loraplan dataset --profile P --workloads N [--seed S] [--out FILE] [--concurrency K]
 

@@ -1,8 +1,4 @@
-import { parseArgs } from 'node:util';
-import { InputError } from '../runtime/errors.js';
-import { UnknownProfileError } from '../profiles/store.js';
-import { ModelUnavailableError } from '../model/model.js';
-import { SearchInputError } from '../search/index.js';
+import { describe } from './options.js';
 import { calibrateCommand } from './calibrate.js';
 import { simulateCommand } from './simulate.js';
 import { datasetCommand } from './dataset.js';
@@ -12,7 +8,7 @@ import { serveCommand } from './serve.js';
 import { checkCommand } from './check.js';
 
 /** A command's exit code; errors a user can fix exit 2 with a one-line message, never a stack. */
-export type Command = (argv: string[]) => Promise<number>;
+type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
   serve: { run: serveCommand, summary: 'serve the HTTP API (Swagger UI at /docs)' },
@@ -41,8 +37,6 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
     summary: 'fit a profile from measurement tables (--data DIR --model M)',
   },
 };
-
-export class UsageError extends Error {}
 
 function help(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(12)}${c.summary}`);
@@ -73,64 +67,6 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`loraplan ${name}: ${describe(error)}\n`);
     return 2;
   }
-}
-
-export function describe(error: unknown): string {
-  if (error instanceof InputError) return `invalid input: ${error.message}`;
-  if (
-    error instanceof UnknownProfileError ||
-    error instanceof UsageError ||
-    error instanceof ModelUnavailableError ||
-    error instanceof SearchInputError
-  ) {
-    return error.message;
-  }
-  if (error instanceof SyntaxError) return `not valid JSON: ${error.message}`;
-  if (error instanceof Error && 'code' in error && error.code === 'ENOENT') return error.message;
-  if (
-    error instanceof Error &&
-    'code' in error &&
-    typeof error.code === 'string' &&
-    error.code.startsWith('ERR_PARSE_ARGS')
-  ) {
-    return error.message;
-  }
-  return error instanceof Error ? error.message : String(error);
-}
-
-type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
-export type ParsedOptions<T extends OptionSpec> = {
-  [K in keyof T]?: T[K]['type'] extends 'string' ? string : boolean;
-} & { help?: boolean };
-
-/** Strict flag parsing: an unknown flag or a positional argument is a usage error. */
-export function parseOptions<T extends OptionSpec>(
-  argv: string[],
-  options: T,
-): { values: ParsedOptions<T> } {
-  const { values } = parseArgs({
-    args: argv,
-    options: { ...options, help: { type: 'boolean', short: 'h' } },
-    strict: true,
-    allowPositionals: false,
-  });
-  return { values: values as ParsedOptions<T> };
-}
-
-/** An integer flag (undefined when absent); below `min` or not an integer is a usage error. */
-export function intOption(value: string | undefined, name: string, min = 1): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) {
-    const what =
-      min === 1
-        ? 'a positive integer'
-        : min === 0
-          ? 'a non-negative integer'
-          : `an integer >= ${min}`;
-    throw new UsageError(`${name} must be ${what}`);
-  }
-  return n;
 }
 
 /** Runs the CLI and sets the process exit code; the bin script and direct execution call it. */

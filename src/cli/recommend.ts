@@ -6,7 +6,7 @@ import {
   recommendRequestSchema,
   type RecommendResponse,
 } from '../recommend/index.js';
-import { parseOptions, UsageError } from './main.js';
+import { parseOptions, UsageError } from './options.js';
 
 const USAGE = `usage: loraplan recommend --file W.json [--json] [--url http://host:8080]
 

@@ -1,5 +1,5 @@
 import { configFromEnv, startServer } from '../http/server.js';
-import { parseOptions } from './main.js';
+import { parseOptions } from './options.js';
 
 const USAGE = `usage: loraplan serve [--port N]
 

@@ -6,7 +6,7 @@ import { parseScenario, runScenario } from '../runtime/scenario-runner.js';
 import { InputError } from '../runtime/errors.js';
 import type { Scenario, SimulationResult } from '../twin/index.js';
 import { loadProfile } from '../profiles/store.js';
-import { intOption, parseOptions, UsageError } from './main.js';
+import { intOption, parseOptions, UsageError } from './options.js';
 
 const USAGE = `usage: loraplan simulate --scenario FILE
        loraplan simulate --batch FILE.jsonl [--threads N]

@@ -5,7 +5,7 @@ import { trainModel } from '../model/train.js';
 import { loadProfile, PACKAGE_ROOT } from '../profiles/store.js';
 import { TWIN_VERSION } from '../twin/index.js';
 import { datasetPath, readDataset, withCurrentFeatures } from '../model/dataset.js';
-import { intOption, parseOptions, UsageError } from './main.js';
+import { intOption, parseOptions, UsageError } from './options.js';
 
 const USAGE = `usage: loraplan train --profile P [--dataset FILE] [--out FILE] [--folds K] [--seed S]
 

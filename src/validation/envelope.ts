@@ -1,0 +1,193 @@
+// npm run validate:envelope [-- --workloads N]: for N random workloads per profile inside the
+// forest's training envelope (drawn with another seed than the training set, so none was trained
+// on), how often the twin says method=model's answer starves, whether any answer is one vLLM cannot
+// start, and the throughput the answer gives up against the twin's optimum. Writes
+// docs/validation/envelope.md.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { WIDENED_FROM_INDEX, sampleWorkload } from '../model/dataset.js';
+import { outsideEnvelope } from '../model/envelope.js';
+import { workloadFeatures } from '../model/features.js';
+import { loadModel } from '../model/model.js';
+import { loadProfile, PACKAGE_ROOT } from '../profiles/store.js';
+import { NoServingConfigurationError, Recommender } from '../recommend/index.js';
+import { localRecommender } from '../runtime/local.js';
+import { DEFAULT_GRID, scenarioFor, searchOptimum, type SearchWorkload } from '../search/index.js';
+import { kvCacheTokens, TWIN_VERSION } from '../twin/index.js';
+import { pct } from './metrics.js';
+
+/** Not the training set's seed (1): these workloads were never trained on. */
+const VALIDATION_SEED = 2;
+const PROFILES = ['h100-64gb/llama-3.1-8b-instruct', 'h100-64gb/qwen-2.5-7b-instruct'];
+
+interface Case {
+  workload: SearchWorkload;
+  /** null when the model refused (no configuration serves, by its closed-form checks). */
+  model: { c: number; p: number; rank: number; throughput: number } | null;
+  twinSaysModelStarves: boolean;
+  infeasible: boolean;
+  modelTwinThroughput: number;
+  optimum: { c: number; p: number; throughput: number } | null;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { workloads: { type: 'string' } } });
+  const perProfile = Number(values.workloads ?? 100);
+  const local = localRecommender();
+  const simulate = (s: Parameters<typeof local.cache.simulate>[0]) =>
+    local.cache.simulate(s, loadProfile(s.profile), 0.1);
+  const sections: string[] = [];
+  const lines: string[] = [];
+  try {
+    for (const profileId of PROFILES) {
+      const profile = loadProfile(profileId);
+      const model = loadModel(profileId);
+      const recommender = new Recommender({
+        loadProfile,
+        loadModel,
+        simulate: (s, p, t) => local.cache.simulate(s, p, t),
+      });
+      const workloads: SearchWorkload[] = [];
+      let drawn = 0;
+      for (let i = 0; workloads.length < perProfile; i++) {
+        // Half from the first space, half from the widened one, as the training set was built.
+        const index = i % 2 === 0 ? i : WIDENED_FROM_INDEX + i;
+        const w = sampleWorkload(VALIDATION_SEED, index, profile);
+        drawn++;
+        if (outsideEnvelope(model.envelope, w, workloadFeatures(w, profile)).length === 0)
+          workloads.push(w);
+      }
+      const cases: Case[] = [];
+      let done = 0;
+      const started = performance.now();
+      // Two workloads at a time: each one's simulations already run on both threads.
+      for (let i = 0; i < workloads.length; i += 2) {
+        const batch = workloads.slice(i, i + 2);
+        cases.push(
+          ...(await Promise.all(
+            batch.map(async (workload): Promise<Case> => {
+              const request = {
+                profile: profileId,
+                workload,
+                method: 'model' as const,
+                starvationThreshold: 0.1,
+              };
+              let answer = null;
+              try {
+                const r = await recommender.recommend(request);
+                answer = {
+                  c: r.recommendation.concurrentAdapters,
+                  p: r.recommendation.parallelAdapters,
+                  rank: r.recommendation.maxLoraRank,
+                  throughput: r.recommendation.throughputTokensPerSecond,
+                };
+              } catch (e) {
+                if (!(e instanceof NoServingConfigurationError)) throw e;
+              }
+              const search = await searchOptimum(
+                profile,
+                {
+                  workload,
+                  concurrent: DEFAULT_GRID.concurrent,
+                  parallel: DEFAULT_GRID.parallel,
+                  ...(answer ? { startNear: answer.c } : {}),
+                },
+                (s, pr, t) => local.cache.simulate(s, pr, t),
+              );
+              const optimum = search.best
+                ? {
+                    c: search.best.concurrentAdapters,
+                    p: search.best.parallelAdapters,
+                    throughput: search.best.throughputTokensPerSecond,
+                  }
+                : null;
+              if (!answer)
+                return {
+                  workload,
+                  model: null,
+                  twinSaysModelStarves: false,
+                  infeasible: false,
+                  modelTwinThroughput: 0,
+                  optimum,
+                };
+              const r = await simulate(
+                scenarioFor(profile, workload, answer.c, answer.p, answer.rank, 3600, 1),
+              );
+              return {
+                workload,
+                model: answer,
+                twinSaysModelStarves: !r.feasible || r.starving,
+                infeasible:
+                  !r.feasible ||
+                  kvCacheTokens(profile, answer.p, answer.rank) < profile.maxModelLen,
+                modelTwinThroughput: r.throughputTokensPerSecond,
+                optimum,
+              };
+            }),
+          )),
+        );
+        done += batch.length;
+        if (done % 10 === 0)
+          process.stderr.write(
+            `${profileId}: ${done}/${workloads.length} workloads, ${((performance.now() - started) / 1000).toFixed(0)} s\n`,
+          );
+      }
+      const answered = cases.filter((c) => c.model);
+      const starving = answered.filter((c) => c.twinSaysModelStarves);
+      const infeasible = answered.filter((c) => c.infeasible);
+      const refusedButServes = cases.filter((c) => !c.model && c.optimum);
+      const comparable = answered.filter((c) => c.optimum && !c.twinSaysModelStarves);
+      const lost = comparable.map((c) =>
+        Math.max(
+          0,
+          (100 * (c.optimum!.throughput - c.modelTwinThroughput)) / c.optimum!.throughput,
+        ),
+      );
+      const sorted = [...lost].sort((a, b) => a - b);
+      const mean = lost.reduce((s, v) => s + v, 0) / Math.max(1, lost.length);
+      const median = sorted[sorted.length >> 1] ?? NaN;
+      const row = `| ${profileId} | ${cases.length} (of ${drawn} drawn) | ${answered.length} | **${starving.length} (${pct((100 * starving.length) / Math.max(1, answered.length), 1)})** | ${infeasible.length} | ${refusedButServes.length} | ${pct(mean, 2)} / ${pct(median, 2)} (max ${pct(Math.max(0, ...lost), 1)}) |`;
+      lines.push(row);
+      const worst = starving
+        .slice(0, 6)
+        .map(
+          (c) =>
+            `- rates ${c.workload.rates.join('/')} ranks ${c.workload.ranks.join('/')} lengths ${JSON.stringify(c.workload.requestLengths).slice(0, 80)}: model ${c.model!.c} x ${c.model!.p}, twin optimum ${c.optimum ? `${c.optimum.c} x ${c.optimum.p}` : 'none'}`,
+        )
+        .join('\n');
+      sections.push(
+        `### ${profileId}\n\nAnswers the twin says starve${starving.length > 6 ? ' (first six)' : ''}:\n\n${worst || '- none'}\n`,
+      );
+      process.stdout.write(`${row}\n`);
+    }
+  } finally {
+    await local.close();
+  }
+  const md = `# The forest inside its envelope
+
+Generated by \`npm run validate:envelope\` (twin ${TWIN_VERSION}, ${perProfile} workloads per
+profile). Workloads are drawn like the training set's (the first and the widened space, alternately)
+but with seed ${VALIDATION_SEED}, so none was trained on, and kept only when inside the forest's
+training envelope (\`src/model/envelope.ts\`). For each, \`method: model\` answers from the forest
+alone; the twin then simulates that pair for the hour and searches the grid for its own optimum.
+Target: the twin says the model's answer starves for at most 5% of workloads.
+
+| profile | workloads | answered | model's answer starves in the twin | answers vLLM cannot start | refused though a pair serves | throughput lost vs the twin's optimum, mean / median |
+|---|---|---|---|---|---|---|
+${lines.join('\n')}
+
+"Throughput lost" is over answers that serve in the twin, against the twin search's optimum on the
+same grid; a refusal is the model's closed-form capacity check saying every pair must starve.
+
+${sections.join('\n')}`;
+  writeFileSync(join(PACKAGE_ROOT, 'docs', 'validation', 'envelope.md'), md);
+  process.stdout.write('wrote docs/validation/envelope.md\n');
+}
+
+if (process.argv[1]?.endsWith('validation/envelope.js')) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`validate:envelope: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 1;
+  });
+}
