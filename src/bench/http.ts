@@ -55,6 +55,39 @@ const auto = await app.inject({ method: 'POST', url: '/v1/recommend', payload: a
 process.stdout.write(
   `\ncold twin search (4 x 3 grid): ${(coldMs / 1000).toFixed(2)} s; auto for a new workload: ${((performance.now() - a) / 1000).toFixed(2)} s (status ${auto.statusCode})\n`,
 );
+
+// Charts while the service must stay live: 25 recommend runs with twin-evaluated pairs, their
+// charts requested all at once (each drawn for the first time) while /healthz is polled.
+const chartRuns: string[] = [];
+for (let i = 0; i < 25; i++) {
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/recommend',
+    payload: twinBody, // the twin's results are cached; each answer is a run of its own
+  });
+  chartRuns.push((res.json() as { runId: string }).runId);
+}
+const health: number[] = [];
+let rendering = true;
+const poll = (async () => {
+  while (rendering) {
+    const s = performance.now();
+    await fetch(`${url}/healthz`);
+    health.push(performance.now() - s);
+  }
+})();
+const c0 = performance.now();
+await Promise.all(
+  chartRuns.map((id) => fetch(`${url}/v1/runs/${id}/chart.svg`).then((r) => r.text())),
+);
+const chartsMs = performance.now() - c0;
+await new Promise((r) => setTimeout(r, 50));
+rendering = false;
+await poll;
+health.sort((x, y) => x - y);
+process.stdout.write(
+  `25 charts drawn for the first time, concurrently: ${chartsMs.toFixed(0)} ms in all; /healthz meanwhile: ${health.length} calls, p50 ${health[health.length >> 1]!.toFixed(1)} ms, p99 ${health[Math.floor(health.length * 0.99)]!.toFixed(1)} ms\n`,
+);
 await app.close();
 await core.close();
 db.close();

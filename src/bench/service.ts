@@ -45,9 +45,7 @@ const run = (i: number): NewRun => ({
 });
 
 /** Median and p99 time of `GET /v1/runs`-equivalent pages over `count` stored runs. */
-export async function runListing(
-  count: number,
-): Promise<{
+export async function runListing(count: number): Promise<{
   count: number;
   dbMb: number;
   firstPageMedianMs: number;

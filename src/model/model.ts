@@ -141,29 +141,36 @@ export function localExplanation(model: ModelFile, x: readonly number[], top = 3
 
 export class ModelUnavailableError extends Error {}
 
-const loaded = new Map<string, ModelFile>();
+/** Forests by path, and the files that could not be read (remembered too: a process reads each once). */
+const loaded = new Map<string, ModelFile | ModelUnavailableError>();
 
 export function modelPath(profile: string, dir = FORESTS_DIR): string {
   return join(dir, `${profile}.json`);
 }
 
-/** Loads the shipped forest of a profile (parsed once per process). */
+/** Loads the shipped forest of a profile (read once per process, whether it loads or not). */
 export function loadModel(profile: string, dir = FORESTS_DIR): ModelFile {
   const path = modelPath(profile, dir);
-  const hit = loaded.get(path);
-  if (hit) return hit;
+  let entry = loaded.get(path);
+  if (!entry) {
+    entry = readModel(profile, path);
+    loaded.set(path, entry);
+  }
+  if (entry instanceof ModelUnavailableError) throw entry;
+  return entry;
+}
+
+function readModel(profile: string, path: string): ModelFile | ModelUnavailableError {
   if (!existsSync(path))
-    throw new ModelUnavailableError(
+    return new ModelUnavailableError(
       `no trained forest for profile ${profile} (expected ${path}); run loraplan train --profile ${profile}`,
     );
   const parsed = modelFileSchema.safeParse(JSON.parse(readFileSync(path, 'utf8')));
   if (!parsed.success)
-    throw new ModelUnavailableError(
+    return new ModelUnavailableError(
       `${path} is not a forest this version reads (trained by an older loraplan?); run loraplan train --profile ${profile}`,
     );
-  const model = parsed.data;
-  if (model.features.join() !== FEATURE_NAMES.join())
-    throw new ModelUnavailableError(`${path} was trained on other features`);
-  loaded.set(path, model);
-  return model;
+  if (parsed.data.features.join() !== FEATURE_NAMES.join())
+    return new ModelUnavailableError(`${path} was trained on other features`);
+  return parsed.data;
 }
