@@ -75,4 +75,21 @@ describe('the recommender at the edge', () => {
     const r = await recommend([run(0.95, 0.95), run(0.97, 0.98)]);
     expect(r.recommendation.concurrentAdapters).toBe(256);
   });
+
+  it("steps the forest's answer down in closed form, pricing fewer adapters at the same tokens", async () => {
+    // The forest says 256 adapters complete 91% of their load; half the measured serving runs
+    // were overstated by more than 0.01. 224 adapters offer 87.5% of 256's load: all served.
+    const r = await new Recommender({
+      loadProfile,
+      loadModel: () => constantModel(llama, workload, 256, 32, 0.91),
+      simulate: twin,
+      loadVerdictRuns: () => [run(0.95, 0.92), run(0.97, 0.97)],
+    }).recommend(recommendRequestSchema.parse({ profile: llama.id, workload, method: 'model' }));
+    expect(r.recommendation.concurrentAdapters).toBe(224);
+    expect(r.recommendation.throughputTokensPerSecond).toBeCloseTo(
+      r.recommendation.offeredTokensPerSecond,
+      6,
+    );
+    expect(r.explanation.summary).toMatch(/256 adapters would serve 91\.0% of their load/);
+  });
 });

@@ -170,13 +170,40 @@ export class Recommender {
         `the forest's ${fmt(prediction.parallelAdapters)} slots would leave vLLM less KV cache than one ${profile.maxModelLen}-token sequence at --max-lora-rank=${maxLoraRank}; clamped to ${p}`,
       );
 
-    const offeredAtC = offered(c);
+    let offeredAtC = offered(c);
     // The forest predicts the completion ratio at the optimum: priced at this pair's load, and
     // never above what arrives or what the GPU can physically complete.
-    const throughput = Math.min(
+    let throughput = Math.min(
       Math.min(1, Math.max(0, prediction.completionRatio)) * offeredAtC,
       capacity,
     );
+    // The edge rule in closed form: fewer adapters are priced as the GPU completing the same
+    // tokens (or all they offer), and the answer steps down while that is the better bet.
+    const runs =
+      this.deps.edgeRule === false ? [] : (this.deps.loadVerdictRuns?.(profile.id) ?? []);
+    if (runs.length > 0) {
+      const worth = (t: number, o: number) =>
+        expectedServedThroughput(
+          runs,
+          { throughputTokensPerSecond: t, offeredTokensPerSecond: o },
+          threshold,
+        );
+      const lower = sortedUnique(concurrentCandidates ?? DEFAULT_GRID.concurrent)
+        .filter((v) => v < c && v >= p)
+        .reverse();
+      const from = c;
+      const fromRatio = throughput / offeredAtC;
+      for (const v of lower) {
+        const o = offered(v);
+        const t = Math.min(o, throughput);
+        if (worth(t, o) <= worth(throughput, offeredAtC)) break;
+        [c, offeredAtC, throughput] = [v, o, t];
+      }
+      if (c !== from)
+        notes.push(
+          `${from} adapters would serve ${(100 * fromRatio).toFixed(1)}% of their load, within the twin's measured error of the starvation line, so ${c} are recommended`,
+        );
+    }
     const effects = localExplanation(model, x);
     const envelopeNote = outside.length
       ? ` Outside the training envelope (${outside.map((o) => o.feature).join(', ')}): the forest extrapolates here, so check it with method=auto or twin.`

@@ -135,6 +135,7 @@ async function main(): Promise<void> {
     ['model', 'model', 'withEdge'],
     ['auto', 'auto', 'withEdge'],
     ['twin', 'twin', 'withEdge'],
+    ['model, edge rule off', 'model', 'withoutEdge'],
     ['auto, edge rule off', 'auto', 'withoutEdge'],
     ['twin, edge rule off', 'twin', 'withoutEdge'],
   ] as const;
@@ -234,7 +235,7 @@ async function main(): Promise<void> {
       );
       return off !== undefined && (off.c !== o.c || off.p !== o.p);
     });
-  const edgeReport = (['twin', 'auto'] as const)
+  const edgeReport = (['model', 'twin', 'auto'] as const)
     .map((m) => {
       const moved = steppedBack(m);
       return `- \`${m}\`: stepped back on ${moved.length} of ${outcomes.filter((o) => o.method === m).length} workloads${moved.length ? ` (${moved.map((o) => `${o.model} ${o.workload}: ${o.c} x ${o.p}`).join('; ')})` : ''}.`;
@@ -283,7 +284,9 @@ twin's measured verdict errors (\`models/verdicts/\`, written by \`npm run valid
 pair's chance of really starving is the share of measured runs the twin called serving whose
 completion ratio the twin overstated by more than this pair's distance above the line
 (\`src/recommend/edge.ts\`). \`twin\` and \`auto\` step down their line while the neighbour's
-expected served throughput (throughput x chance of serving) is higher. The errors are taken
+expected served throughput (throughput x chance of serving) is higher; \`model\` does the same in
+closed form, from the forest's predicted completion ratio, pricing fewer adapters as the GPU
+completing the same tokens. The errors are taken
 leave-one-workload-out here: a workload's own runs never inform its answer. The rows "edge rule
 off" take the twin at its word; comparing them with \`twin\` and \`auto\` gives the rule's cost
 (throughput lost) and saving (pairs that starve in reality).
