@@ -127,3 +127,14 @@ describe('stored runs', () => {
     db.close();
   });
 });
+
+describe('retention settings', () => {
+  it('come from the environment with documented defaults, and a bad value names its variable', async () => {
+    const { configFromEnv } = await import('../src/http/server.js');
+    expect(configFromEnv({}).retention).toEqual({ maxAgeDays: 30, maxRows: 100_000 });
+    expect(
+      configFromEnv({ LORAPLAN_RUN_RETENTION_DAYS: '7', LORAPLAN_RUN_MAX_ROWS: '5000' }).retention,
+    ).toEqual({ maxAgeDays: 7, maxRows: 5000 });
+    expect(() => configFromEnv({ LORAPLAN_RUN_MAX_ROWS: '-3' })).toThrow(/LORAPLAN_RUN_MAX_ROWS/);
+  });
+});
