@@ -30,6 +30,11 @@ export const modelFileSchema = z.object({
   featureMedians: z.array(z.number()),
   /** The largest concurrent value of the training grid: no prediction goes beyond it. */
   concurrentCeiling: z.number(),
+  /**
+   * Out-of-fold log2(edge / predicted adapters) over the training set, sorted: how often, and by
+   * how much, the forest's adapter count overshot the twin's starvation edge. Absent in older files.
+   */
+  concurrentEdgeResidualsLog2: z.array(z.number()).optional(),
   /** The ranges of the workloads the forests were trained on (src/model/envelope.ts). */
   envelope: envelopeSchema,
   hyperparameters: z.object({

@@ -1,6 +1,6 @@
 import { errorSummary } from '../validation/metrics.js';
 import { seededStream, shuffleInPlace } from '../twin/random.js';
-import { DEFAULT_GRID } from '../search/index.js';
+import { DEFAULT_GRID, sortedUnique } from '../search/index.js';
 import { DATASET_DURATION_SECONDS, type DatasetRow } from './dataset.js';
 import { envelopeOf } from './envelope.js';
 import { FEATURE_NAMES } from './features.js';
@@ -174,6 +174,19 @@ export function trainModel(rows: DatasetRow[], options: TrainOptions): ModelFile
 
   const cv = crossValidate(xs, encoded, fold, k, chosen, seed, ceiling);
   const errors = errorsOf(cv);
+  // How far the twin's starvation edge lay above each out-of-fold prediction (log2): the edge is
+  // between the optimum and the next grid value, taken at their geometric midpoint. Optima at the
+  // grid's top have no edge in sight and are left out.
+  const concurrentGrid = sortedUnique(DEFAULT_GRID.concurrent);
+  const edgeResiduals = truth
+    .map((t, i) => {
+      const next = concurrentGrid.find((g) => g > t.concurrentAdapters);
+      if (next === undefined) return null;
+      const edge = Math.sqrt(t.concurrentAdapters * next);
+      return Number(Math.log2(edge / cv.predictions[i]!.concurrentAdapters).toFixed(4));
+    })
+    .filter((r): r is number => r !== null)
+    .sort((a, b) => a - b);
   const importance = permutationImportance(cv, xs, truth, fold, seed, ceiling);
   const final = fitForests(
     xs,
@@ -202,6 +215,7 @@ export function trainModel(rows: DatasetRow[], options: TrainOptions): ModelFile
     features: [...FEATURE_NAMES],
     featureMedians: medians,
     concurrentCeiling: ceiling,
+    concurrentEdgeResidualsLog2: edgeResiduals,
     envelope: envelopeOf(usable),
     hyperparameters: chosen,
     hyperparameterSearch: search.map((s) => ({

@@ -170,6 +170,38 @@ export class Recommender {
         `the forest's ${fmt(prediction.parallelAdapters)} slots would leave vLLM less KV cache than one ${profile.maxModelLen}-token sequence at --max-lora-rank=${maxLoraRank}; clamped to ${p}`,
       );
 
+    // The forest's own error: among the adapter counts up to its answer, take the one with the
+    // highest throughput times the chance (from its out-of-fold residuals) that the twin's
+    // starvation edge lies above it.
+    const residuals = model.concurrentEdgeResidualsLog2 ?? [];
+    if (residuals.length > 0) {
+      const predicted = prediction.concurrentAdapters;
+      const serves = (v: number) => {
+        const needed = Math.log2(v / predicted);
+        return residuals.filter((r) => r >= needed).length / residuals.length;
+      };
+      const throughputAt = (v: number) =>
+        Math.min(
+          offered(v),
+          Math.min(1, Math.max(0, prediction.completionRatio)) * offered(c),
+          capacity,
+        );
+      const candidates = concurrentCandidates
+        ? concurrentCandidates.filter((v) => v <= c && v >= p)
+        : sortedUnique(
+            Array.from({ length: 65 }, (_, k) => Math.max(p, Math.round(c * 2 ** (-k / 32)))),
+          );
+      const best = candidates.reduce(
+        (a, v) => (throughputAt(v) * serves(v) > throughputAt(a) * serves(a) ? v : a),
+        c,
+      );
+      if (best !== c) {
+        notes.push(
+          `the forest's adapter count overshot the twin's starvation edge on ${(100 * (1 - serves(c))).toFixed(0)}% of comparable training workloads; ${best} adapters are the better bet`,
+        );
+        c = best;
+      }
+    }
     let offeredAtC = offered(c);
     // The forest predicts the completion ratio at the optimum: priced at this pair's load, and
     // never above what arrives or what the GPU can physically complete.
