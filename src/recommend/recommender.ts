@@ -176,25 +176,33 @@ export class Recommender {
     const residuals = model.concurrentEdgeResidualsLog2 ?? [];
     if (residuals.length > 0) {
       const predicted = prediction.concurrentAdapters;
+      // Share of residuals >= log2(v / predicted): a binary search in the sorted residuals.
       const serves = (v: number) => {
         const needed = Math.log2(v / predicted);
-        return residuals.filter((r) => r >= needed).length / residuals.length;
+        let lo = 0;
+        let hi = residuals.length;
+        while (lo < hi) {
+          const mid = (lo + hi) >> 1;
+          if (residuals[mid]! < needed) lo = mid + 1;
+          else hi = mid;
+        }
+        return (residuals.length - lo) / residuals.length;
       };
-      const throughputAt = (v: number) =>
-        Math.min(
-          offered(v),
-          Math.min(1, Math.max(0, prediction.completionRatio)) * offered(c),
-          capacity,
-        );
+      const ceiling = Math.min(
+        Math.min(1, Math.max(0, prediction.completionRatio)) * offered(c),
+        capacity,
+      );
       const candidates = concurrentCandidates
         ? concurrentCandidates.filter((v) => v <= c && v >= p)
         : sortedUnique(
             Array.from({ length: 65 }, (_, k) => Math.max(p, Math.round(c * 2 ** (-k / 32)))),
           );
-      const best = candidates.reduce(
-        (a, v) => (throughputAt(v) * serves(v) > throughputAt(a) * serves(a) ? v : a),
-        c,
-      );
+      let best = c;
+      let bestScore = ceiling * serves(c);
+      for (const v of candidates) {
+        const score = Math.min(offered(v), ceiling) * serves(v);
+        if (score > bestScore) [best, bestScore] = [v, score];
+      }
       if (best !== c) {
         notes.push(
           `the forest's adapter count overshot the twin's starvation edge on ${(100 * (1 - serves(c))).toFixed(0)}% of comparable training workloads; ${best} adapters are the better bet`,
