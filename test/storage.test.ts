@@ -94,6 +94,14 @@ describe('stored runs', () => {
     mkdirSync(only001);
     copyFileSync(join(MIGRATIONS_DIR, '001_runs.sql'), join(only001, '001_runs.sql'));
     const path = join(dir, 'old.db');
+    const recommendation = {
+      concurrentAdapters: 128,
+      parallelAdapters: 16,
+      maxLoraRank: 16,
+      throughputTokensPerSecond: 5,
+      offeredTokensPerSecond: 6,
+      starving: false,
+    };
     const old = new Database(path);
     migrate(old, only001);
     old
@@ -101,29 +109,12 @@ describe('stored runs', () => {
         `INSERT INTO runs (id, seq, kind, profile, method, status, request, response, twin_version, model_version, created_at, duration_ms)
          VALUES ('a', 1, 'recommend', 'p', 'auto', 'ok', '{}', ?, 't', null, '2026-01-01T00:00:00Z', 1)`,
       )
-      .run(
-        JSON.stringify({
-          recommendation: {
-            concurrentAdapters: 128,
-            parallelAdapters: 16,
-            maxLoraRank: 16,
-            throughputTokensPerSecond: 5,
-            offeredTokensPerSecond: 6,
-            starving: false,
-          },
-        }),
-      );
+      .run(JSON.stringify({ recommendation }));
     old.close();
     const db = openDatabase(path);
     const [listed] = new RunRepository(db).list({ limit: 1 }).runs;
-    expect(listed!.summary).toEqual({
-      concurrentAdapters: 128,
-      parallelAdapters: 16,
-      maxLoraRank: 16,
-      throughputTokensPerSecond: 5,
-      offeredTokensPerSecond: 6,
-      starving: false,
-    });
+    // The summary holds exactly the recommendation's key numbers.
+    expect(listed!.summary).toEqual(recommendation);
     db.close();
   });
 });
