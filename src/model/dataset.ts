@@ -8,7 +8,7 @@ import {
   type SearchWorkload,
 } from '../search/index.js';
 import { seededStream } from '../twin/random.js';
-import { kvCacheTokens, type Profile } from '../twin/profile.js';
+import { vllmStarts, type Profile } from '../twin/profile.js';
 import { workloadFeatures } from './features.js';
 
 /** The ranges of the first 300 training workloads (at least the published ones). */
@@ -42,7 +42,7 @@ export function trainableRanks(profile: Profile): number[] {
   const fewestSlots = Math.min(...DEFAULT_GRID.parallel);
   return [...profile.allowedLoraRanks]
     .sort((a, b) => a - b)
-    .filter((r) => kvCacheTokens(profile, fewestSlots, r) >= profile.maxModelLen);
+    .filter((r) => vllmStarts(profile, fewestSlots, r));
 }
 
 /**

@@ -25,7 +25,7 @@ import {
   type SearchWorkload,
   workloadCapacity,
 } from '../search/index.js';
-import { kvCacheTokens, LIMITS, mustStarve, type Profile } from '../twin/index.js';
+import { LIMITS, mustStarve, vllmStarts, type Profile } from '../twin/index.js';
 import type { RecommendRequest, RecommendResponse } from './schema.js';
 
 /** No configuration on the candidate grid serves the workload (HTTP 422, CLI exit 1). */
@@ -120,6 +120,8 @@ export class Recommender {
     const capacity = workloadCapacity(profile, workload);
     const offered = (c: number) => offeredTokensPerSecond(profile, workload, c);
     const servable = (c: number) => !mustStarve(offered(c), capacity, threshold);
+    // The forest predicts the completion ratio at the optimum; a ratio is between 0 and 1.
+    const completionRatio = Math.min(1, Math.max(0, prediction.completionRatio));
 
     const concurrentCandidates = grid?.concurrent ? sortedUnique(grid.concurrent) : undefined;
     let c = concurrentCandidates
@@ -188,12 +190,10 @@ export class Recommender {
         }
         return (residuals.length - lo) / residuals.length;
       };
-      const ceiling = Math.min(
-        Math.min(1, Math.max(0, prediction.completionRatio)) * offered(c),
-        capacity,
-      );
+      const ceiling = Math.min(completionRatio * offered(c), capacity);
       const candidates = concurrentCandidates
-        ? concurrentCandidates.filter((v) => v <= c && v >= p)
+        ? // Ascending, as before: on an exact tie the fewer adapters win.
+          lowerOnLine(concurrentCandidates, c, p).reverse()
         : sortedUnique(
             Array.from({ length: 65 }, (_, k) => Math.max(p, Math.round(c * 2 ** (-k / 32)))),
           );
@@ -213,14 +213,10 @@ export class Recommender {
     let offeredAtC = offered(c);
     // The forest predicts the completion ratio at the optimum: priced at this pair's load, and
     // never above what arrives or what the GPU can physically complete.
-    let throughput = Math.min(
-      Math.min(1, Math.max(0, prediction.completionRatio)) * offeredAtC,
-      capacity,
-    );
+    let throughput = Math.min(completionRatio * offeredAtC, capacity);
     // The edge rule in closed form: fewer adapters are priced as the GPU completing the same
     // tokens (or all they offer), and the answer steps down while that is the better bet.
-    const runs =
-      this.deps.edgeRule === false ? [] : (this.deps.loadVerdictRuns?.(profile.id) ?? []);
+    const runs = this.verdictRuns(profile);
     if (runs.length > 0) {
       const worth = (t: number, o: number) =>
         expectedServedThroughput(
@@ -228,9 +224,7 @@ export class Recommender {
           { throughputTokensPerSecond: t, offeredTokensPerSecond: o },
           threshold,
         );
-      const lower = sortedUnique(concurrentCandidates ?? DEFAULT_GRID.concurrent)
-        .filter((v) => v < c && v >= p)
-        .reverse();
+      const lower = lowerOnLine(concurrentCandidates ?? DEFAULT_GRID.concurrent, c, p);
       const from = c;
       const fromRatio = throughput / offeredAtC;
       for (const v of lower) {
@@ -456,14 +450,15 @@ export class Recommender {
     chosen: EvaluatedPoint,
     evaluated: EvaluatedPoint[],
   ): Promise<{ best: EvaluatedPoint; note: string }> {
-    const runs =
-      this.deps.edgeRule === false ? [] : (this.deps.loadVerdictRuns?.(profile.id) ?? []);
+    const runs = this.verdictRuns(profile);
     if (runs.length === 0) return { best: chosen, note: '' };
     const threshold = request.starvationThreshold;
     const worth = (e: EvaluatedPoint) => expectedServedThroughput(runs, e, threshold);
-    const lower = sortedUnique(request.search?.concurrent ?? DEFAULT_GRID.concurrent)
-      .filter((c) => c < chosen.concurrentAdapters && c >= chosen.parallelAdapters)
-      .reverse();
+    const lower = lowerOnLine(
+      request.search?.concurrent ?? DEFAULT_GRID.concurrent,
+      chosen.concurrentAdapters,
+      chosen.parallelAdapters,
+    );
     let best = chosen;
     for (const c of lower) {
       const known = evaluated.find(
@@ -484,6 +479,11 @@ export class Recommender {
       best,
       note: `; ${chosen.concurrentAdapters} adapters served only ${ratio(chosen).toFixed(1)}% of their load in the twin, within the twin's measured error of the starvation line, so the answer steps back to ${best.concurrentAdapters} (${ratio(best).toFixed(1)}%)`,
     };
+  }
+
+  /** The twin's measured verdict errors, or none when the edge rule is off or unmeasured. */
+  private verdictRuns(profile: Profile): readonly VerdictRun[] {
+    return this.deps.edgeRule === false ? [] : (this.deps.loadVerdictRuns?.(profile.id) ?? []);
   }
 
   private async evaluate(
@@ -566,13 +566,20 @@ export function startableSlots(profile: Profile, maxLoraRank: number): number {
   const hit = byRank.get(maxLoraRank);
   if (hit !== undefined) return hit;
   let slots = 0;
-  while (
-    slots < LIMITS.maxAdapters &&
-    kvCacheTokens(profile, slots + 1, maxLoraRank) >= profile.maxModelLen
-  )
-    slots++;
+  while (slots < LIMITS.maxAdapters && vllmStarts(profile, slots + 1, maxLoraRank)) slots++;
   byRank.set(maxLoraRank, slots);
   return slots;
+}
+
+/** Adapter counts below `concurrent` on the line of `parallel` slots, nearest first. */
+function lowerOnLine(
+  candidates: readonly number[],
+  concurrent: number,
+  parallel: number,
+): number[] {
+  return sortedUnique(candidates)
+    .filter((v) => v < concurrent && v >= parallel)
+    .reverse();
 }
 
 /** The largest adapter count below `above` that does not have to starve (load grows with adapters). */

@@ -1,6 +1,6 @@
 import { capacityTokensPerSecond, mustStarve } from '../twin/capacity.js';
 import { longestRequest, meanLengths, type RequestLengthSpec } from '../twin/lengths.js';
-import { kvCacheTokens, type Profile } from '../twin/profile.js';
+import { vllmStarts, type Profile } from '../twin/profile.js';
 import { LIMITS, requestsPerSecond, scenarioSchema, type Scenario } from '../twin/scenario.js';
 import type { SimulationOutcome } from './cache.js';
 
@@ -81,12 +81,14 @@ export class SearchInputError extends Error {
   }
 }
 
+/** Mean prompt and output tokens of one request of the workload (ShareGPT-like by default). */
+function workloadLengths(profile: Profile, workload: SearchWorkload) {
+  return meanLengths(workload.requestLengths ?? { kind: 'sharegpt' }, profile.requestLengths);
+}
+
 /** Mean prompt + output tokens of one request of the workload. */
 export function tokensPerRequest(profile: Profile, workload: SearchWorkload): number {
-  const lengths = meanLengths(
-    workload.requestLengths ?? { kind: 'sharegpt' },
-    profile.requestLengths,
-  );
+  const lengths = workloadLengths(profile, workload);
   return lengths.prompt + lengths.output;
 }
 
@@ -101,10 +103,7 @@ export function offeredTokensPerSecond(
 
 /** The profile's capacity bound for this workload's request lengths (src/twin/capacity.ts). */
 export function workloadCapacity(profile: Profile, workload: SearchWorkload): number {
-  return capacityTokensPerSecond(
-    profile,
-    meanLengths(workload.requestLengths ?? { kind: 'sharegpt' }, profile.requestLengths),
-  );
+  return capacityTokensPerSecond(profile, workloadLengths(profile, workload));
 }
 
 /** The smallest rank vLLM accepts that fits every adapter. */
@@ -168,8 +167,7 @@ export function decidedWithoutTwin(
     ttftP99Ms: 0,
     itlP99Ms: 0,
   });
-  if (kvCacheTokens(profile, parallel, maxLoraRank) < profile.maxModelLen)
-    return point(false, 0, 0);
+  if (!vllmStarts(profile, parallel, maxLoraRank)) return point(false, 0, 0);
   const offered = offeredTokensPerSecond(profile, workload, concurrent);
   const capacity = workloadCapacity(profile, workload);
   if (mustStarve(offered, capacity, starvationThreshold))
@@ -340,7 +338,7 @@ export async function searchOptimum(
   // Infeasible parallel settings: vLLM would not start, whatever the adapters.
   let startable = 0;
   const active = lines.filter((line) => {
-    if (kvCacheTokens(profile, line.p, maxLoraRank) >= profile.maxModelLen) {
+    if (vllmStarts(profile, line.p, maxLoraRank)) {
       startable++;
       overCapacity(line);
       return line.candidates.length > 0;

@@ -86,6 +86,19 @@ export type CheckResponse = z.infer<typeof checkResponseSchema>;
 /** A configuration within this share of the recommendation's throughput is not called suboptimal. */
 export const SUBOPTIMAL_TOLERANCE = 0.05;
 
+/** A simulated configuration's key numbers, as run lists show them. */
+const outcomeSummary = (r: {
+  feasible: boolean;
+  throughputTokensPerSecond: number;
+  offeredTokensPerSecond: number;
+  starving: boolean;
+}): RunKeyNumbers => ({
+  feasible: r.feasible,
+  throughputTokensPerSecond: r.throughputTokensPerSecond,
+  offeredTokensPerSecond: r.offeredTokensPerSecond,
+  starving: r.starving,
+});
+
 export class ComputationTimeoutError extends Error {}
 /** The client closed the connection before its answer was ready. */
 export class ClientGoneError extends Error {}
@@ -260,12 +273,7 @@ export class ServiceCore {
       scenario.profile,
       null,
       'ok',
-      {
-        feasible: result.feasible,
-        throughputTokensPerSecond: result.throughputTokensPerSecond,
-        offeredTokensPerSecond: result.offeredTokensPerSecond,
-        starving: result.starving,
-      },
+      outcomeSummary(result),
       scenario,
       result,
       started,
@@ -331,12 +339,7 @@ export class ServiceCore {
       request.profile,
       null,
       response.verdict,
-      {
-        feasible: result.feasible,
-        throughputTokensPerSecond: result.throughputTokensPerSecond,
-        offeredTokensPerSecond: result.offeredTokensPerSecond,
-        starving: result.starving,
-      },
+      outcomeSummary(result),
       request,
       response,
       started,

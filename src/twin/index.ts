@@ -14,7 +14,7 @@ export {
   type TwinConfig,
   type Workload,
 } from './scenario.js';
-export { profileSchema, kvCacheTokens, type Profile } from './profile.js';
+export { profileSchema, kvCacheTokens, vllmStarts, type Profile } from './profile.js';
 export { capacityTokensPerSecond, mustStarve } from './capacity.js';
 export { meanLengths } from './lengths.js';
 export {

@@ -116,6 +116,11 @@ export function kvCacheTokens(profile: Profile, maxLoras: number, maxLoraRank: n
   return Math.max(0, Math.floor(estimate / profile.blockSize) * profile.blockSize);
 }
 
+/** vLLM starts only when its KV cache can hold one max_model_len sequence beside the slots. */
+export function vllmStarts(profile: Profile, maxLoras: number, maxLoraRank: number): boolean {
+  return kvCacheTokens(profile, maxLoras, maxLoraRank) >= profile.maxModelLen;
+}
+
 export function cpuToGpuLoadMs(profile: Profile, maxLoraRank: number, adapterRank: number): number {
   const row = profile.adapterLoad.cpuToGpuMs.find(
     (r) => r.maxLoraRank === maxLoraRank && r.adapterRank === adapterRank,

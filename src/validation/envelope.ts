@@ -14,7 +14,7 @@ import { loadProfile, PACKAGE_ROOT } from '../profiles/store.js';
 import { NoServingConfigurationError, Recommender } from '../recommend/index.js';
 import { localRecommender } from '../runtime/local.js';
 import { DEFAULT_GRID, scenarioFor, searchOptimum, type SearchWorkload } from '../search/index.js';
-import { kvCacheTokens, TWIN_VERSION } from '../twin/index.js';
+import { TWIN_VERSION, vllmStarts } from '../twin/index.js';
 import { pct } from './metrics.js';
 
 /** Not the training set's seed (1): these workloads were never trained on. */
@@ -118,9 +118,7 @@ async function main(): Promise<void> {
                 workload,
                 model: answer,
                 twinSaysModelStarves: !r.feasible || r.starving,
-                infeasible:
-                  !r.feasible ||
-                  kvCacheTokens(profile, answer.p, answer.rank) < profile.maxModelLen,
+                infeasible: !r.feasible || !vllmStarts(profile, answer.p, answer.rank),
                 modelTwinThroughput: r.throughputTokensPerSecond,
                 optimum,
               };

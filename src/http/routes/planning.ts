@@ -22,8 +22,8 @@ export const planningRoutes: FastifyPluginAsyncZod<{ core: ServiceCore }> = asyn
   { core },
 ) => {
   for (const prefix of ['/v1', ''] as const) {
-    const alias = prefix === '' ? ` Stable alias of \`POST /v1${'$PATH'}\`.` : '';
-    const aliasOf = (path: string) => alias.replace('$PATH', path);
+    const aliasOf = (path: string) =>
+      prefix === '' ? ` Stable alias of \`POST /v1${path}\`.` : '';
 
     app.post(
       `${prefix}/recommend`,
