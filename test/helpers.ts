@@ -78,6 +78,7 @@ export function stubOutcome(o: {
     preemptions: 0,
     adapterLoads: 0,
     maxWaitingRequests: 0,
+    queueGrowthShare: 0,
     meanRunningRequests: 0,
     engineSteps: 0,
   };

@@ -37,6 +37,25 @@ export interface StepView {
   preempted: ReadonlyArray<number>;
   scheduled: ReadonlyArray<number>;
   adapterOf: (request: number) => number;
+  /** The step's duration and what it is made of: what a decode token scheduled in it waits for. */
+  durationMs: number;
+  components: StepComponents;
+}
+
+/** A step's time by cause, in ms: the tail mechanisms the twin models. */
+export interface StepComponents {
+  /** Fixed cost and one decode token per running request, with the KV cache read. */
+  decodeMs: number;
+  /** Prompt tokens of requests seen for the first time (chunked prefill sharing the step). */
+  prefillMs: number;
+  /** Prompt and output tokens computed again after a preemption by recompute. */
+  recomputeMs: number;
+  /** LoRA kernels: slots, distinct adapters and batched tokens. */
+  loraMs: number;
+  /** Scheduler CPU time, growing with running requests and the waiting requests it scans. */
+  schedulerMs: number;
+  /** Synchronous adapter loads (disk to host, host to a GPU slot) that stall the whole step. */
+  adapterLoadMs: number;
 }
 export type StepObserver = (step: StepView) => void;
 
@@ -57,6 +76,10 @@ export interface EngineOutput {
   meanRunningRequests: number;
   engineSteps: number;
   stepStats: StepStats;
+  /** Requests waiting or running at half-window and at the end, and accepted in the second half. */
+  backlogAtHalfWindow: number;
+  backlogAtEnd: number;
+  acceptedSecondHalf: number;
 }
 
 /** Sums over engine steps weighted by decode tokens emitted, for fitting step-time terms. */
@@ -255,6 +278,9 @@ export function runEngine(input: EngineInput): EngineOutput {
   let offeredTokens = 0;
   let nextArrival = 0;
   let t = 0;
+  const halfWindow = durationSeconds / 2;
+  let backlogAtHalf = -1;
+  let acceptedSecondHalf = 0;
 
   const refreshHead = (a: number): void => {
     const f = front[a]!;
@@ -389,8 +415,12 @@ export function runEngine(input: EngineInput): EngineOutput {
       const r = nextArrival++;
       offeredTokens += prompt[r]! + output[r]!;
       if (waitingCount + runningCount >= input.maxInFlight) dropped++;
-      else pushBack(r);
+      else {
+        pushBack(r);
+        if (arrival[r]! > halfWindow) acceptedSecondHalf++;
+      }
     }
+    if (backlogAtHalf < 0 && t >= halfWindow) backlogAtHalf = waitingCount + runningCount;
     if (waitingCount > maxWaiting) maxWaiting = waitingCount;
     if (runningCount === 0 && waitingCount === 0) {
       if (nextArrival >= N) break;
@@ -408,6 +438,7 @@ export function runEngine(input: EngineInput): EngineOutput {
     preemptedThisStep.length = 0;
     let decodeSeqs = 0;
     let prefillTokens = 0;
+    let recomputeTokens = 0;
 
     let index = 0;
     while (index < runningCount && budget > 0) {
@@ -432,7 +463,10 @@ export function runEngine(input: EngineInput): EngineOutput {
       // A decode step computes the one token sampled last step; anything else is (re)prefill.
       if (n === 1 && generated[r]! > 0 && computed[r]! === prompt[r]! + generated[r]! - 1)
         decodeSeqs++;
-      else prefillTokens += n;
+      else {
+        prefillTokens += n;
+        if (generated[r]! > 0) recomputeTokens += n;
+      }
       budget -= n;
       markAdapter(adapter[r]!);
       index++;
@@ -474,6 +508,7 @@ export function runEngine(input: EngineInput): EngineOutput {
         scheduled[scheduledCount] = r;
         scheduledTokens[scheduledCount++] = n;
         prefillTokens += n; // waiting requests always start with a prefill
+        if (generated[r]! > 0) recomputeTokens += n; // a preempted request computes again
         budget -= n;
         markAdapter(a);
         if (!phaseB && stepAdapterCount >= maxLoras) {
@@ -520,7 +555,17 @@ export function runEngine(input: EngineInput): EngineOutput {
     stats.weightedBatchedTokens += decodeSeqs * batchedTokens;
 
     if (observer) {
+      const perToken = base.perPrefillToken;
       observer({
+        durationMs: stepMs,
+        components: {
+          decodeMs: baseMs - perToken * prefillTokens,
+          prefillMs: perToken * (prefillTokens - recomputeTokens),
+          recomputeMs: perToken * recomputeTokens,
+          loraMs,
+          schedulerMs,
+          adapterLoadMs: loadTimeMs,
+        },
         time: t,
         tokenBudget: tokenBudgetPerStep,
         scheduledTokens: tokenBudgetPerStep - budget,
@@ -618,5 +663,9 @@ export function runEngine(input: EngineInput): EngineOutput {
     meanRunningRequests: t > 0 ? runningTimeIntegral / t : 0,
     engineSteps: steps,
     stepStats: stats,
+    // The loop also stops early once every request is done: the backlog was empty from then on.
+    backlogAtHalfWindow: Math.max(0, backlogAtHalf),
+    backlogAtEnd: t >= durationSeconds ? waitingCount + runningCount : 0,
+    acceptedSecondHalf,
   };
 }

@@ -202,6 +202,10 @@ export const simulationResultSchema = z
     adapterLoads: z.number(),
     maxWaitingRequests: z.number(),
     meanRunningRequests: z.number(),
+    queueGrowthShare: z.number().meta({
+      description:
+        'Requests waiting or running at the end of the window minus at half-window, as a share of the requests that arrived in the second half: near 0 when the queue is bounded, the share of arrivals left behind when it grows',
+    }),
     engineSteps: z.number(),
     wallTimeMs: z.number(),
   })

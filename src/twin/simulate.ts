@@ -10,7 +10,7 @@ import {
 } from './scenario.js';
 
 /** Bumped whenever a change to the twin can change a result: part of every cache key. */
-export const TWIN_VERSION = '1.0.0';
+export const TWIN_VERSION = '1.1.0';
 
 const STREAM_ARRIVALS = 1;
 const STREAM_LENGTHS = 2;
@@ -134,6 +134,8 @@ export function simulate(
     adapterLoads: out.adapterLoads,
     maxWaitingRequests: out.maxWaitingRequests,
     meanRunningRequests: out.meanRunningRequests,
+    queueGrowthShare:
+      (out.backlogAtEnd - out.backlogAtHalfWindow) / Math.max(1, out.acceptedSecondHalf),
     engineSteps: out.engineSteps,
     ...(options.includeStepStats ? { stepStats: out.stepStats } : {}),
   };
