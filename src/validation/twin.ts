@@ -14,6 +14,8 @@ import { SimulationPool } from '../runtime/pool.js';
 import { scenarioForRun } from '../calibrate/runs.js';
 import { TWIN_VERSION, type SimulationResult } from '../twin/index.js';
 import { errorSummary, pct, type ErrorSummary } from './metrics.js';
+import { fitPooled, latencyFigures, latencySection } from './latency.js';
+import { latencyModelPath } from '../profiles/latency.js';
 
 export const DEFAULT_DATA_DIR = MEASUREMENTS_DIR;
 
@@ -39,6 +41,15 @@ export interface RunComparison {
   twinTtftMs: number;
   realItlMs: number;
   twinItlMs: number;
+  realTtftP50Ms: number;
+  realTtftP99Ms: number;
+  realItlP50Ms: number;
+  realItlP99Ms: number;
+  twinTtftP50Ms: number;
+  twinTtftP99Ms: number;
+  twinItlP50Ms: number;
+  twinItlP99Ms: number;
+  twinMeanRunningRequests: number;
   twinWallMs: number;
 }
 
@@ -87,6 +98,15 @@ export async function compareRuns(
         twinTtftMs: r.ttftMs.mean,
         realItlMs: realOk ? num(row, 'mean_itl_ms') : NaN,
         twinItlMs: r.itlMs.mean,
+        realTtftP50Ms: realOk ? num(row, 'median_ttft_ms') : NaN,
+        realTtftP99Ms: realOk ? num(row, 'p99_ttft_ms') : NaN,
+        realItlP50Ms: realOk ? num(row, 'median_itl_ms') : NaN,
+        realItlP99Ms: realOk ? num(row, 'p99_itl_ms') : NaN,
+        twinTtftP50Ms: r.ttftMs.p50,
+        twinTtftP99Ms: r.ttftMs.p99,
+        twinItlP50Ms: r.itlMs.p50,
+        twinItlP99Ms: r.itlMs.p99,
+        twinMeanRunningRequests: r.meanRunningRequests,
         twinWallMs: r.wallTimeMs,
       };
     });
@@ -209,7 +229,12 @@ function chartSpec(runs: RunComparison[]) {
   };
 }
 
-function report(summaries: ModelSummary[], dataDir: string, command: string): string {
+function report(
+  summaries: ModelSummary[],
+  dataDir: string,
+  command: string,
+  latency: string,
+): string {
   const row = (label: string, f: (s: ModelSummary) => string) =>
     `| ${label} | ${summaries.map(f).join(' | ')} |`;
   const head = `| | ${summaries.map((s) => s.model).join(' | ')} |\n|---|${summaries.map(() => '---').join('|')}|`;
@@ -259,6 +284,17 @@ The published TTFT figures (17.6% / 17.9% paper SMAPE) use a different definitio
 requests penalised with the window length), so they are not repeated beside ours, which compare
 the benchmark's own mean TTFT over completed requests.
 
+## Latency tails: p50 and p99 TTFT and ITL, with intervals
+
+The published twin reports no percentile, so there is no published counterpart to these rows.
+"twin" is the simulation as is; "corrected" is what the service returns (src/latency): for each
+workload, the correction and the interval widths are fitted on the other workloads' runs only,
+so every corrected figure and every coverage below is out of sample. Mechanisms and their share
+of the tail: [docs/latency.md](../latency.md). Throughput leave-one-workload-out:
+[twin-lowo.md](twin-lowo.md).
+
+${latency}
+
 ## Speed (two runs at a time on 2 cores; single-run timings: docs/performance.md)
 ${head}
 ${row('median wall time per run', (s) => `${(s.medianWallMs / 1000).toFixed(2)} s`)}
@@ -302,8 +338,35 @@ async function main(): Promise<void> {
       runs.filter((r) => r.model === m),
     ),
   );
+  // Latency correction and intervals: one pooled fit, written for each profile.
+  const fit = fitPooled(
+    runs,
+    `${relative(PACKAGE_ROOT, dataDir)}/validation_runs.csv (runs the real server completed, both models)`,
+  );
+  const compared = runs.filter((r) => r.realOk && r.twinFeasible);
+  const latency = models.map((model) => ({
+    model,
+    figures: latencyFigures(
+      fit.outOfFold
+        .map((f, i) => ({
+          ...f,
+          realRatio: compared[i]!.realCompletionRatio,
+          model: compared[i]!.model,
+        }))
+        .filter((f) => f.model === model),
+    ),
+  }));
+  for (const model of models) {
+    const profile = `h100-64gb/${model}`;
+    const file = latencyModelPath(profile);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, `${JSON.stringify({ ...fit.model, profile }, null, 1)}\n`);
+  }
   mkdirSync(outDir, { recursive: true });
-  writeFileSync(join(outDir, 'twin.md'), report(summaries, dataDir, 'npm run validate:twin'));
+  writeFileSync(
+    join(outDir, 'twin.md'),
+    report(summaries, dataDir, 'npm run validate:twin', latencySection(latency, fit)),
+  );
   writeFileSync(join(outDir, 'twin-runs.csv'), toCsv(runs));
   // The twin's verdict errors, per profile: what the recommender's edge rule reads.
   for (const model of [...new Set(runs.map((r) => r.model))]) {
@@ -336,6 +399,13 @@ async function main(): Promise<void> {
         `non-starving ${pct(s.throughputNonStarving.mape, 2)}, starving ${pct(s.throughputStarving.mape, 2)}, ` +
         `verdict ${pct(100 * s.verdictAgreement)}, ITL MAPE ${pct(s.itl.mape)} bias ${pct(s.itl.bias)}, ` +
         `TTFT SMAPEp ${pct(s.ttft.smapePaper)}, wall median ${(s.medianWallMs / 1000).toFixed(2)} s max ${(s.maxWallMs / 1000).toFixed(2)} s\n`,
+    );
+  }
+  for (const { model, figures } of latency) {
+    const k = figures.keepsUp;
+    process.stdout.write(
+      `${model} (runs that keep up, out of fold): p99 ITL MAPE ${pct(k.itlP99.mape)} ratio ${k.itlP99.medianRatio.toFixed(2)} coverage ${pct(100 * k.itlP99.coverage)}; ` +
+        `p99 TTFT MAPE ${pct(k.ttftP99.mape)} ratio ${k.ttftP99.medianRatio.toFixed(2)} coverage ${pct(100 * k.ttftP99.coverage)}\n`,
     );
   }
   process.stdout.write(`wrote ${join(outDir, 'twin.md')}\n`);

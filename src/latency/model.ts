@@ -1,0 +1,150 @@
+import { z } from 'zod';
+
+/**
+ * Latency the client sees, from the twin's simulated latency. The twin models what happens inside
+ * the engine (prefill chunks sharing a step with decodes, adapter loads stalling a step, recompute
+ * after preemption, requests skipped for want of a slot, scheduler time growing with the queue).
+ * What it cannot see, the API server streaming hundreds of requests' tokens from one Python
+ * process, widens the real ITL tail with the number of slots and requests in flight: that part is
+ * a log-linear correction fitted on real runs (src/latency/fit.ts), and every figure carries a
+ * split-conformal interval whose coverage is measured leave-one-workload-out.
+ */
+export const LATENCY_METRICS = ['ttftP50', 'ttftP99', 'itlP50', 'itlP99'] as const;
+export type LatencyMetric = (typeof LATENCY_METRICS)[number];
+
+/** Names of the correction's features, in order; each is computed from one simulation. */
+export const LATENCY_FEATURES = [
+  'intercept',
+  'logMaxLoras',
+  'logTwinMeanItlMs',
+  'logTwinItlTail',
+  'logAdaptersPerSlot',
+] as const;
+export type LatencyFeature = (typeof LATENCY_FEATURES)[number];
+
+/** What the correction reads from one simulated pair. */
+export interface TwinLatency {
+  maxLoras: number;
+  maxCpuLoras: number;
+  meanRunningRequests: number;
+  /** Twin's tokens served over tokens offered: above KEEPS_UP_RATIO the queue does not grow. */
+  completionRatio: number;
+  ttftMs: { p50: number; p99: number };
+  itlMs: { mean: number; p50: number; p99: number };
+}
+
+/**
+ * A run "keeps up" when its throughput is at least 95% of what is offered. Above it latency is
+ * set by the batch; below it by a queue that grows all window, which no correction predicts.
+ */
+export const KEEPS_UP_RATIO = 0.95;
+
+const metricModelSchema = z.object({
+  /** Features used, a prefix-free subset of LATENCY_FEATURES; empty = the twin's figure as is. */
+  features: z.array(z.enum(LATENCY_FEATURES)),
+  coefficients: z.array(z.number()),
+  /**
+   * Half-widths of the interval in natural-log units, per regime: the conformal quantile of
+   * |ln(real / predicted)| over out-of-fold residuals at the model's coverage.
+   */
+  halfWidthLog: z.object({ keepsUp: z.number(), saturated: z.number() }),
+});
+
+export const latencyModelSchema = z.object({
+  profile: z.string(),
+  twinVersion: z.string(),
+  /** Target coverage of every interval. */
+  coverage: z.number().gt(0).lt(1),
+  source: z.string(),
+  runs: z.number().int(),
+  workloads: z.number().int(),
+  metrics: z.object({
+    ttftP50: metricModelSchema,
+    ttftP99: metricModelSchema,
+    itlP50: metricModelSchema,
+    itlP99: metricModelSchema,
+  }),
+});
+export type LatencyModel = z.infer<typeof latencyModelSchema>;
+export type MetricModel = z.infer<typeof metricModelSchema>;
+
+export const latencyEstimateSchema = z
+  .object({
+    ms: z.number().meta({ description: 'Predicted value' }),
+    lowMs: z.number().meta({ description: 'Lower end of the interval' }),
+    highMs: z.number().meta({
+      description: 'Upper end of the interval: what an SLO is checked against',
+    }),
+  })
+  .meta({ id: 'LatencyEstimate' });
+export type LatencyEstimate = z.infer<typeof latencyEstimateSchema>;
+
+export const latencyPredictionSchema = z
+  .object({
+    ttftMs: z.object({ p50: latencyEstimateSchema, p99: latencyEstimateSchema }),
+    itlMs: z.object({ p50: latencyEstimateSchema, p99: latencyEstimateSchema }),
+    coverage: z.number().meta({
+      description:
+        'Target coverage of the intervals (their coverage measured leave-one-workload-out on real runs is in docs/validation/twin.md)',
+    }),
+    calibrated: z.boolean().meta({
+      description:
+        "False when the profile has no latency model: the twin's figures are returned with zero-width intervals",
+    }),
+  })
+  .meta({ id: 'LatencyPrediction' });
+export type LatencyPrediction = z.infer<typeof latencyPredictionSchema>;
+
+export function latencyFeatures(t: TwinLatency): Record<LatencyFeature, number> {
+  return {
+    intercept: 1,
+    logMaxLoras: Math.log(Math.max(1, t.maxLoras)),
+    logTwinMeanItlMs: Math.log(Math.max(1e-3, t.itlMs.mean)),
+    // The twin's own tail: how far its slowest steps (prefill chunks, loads) stand out.
+    logTwinItlTail: Math.log(Math.max(1e-3, t.itlMs.p99) / Math.max(1e-3, t.itlMs.mean)),
+    // How often adapters must be swapped into a slot: the adapter-load stalls.
+    logAdaptersPerSlot: Math.log(Math.max(1, t.maxCpuLoras) / Math.max(1, t.maxLoras)),
+  };
+}
+
+export function twinValue(t: TwinLatency, metric: LatencyMetric): number {
+  switch (metric) {
+    case 'ttftP50':
+      return t.ttftMs.p50;
+    case 'ttftP99':
+      return t.ttftMs.p99;
+    case 'itlP50':
+      return t.itlMs.p50;
+    case 'itlP99':
+      return t.itlMs.p99;
+  }
+}
+
+/** The corrected point prediction of one metric. */
+export function pointPrediction(m: MetricModel, t: TwinLatency, metric: LatencyMetric): number {
+  const x = latencyFeatures(t);
+  const logFactor = m.features.reduce((s, f, i) => s + x[f] * m.coefficients[i]!, 0);
+  return twinValue(t, metric) * Math.exp(logFactor);
+}
+
+const estimate = (ms: number, halfWidthLog: number): LatencyEstimate => ({
+  ms,
+  lowMs: ms * Math.exp(-halfWidthLog),
+  highMs: ms * Math.exp(halfWidthLog),
+});
+
+/** p50 and p99 TTFT and ITL with intervals; the twin's figures as is without a model. */
+export function predictLatency(model: LatencyModel | undefined, t: TwinLatency): LatencyPrediction {
+  const one = (metric: LatencyMetric): LatencyEstimate => {
+    if (!model) return estimate(twinValue(t, metric), 0);
+    const m = model.metrics[metric];
+    const regime = t.completionRatio >= KEEPS_UP_RATIO ? 'keepsUp' : 'saturated';
+    return estimate(pointPrediction(m, t, metric), m.halfWidthLog[regime]);
+  };
+  return {
+    ttftMs: { p50: one('ttftP50'), p99: one('ttftP99') },
+    itlMs: { p50: one('itlP50'), p99: one('itlP99') },
+    coverage: model?.coverage ?? 0,
+    calibrated: model !== undefined,
+  };
+}

@@ -1,0 +1,177 @@
+// Latency figures of validate:twin: p50 and p99 TTFT and ITL, the twin as is and corrected
+// leave-one-workload-out, with the coverage of the intervals.
+import {
+  fitLatencyModel,
+  LATENCY_METRICS,
+  type LatencyFit,
+  type LatencyMetric,
+  type LatencyObservation,
+  type OutOfFold,
+} from '../latency/index.js';
+import { TWIN_VERSION } from '../twin/index.js';
+import { errorSummary, pct } from './metrics.js';
+import type { RunComparison } from './twin.js';
+
+/** Target coverage of the intervals. */
+export const LATENCY_COVERAGE = 0.9;
+
+export function latencyObservations(runs: readonly RunComparison[]): LatencyObservation[] {
+  return runs
+    .filter((r) => r.realOk && r.twinFeasible)
+    .map((r) => ({
+      // Workloads of different models are different workloads: held out one at a time.
+      workload: `${r.model}/${r.workload}`,
+      twin: {
+        maxLoras: r.maxLoras,
+        maxCpuLoras: r.maxCpuLoras,
+        meanRunningRequests: r.twinMeanRunningRequests,
+        completionRatio: r.twinCompletionRatio,
+        ttftMs: { p50: r.twinTtftP50Ms, p99: r.twinTtftP99Ms },
+        itlMs: { mean: r.twinItlMs, p50: r.twinItlP50Ms, p99: r.twinItlP99Ms },
+      },
+      real: {
+        ttftP50: r.realTtftP50Ms,
+        ttftP99: r.realTtftP99Ms,
+        itlP50: r.realItlP50Ms,
+        itlP99: r.realItlP99Ms,
+      },
+    }));
+}
+
+/**
+ * One correction for every model of the GPU: what it corrects (the API server streaming tokens,
+ * adapter swaps) is vLLM's code, not the model's weights, and pooling gives the fit eight workloads
+ * to hold out instead of four.
+ */
+export function fitPooled(runs: readonly RunComparison[], source: string) {
+  return fitLatencyModel(latencyObservations(runs), {
+    profile: '',
+    twinVersion: TWIN_VERSION,
+    source,
+    coverage: LATENCY_COVERAGE,
+  });
+}
+
+export const SUBSETS = {
+  all: { label: 'all runs', test: () => true },
+  keepsUp: {
+    label: 'runs that keep up (real throughput ≥ 95% of offered)',
+    test: (o: LatencyObservation & { realRatio: number }) => o.realRatio >= 0.95,
+  },
+  sloRange: {
+    label: 'runs with real p99 TTFT under 10 s',
+    test: (o: LatencyObservation) => o.real.ttftP99 < 10_000,
+  },
+} as const;
+export type Subset = keyof typeof SUBSETS;
+
+export interface MetricFigures {
+  n: number;
+  twinMape: number;
+  twinMedianRatio: number;
+  twinBias: number;
+  mape: number;
+  medianRatio: number;
+  bias: number;
+  coverage: number;
+}
+
+const median = (v: number[]) => {
+  const s = [...v].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+const twinOf = (o: LatencyObservation, m: LatencyMetric) =>
+  m === 'ttftP50'
+    ? o.twin.ttftMs.p50
+    : m === 'ttftP99'
+      ? o.twin.ttftMs.p99
+      : m === 'itlP50'
+        ? o.twin.itlMs.p50
+        : o.twin.itlMs.p99;
+
+export function latencyFigures(
+  rows: ReadonlyArray<OutOfFold & { realRatio: number }>,
+): Record<Subset, Record<LatencyMetric, MetricFigures>> {
+  const out = {} as Record<Subset, Record<LatencyMetric, MetricFigures>>;
+  for (const subset of Object.keys(SUBSETS) as Subset[]) {
+    const test = SUBSETS[subset].test as (o: LatencyObservation & { realRatio: number }) => boolean;
+    const inSubset = rows.filter((r) => test({ ...r.observation, realRatio: r.realRatio }));
+    out[subset] = {} as Record<LatencyMetric, MetricFigures>;
+    for (const m of LATENCY_METRICS) {
+      const usable = inSubset.filter(
+        (r) => r.observation.real[m] > 0 && twinOf(r.observation, m) > 0,
+      );
+      const twin = errorSummary(
+        usable.map((r) => ({ real: r.observation.real[m], predicted: twinOf(r.observation, m) })),
+      );
+      const corrected = errorSummary(
+        usable.map((r) => ({ real: r.observation.real[m], predicted: r.predicted[m] })),
+      );
+      out[subset][m] = {
+        n: usable.length,
+        twinMape: twin.mape,
+        twinMedianRatio: median(
+          usable.map((r) => twinOf(r.observation, m) / r.observation.real[m]),
+        ),
+        twinBias: twin.bias,
+        mape: corrected.mape,
+        medianRatio: median(usable.map((r) => r.predicted[m] / r.observation.real[m])),
+        bias: corrected.bias,
+        coverage: usable.filter((r) => r.covered[m]).length / Math.max(1, usable.length),
+      };
+    }
+  }
+  return out;
+}
+
+const METRIC_LABEL: Record<LatencyMetric, string> = {
+  ttftP50: 'p50 TTFT',
+  ttftP99: 'p99 TTFT',
+  itlP50: 'p50 ITL',
+  itlP99: 'p99 ITL',
+};
+
+/** The markdown section: one table per subset, models side by side. */
+export function latencySection(
+  perModel: Array<{ model: string; figures: ReturnType<typeof latencyFigures> }>,
+  fit: LatencyFit,
+): string {
+  const parts: string[] = [];
+  for (const subset of Object.keys(SUBSETS) as Subset[]) {
+    const head =
+      `| metric | ${perModel.map((p) => `${p.model}: n · twin MAPE / median ratio / bias · corrected (out of fold) MAPE / median ratio / bias · interval coverage`).join(' | ')} |\n` +
+      `|---|${perModel.map(() => '---').join('|')}|`;
+    const lines = LATENCY_METRICS.map((m) => {
+      const cells = perModel.map(({ figures }) => {
+        const f = figures[subset][m];
+        const corrected =
+          f.mape === f.twinMape && f.medianRatio === f.twinMedianRatio
+            ? 'as twin'
+            : `${pct(f.mape)} / ${f.medianRatio.toFixed(2)} / ${pct(f.bias)}`;
+        return `${f.n} · ${pct(f.twinMape)} / ${f.twinMedianRatio.toFixed(2)} / ${pct(f.twinBias)} · ${corrected} · ${pct(100 * f.coverage)}`;
+      });
+      return `| ${METRIC_LABEL[m]} | ${cells.join(' | ')} |`;
+    });
+    parts.push(`### ${SUBSETS[subset].label}\n${head}\n${lines.join('\n')}`);
+  }
+  const coefficients = LATENCY_METRICS.map((m) => {
+    const mm = fit.model.metrics[m];
+    const factor =
+      mm.features.length === 0
+        ? 'none (twin as is)'
+        : mm.features.map((f, i) => `${mm.coefficients[i]!.toFixed(3)}·${f}`).join(' + ');
+    return `| ${METRIC_LABEL[m]} | ${factor} | ×/÷ ${Math.exp(mm.halfWidthLog.keepsUp).toFixed(2)} | ×/÷ ${Math.exp(mm.halfWidthLog.saturated).toFixed(2)} |`;
+  }).join('\n');
+  return `${parts.join('\n\n')}
+
+### The shipped correction and intervals (fitted on every run of both models; models/latency/)
+ln(client / twin) = the sum below, fitted on runs where the twin keeps up, one correction for both
+models. The interval is the prediction multiplied and divided by the factor shown, per regime
+(the twin completes ≥ 95% of its offered load, or it does not).
+
+| metric | ln correction | interval, twin keeps up | interval, twin saturated |
+|---|---|---|---|
+${coefficients}`;
+}

@@ -1,0 +1,146 @@
+// Throughput of the twin leave-one-workload-out: the two parts of a profile fitted on the serving
+// runs (the LoRA step cost and the measurements' client limit) are refitted without each workload,
+// then that workload's runs are simulated. Writes docs/validation/twin-lowo.md.
+// Usage: npm run validate:twin:lowo [-- --data DIR --out DIR --only MODEL]
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import {
+  calibrate,
+  calibrationInputsSchema,
+  MEASUREMENTS_DIR,
+  tablesIn,
+} from '../calibrate/calibrate.js';
+import { num } from '../calibrate/csv.js';
+import { readServingRuns, type ServingRun } from '../calibrate/runs.js';
+import { fitLoraOnServingRuns } from '../calibrate/serving-fit.js';
+import { PACKAGE_ROOT, PROFILES_DIR } from '../profiles/store.js';
+import { SimulationPool } from '../runtime/pool.js';
+import { TWIN_VERSION, type Profile } from '../twin/index.js';
+import { errorSummary, pct, type ErrorSummary } from './metrics.js';
+
+const median = (v: number[]) => {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+/** calibrate.ts's client limit, from the given runs only. */
+function clientLimit(runs: ServingRun[]): number {
+  return median(
+    runs
+      .filter((r) => r.ok && num(r.row, 'throughput_vs_ideal') < 0.5)
+      .map((r) => num(r.row, 'max_num_waiting') + num(r.row, 'max_num_running')),
+  );
+}
+
+interface ModelLowo {
+  model: string;
+  inSample: ErrorSummary;
+  outOfFold: ErrorSummary;
+  verdictInSample: number;
+  verdictOutOfFold: number;
+  workloads: number;
+}
+
+async function lowoForModel(
+  pool: SimulationPool,
+  dataDir: string,
+  model: string,
+  inputs: unknown,
+): Promise<ModelLowo> {
+  const base = calibrate(calibrationInputsSchema.parse(inputs), tablesIn(dataDir));
+  const shipped = JSON.parse(
+    readFileSync(join(PROFILES_DIR, `${base.id}.json`), 'utf8'),
+  ) as Profile;
+  const runs = readServingRuns(dataDir, model).filter((r) => r.ok);
+  const workloads = [...new Set(runs.map((r) => r.workload))];
+  const simulateMany = (tasks: Array<{ scenario: ServingRun['scenario']; profile: Profile }>) =>
+    Promise.all(tasks.map((t) => pool.run({ ...t, includeStepStats: true })));
+
+  const inSample = await simulateMany(
+    runs.map((r) => ({ scenario: r.scenario, profile: shipped })),
+  );
+  const outOfFold = new Array<number>(runs.length);
+  const oofStarving = new Array<boolean>(runs.length);
+  for (const w of workloads) {
+    const train = runs.filter((r) => r.workload !== w);
+    const start: Profile = {
+      ...base,
+      measurementClientMaxInFlight: Math.round(clientLimit(train)),
+    };
+    const { profile } = await fitLoraOnServingRuns(start, train, simulateMany, 3);
+    const held = runs.map((r, i) => ({ r, i })).filter(({ r }) => r.workload === w);
+    const results = await simulateMany(held.map(({ r }) => ({ scenario: r.scenario, profile })));
+    held.forEach(({ i }, k) => {
+      outOfFold[i] = results[k]!.throughputTokensPerSecond;
+      oofStarving[i] = results[k]!.starving;
+    });
+    process.stderr.write(`  ${model}: held out ${w} (${held.length} runs)\n`);
+  }
+  const real = runs.map((r) => num(r.row, 'total_tok_s'));
+  const realStarving = runs.map((r) => num(r.row, 'throughput_vs_ideal') < 0.9);
+  return {
+    model,
+    workloads: workloads.length,
+    inSample: errorSummary(
+      runs.map((_, i) => ({ real: real[i]!, predicted: inSample[i]!.throughputTokensPerSecond })),
+    ),
+    outOfFold: errorSummary(runs.map((_, i) => ({ real: real[i]!, predicted: outOfFold[i]! }))),
+    verdictInSample:
+      runs.filter((_, i) => inSample[i]!.starving === realStarving[i]).length / runs.length,
+    verdictOutOfFold:
+      runs.filter((_, i) => oofStarving[i] === realStarving[i]).length / runs.length,
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      data: { type: 'string' },
+      out: { type: 'string' },
+      only: { type: 'string' },
+    },
+  });
+  const dataDir = resolve(values.data ?? MEASUREMENTS_DIR);
+  const outDir = resolve(values.out ?? join(PACKAGE_ROOT, 'docs', 'validation'));
+  const inputs = JSON.parse(
+    readFileSync(join(PROFILES_DIR, 'h100-64gb', 'calibration-inputs.json'), 'utf8'),
+  ) as Record<string, unknown>;
+  const models = Object.keys(inputs).filter((m) => !values.only || m === values.only);
+  const pool = new SimulationPool();
+  const results: ModelLowo[] = [];
+  try {
+    for (const m of models) results.push(await lowoForModel(pool, dataDir, m, inputs[m]));
+  } finally {
+    await pool.close();
+  }
+  const head = `| | ${results.map((r) => r.model).join(' | ')} |\n|---|${results.map(() => '---').join('|')}|`;
+  const row = (label: string, f: (r: ModelLowo) => string) =>
+    `| ${label} | ${results.map(f).join(' | ')} |`;
+  const md = `# Twin throughput leave-one-workload-out
+
+Generated by \`npm run validate:twin:lowo\` (twin ${TWIN_VERSION}, about 10 minutes on 2 cores).
+Two parts of a profile are fitted on the serving runs of
+\`${relative(PACKAGE_ROOT, dataDir)}/validation_runs.csv\`: the LoRA step cost (src/calibrate/serving-fit.ts)
+and the measurements' client limit on requests in flight. For each workload, both are refitted
+on the other workloads' runs (the rest of the profile comes from the calibration tables, which
+hold no serving run), and the held-out workload's runs are simulated with that profile. The
+in-sample row uses the shipped profile, fitted on every run.
+
+${head}
+${row('runs (workloads)', (r) => `${r.inSample.n} (${r.workloads})`)}
+${row('throughput MAPE, in-sample', (r) => pct(r.inSample.mape, 2))}
+${row('**throughput MAPE, leave-one-workload-out**', (r) => `**${pct(r.outOfFold.mape, 2)}**`)}
+${row('signed bias, in-sample / out of fold', (r) => `${pct(r.inSample.bias, 2)} / ${pct(r.outOfFold.bias, 2)}`)}
+${row('starvation verdict agreement, in-sample', (r) => pct(100 * r.verdictInSample, 1))}
+${row('starvation verdict agreement, out of fold', (r) => pct(100 * r.verdictOutOfFold, 1))}
+`;
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, 'twin-lowo.md'), md);
+  process.stdout.write(md);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`validate:twin:lowo: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,152 @@
+import { describe, expect, it } from 'vitest';
+import {
+  conformalHalfWidth,
+  fitLatencyModel,
+  predictLatency,
+  type LatencyModel,
+  type LatencyObservation,
+  type TwinLatency,
+} from '../src/latency/index.js';
+import { evaluatedPoint } from '../src/search/index.js';
+import { stubOutcome } from './helpers.js';
+
+const twin = (over: Partial<TwinLatency> = {}): TwinLatency => ({
+  maxLoras: 16,
+  maxCpuLoras: 64,
+  meanRunningRequests: 20,
+  completionRatio: 1,
+  ttftMs: { p50: 100, p99: 400 },
+  itlMs: { mean: 20, p50: 18, p99: 60 },
+  ...over,
+});
+
+describe('split-conformal half-width', () => {
+  it('is the ceil((n + 1) * coverage)-th smallest absolute residual', () => {
+    const residuals = Array.from({ length: 19 }, (_, i) => (i + 1) / 10); // 0.1 .. 1.9
+    // n = 19, coverage 0.9: k = ceil(20 * 0.9) = 18 -> 1.8
+    expect(conformalHalfWidth(residuals, 0.9)).toBeCloseTo(1.8, 12);
+    // Too few residuals for the coverage: no finite bound.
+    expect(conformalHalfWidth([0.1, 0.2, 0.3], 0.9)).toBe(Infinity);
+  });
+});
+
+describe('latency correction', () => {
+  /**
+   * Real p99 ITL = twin p99 ITL * slots^0.3, exactly, over eight workloads: the fit must recover
+   * the exponent out of fold, and every interval must cover.
+   */
+  const observations: LatencyObservation[] = [];
+  for (let w = 0; w < 8; w++)
+    for (const [maxLoras, completionRatio] of [
+      [8, 1],
+      [16, 1],
+      [32, 1],
+      [64, 1],
+      [128, 1],
+      [32, 0.8], // saturated runs: the fit ignores them, their interval is their own
+      [64, 0.7],
+    ] as const) {
+      const t = twin({
+        maxLoras,
+        completionRatio,
+        maxCpuLoras: maxLoras * (w + 1),
+        itlMs: { mean: 20 + w, p50: 18 + w, p99: 60 + 5 * w },
+      });
+      observations.push({
+        workload: `w${w}`,
+        twin: t,
+        real: {
+          ttftP50: t.ttftMs.p50 * (1 + 0.05 * ((w % 3) - 1)),
+          ttftP99: t.ttftMs.p99 * (1 + 0.1 * ((w % 3) - 1)),
+          itlP50: t.itlMs.p50 * Math.pow(maxLoras, 0.1),
+          itlP99: t.itlMs.p99 * Math.pow(maxLoras, 0.3),
+        },
+      });
+    }
+  const fit = fitLatencyModel(observations, {
+    profile: 'test/gpu',
+    twinVersion: 'test',
+    source: 'constructed',
+    coverage: 0.9,
+  });
+
+  it('recovers a log-linear client-side factor leave-one-workload-out', () => {
+    for (const o of fit.outOfFold) {
+      expect(o.predicted.itlP99 / o.observation.real.itlP99).toBeCloseTo(1, 6);
+      expect(o.covered.itlP99).toBe(true);
+    }
+    const m = fit.model.metrics.itlP99;
+    expect(m.coefficients[m.features.indexOf('logMaxLoras')]!).toBeCloseTo(0.3, 6);
+  });
+
+  it('leaves TTFT uncorrected and sizes its interval from the out-of-fold errors', () => {
+    expect(fit.model.metrics.ttftP99.features).toEqual([]);
+    // Errors of 0, +10% and -10%: the 90% half-width is the largest |ln(real / twin)|, ln(1 / 0.9).
+    expect(Math.exp(fit.model.metrics.ttftP99.halfWidthLog.keepsUp)).toBeCloseTo(1 / 0.9, 4);
+    const covered = fit.outOfFold.filter((o) => o.covered.ttftP99).length;
+    expect(covered / fit.outOfFold.length).toBeGreaterThanOrEqual(0.9);
+  });
+});
+
+describe('latency predictions and the SLO', () => {
+  const model: LatencyModel = {
+    profile: 'test/gpu',
+    twinVersion: 'test',
+    coverage: 0.9,
+    source: 'constructed',
+    runs: 0,
+    workloads: 0,
+    metrics: {
+      ttftP50: { features: [], coefficients: [], halfWidthLog: { keepsUp: 0, saturated: 0 } },
+      ttftP99: {
+        features: [],
+        coefficients: [],
+        halfWidthLog: { keepsUp: Math.log(2), saturated: Math.log(10) },
+      },
+      itlP50: { features: [], coefficients: [], halfWidthLog: { keepsUp: 0, saturated: 0 } },
+      // Twice the twin's p99 ITL, within x/÷ 1.5.
+      itlP99: {
+        features: ['intercept'],
+        coefficients: [Math.log(2)],
+        halfWidthLog: { keepsUp: Math.log(1.5), saturated: Math.log(3) },
+      },
+    },
+  };
+
+  it('applies the correction and the regime of the interval', () => {
+    const p = predictLatency(model, twin());
+    expect(p.itlMs.p99.ms).toBeCloseTo(120, 9);
+    expect(p.itlMs.p99.highMs).toBeCloseTo(180, 9);
+    expect(p.itlMs.p99.lowMs).toBeCloseTo(80, 9);
+    expect(p.ttftMs.p99.highMs).toBeCloseTo(800, 9);
+    // A twin that does not keep up gets the wider, saturated interval.
+    const saturated = predictLatency(model, twin({ completionRatio: 0.8 }));
+    expect(saturated.ttftMs.p99.highMs).toBeCloseTo(4000, 9);
+    expect(p.calibrated).toBe(true);
+  });
+
+  it("without a model returns the twin's figures, marked uncalibrated", () => {
+    const p = predictLatency(undefined, twin());
+    expect(p.calibrated).toBe(false);
+    expect(p.itlMs.p99).toEqual({ ms: 60, lowMs: 60, highMs: 60 });
+  });
+
+  it('a pair meets an SLO only when the upper bound does', () => {
+    const outcome = {
+      ...stubOutcome({
+        throughputTokensPerSecond: 100,
+        offeredTokensPerSecond: 100,
+        starving: false,
+      }),
+      itlMs: { mean: 20, p50: 18, p99: 60 },
+      ttftMs: { mean: 100, p50: 100, p99: 400 },
+      meanRunningRequests: 20,
+    };
+    // Predicted p99 ITL 120 ms (up to 180): a 150 ms SLO is met by the point, not by the bound.
+    const tight = evaluatedPoint(64, 16, outcome, { slo: { itlP99Ms: 150 }, latencyModel: model });
+    expect(tight.itlP99Ms).toBeCloseTo(120, 9);
+    expect(tight.sloViolated).toBe(true);
+    const loose = evaluatedPoint(64, 16, outcome, { slo: { itlP99Ms: 200 }, latencyModel: model });
+    expect(loose.sloViolated).toBe(false);
+  });
+});
