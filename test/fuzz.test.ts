@@ -147,6 +147,8 @@ const validBodies: Record<string, fc.Arbitrary<unknown>> = {
       ranks: smallRanks,
       lengths: validLengths,
       method: fc.constantFrom('model', 'model', 'model', 'twin', 'auto'),
+      objective: fc.constantFrom(undefined, 'paper', 'stable'),
+      slo: fc.option(fc.record({ ttftP99Ms: fc.constantFrom(500, 5000) }), { nil: undefined }),
     })
     .map((v) => ({
       profile: LLAMA,
@@ -157,6 +159,9 @@ const validBodies: Record<string, fc.Arbitrary<unknown>> = {
       },
       method: v.method,
       search: { concurrent: [8, 16], parallel: [8] },
+      // The forest checks neither an SLO nor stability (400): only the twin-backed methods get them.
+      ...(v.method !== 'model' && v.slo ? { slo: v.slo } : {}),
+      ...(v.method !== 'model' && v.objective ? { objective: v.objective } : {}),
     })),
   '/v1/check': fc
     // Each new workload costs a recommendation to compare with: a handful, then cached.

@@ -11,16 +11,18 @@ const llama = loadProfile(PROFILE);
 const workload = { rates: [0.1, 0.05, 0.025], ranks: [16] };
 
 /** A stand-in twin: a pair serves when `serves(c, p)`; throughput grows with adapters. */
-function fakeTwin(serves: (c: number, p: number) => boolean): {
+function fakeTwin(serves: (c: number, p: number, rateScale: number) => boolean): {
   simulate: PointSimulator;
+  /** The pairs simulated at the workload's own rates (headroom probes scale them). */
   calls: Array<[number, number]>;
 } {
   const calls: Array<[number, number]> = [];
   const simulate: PointSimulator = async (scenario) => {
     const { maxCpuLoras: c, maxLoras: p } = scenario.config;
-    calls.push([c, p]);
-    const ok = serves(c, p);
-    const offered = c * 10;
+    const scale = scenario.workload.rates![0]! / workload.rates[0]!;
+    if (scale === 1) calls.push([c, p]);
+    const ok = serves(c, p, scale);
+    const offered = c * 10 * scale;
     return stubOutcome({
       throughputTokensPerSecond: ok ? offered - p * 0.01 : offered * 0.5,
       offeredTokensPerSecond: offered,
@@ -99,5 +101,87 @@ describe('method auto', () => {
     });
     expect(r.evaluated.some((e) => e.parallelAdapters === 16 && e.starving)).toBe(true);
     expect(r.explanation.summary).toMatch(/No pair on the forest's line serves/);
+  });
+});
+
+describe('objectives, headroom and warnings', () => {
+  /**
+   * Pairs up to 100 adapters complete all their load; up to 200 they complete 95% with a queue
+   * that grows (the paper's rule accepts it); beyond, they starve. Rates scaled by m act like
+   * m times the adapters.
+   */
+  const tiered: PointSimulator = async (scenario) => {
+    const c = scenario.config.maxCpuLoras;
+    const load = c * (scenario.workload.rates![0]! / workload.rates[0]!);
+    const offered = load * 10;
+    const ratio = load <= 100 ? 1 : load <= 200 ? 0.95 : 0.5;
+    return {
+      ...stubOutcome({
+        throughputTokensPerSecond: offered * ratio,
+        offeredTokensPerSecond: offered,
+        starving: ratio < 0.9,
+      }),
+      queueGrowthShare: 1 - ratio,
+    };
+  };
+  const ask = (body: object) =>
+    recommender(constantModel(llama, workload, 128, 32), tiered).recommend(request(body));
+
+  it('the paper rule takes the pair whose queue grows, and says so plainly', async () => {
+    const r = await ask({
+      method: 'twin',
+      search: { concurrent: [64, 96, 192, 256], parallel: [32] },
+    });
+    expect(r.objective).toBe('paper');
+    expect(r.recommendation.concurrentAdapters).toBe(192);
+    expect(r.recommendation.warnings.join(' ')).toMatch(
+      /completes 95\.0% of its offered load.*queue/,
+    );
+    expect(r.recommendation.binding?.limit).toBe('starvation');
+  });
+
+  it('objective "stable" takes the busiest pair that keeps up with a bounded queue', async () => {
+    const r = await ask({
+      method: 'twin',
+      objective: 'stable',
+      search: { concurrent: [64, 96, 192, 256], parallel: [32] },
+    });
+    expect(r.recommendation.concurrentAdapters).toBe(96);
+    expect(r.recommendation.warnings.some((w) => /queue/.test(w))).toBe(false);
+    expect(r.recommendation.binding?.limit).toBe('stability');
+  });
+
+  it('headroom is the rate multiplier at which the pair starves, found by bisection', async () => {
+    // 96 adapters starve once the load passes 200 adapters' worth: rates can grow by 200/96.
+    const r = await ask({
+      method: 'twin',
+      objective: 'stable',
+      search: { concurrent: [64, 96, 192, 256], parallel: [32] },
+    });
+    const h = r.recommendation.headroom;
+    expect(h.method).toBe('twin-bisection');
+    const edge = 100 * (200 / 96 - 1);
+    expect(h.percent!).toBeLessThanOrEqual(edge);
+    expect(h.percent!).toBeGreaterThanOrEqual(100 * (200 / 96 / 1.05 - 1));
+  });
+
+  it('method model gives the capacity bound as headroom and says it ran no simulation', async () => {
+    const r = await ask({ method: 'model' });
+    expect(r.recommendation.headroom.method).toBe('capacity-bound');
+    expect(r.recommendation.latency).toBeUndefined();
+    expect(r.recommendation.warnings.join(' ')).toMatch(/runs no simulation/);
+  });
+
+  it('refuses an SLO or objective "stable" with method model, naming the field', () => {
+    for (const body of [{ slo: { ttftP99Ms: 1000 } }, { objective: 'stable' }]) {
+      const parsed = recommendRequestSchema.safeParse({
+        profile: PROFILE,
+        workload,
+        method: 'model',
+        ...body,
+      });
+      expect(parsed.success).toBe(false);
+      expect(parsed.error!.issues[0]!.path).toEqual(['method']);
+    }
   });
 });

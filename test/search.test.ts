@@ -36,6 +36,7 @@ async function bruteForce(workload: { rates: number[]; ranks: number[] }, maxLor
         offeredTokensPerSecond: r.offeredTokensPerSecond,
         starving: false,
         sloViolated: false,
+        stable: true,
         ttftP99Ms: r.ttftMs.p99,
         itlP99Ms: r.itlMs.p99,
       };

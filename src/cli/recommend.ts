@@ -77,8 +77,15 @@ async function recommendRemote(url: string, body: unknown, json: boolean): Promi
     return 1;
   }
   if (!res.ok) throw new UsageError(`${res.status}: ${answer.detail ?? res.statusText}`);
-  const { recommendation, vllmArgs, method, explanation, evaluated } = answer;
-  const response: RecommendResponse = { recommendation, vllmArgs, method, explanation, evaluated };
+  const { recommendation, vllmArgs, method, objective, explanation, evaluated } = answer;
+  const response: RecommendResponse = {
+    recommendation,
+    vllmArgs,
+    method,
+    objective,
+    explanation,
+    evaluated,
+  };
   process.stdout.write(json ? `${JSON.stringify(response)}\n` : `${renderTable(response)}\n`);
   return 0;
 }

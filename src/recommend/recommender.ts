@@ -20,11 +20,16 @@ import {
   searchOptimum,
   snapLog,
   sortedUnique,
+  servesObjective,
   type EvaluatedPoint,
+  type Objective,
+  type PointOptions,
   type PointSimulator,
   type SearchWorkload,
   workloadCapacity,
 } from '../search/index.js';
+import type { LatencyEstimate, LatencyModel } from '../latency/index.js';
+import { bindingLimit, headroomByCapacity, headroomByTwin, warningsFor } from './answer.js';
 import { LIMITS, mustStarve, vllmStarts, type Profile } from '../twin/index.js';
 import type { RecommendRequest, RecommendResponse } from './schema.js';
 
@@ -48,6 +53,8 @@ export interface RecommenderDeps {
    */
   loadVerdictRuns?: (profileId: string) => readonly VerdictRun[];
   edgeRule?: boolean;
+  /** The profile's latency correction and intervals (src/latency); without it, the twin's own. */
+  loadLatencyModel?: (profileId: string) => LatencyModel | undefined;
 }
 
 export const vllmArgs = (concurrent: number, parallel: number, rank: number): string[] => [
@@ -58,6 +65,10 @@ export const vllmArgs = (concurrent: number, parallel: number, rank: number): st
 ];
 
 const fmt = (v: number) => Math.round(v).toLocaleString('en-US');
+const latencyText = (e: LatencyEstimate) =>
+  e.ms >= 10_000
+    ? `${(e.ms / 1000).toFixed(0)} s (${(e.lowMs / 1000).toFixed(0)}-${(e.highMs / 1000).toFixed(0)} s)`
+    : `${fmt(e.ms)} ms (${fmt(e.lowMs)}-${fmt(e.highMs)} ms)`;
 
 export class Recommender {
   constructor(private readonly deps: RecommenderDeps) {}
@@ -250,9 +261,15 @@ export class Recommender {
         throughputTokensPerSecond: throughput,
         offeredTokensPerSecond: offeredAtC,
         starving: throughput < (1 - threshold) * offeredAtC,
+        headroom: headroomByCapacity(profile, request.workload, c, threshold),
+        warnings: warningsFor(
+          { throughputTokensPerSecond: throughput, offeredTokensPerSecond: offeredAtC },
+          false,
+        ),
       },
       vllmArgs: vllmArgs(c, p, maxLoraRank),
       method: 'model',
+      objective: request.objective,
       ...envelopeFields(outside),
       explanation: {
         summary:
@@ -286,7 +303,8 @@ export class Recommender {
         concurrent: request.search?.concurrent ?? DEFAULT_GRID.concurrent,
         parallel: request.search?.parallel ?? DEFAULT_GRID.parallel,
         starvationThreshold: request.starvationThreshold,
-        ...(request.slo ? { slo: request.slo } : {}),
+        objective: request.objective,
+        ...this.pointOptions(profile, request),
         ...(startNear !== undefined ? { startNear } : {}),
       },
       this.deps.simulate,
@@ -299,14 +317,15 @@ export class Recommender {
     const evaluated = [...result.evaluated];
     const edge = await this.awayFromEdge(profile, request, maxLoraRank, result.best, evaluated);
     return {
-      ...this.respond(
+      ...(await this.respond(
+        profile,
         'twin',
         edge.best,
         maxLoraRank,
         evaluated,
         request,
         `The twin searched ${result.simulations} configurations${edge.note}`,
-      ),
+      )),
       ...envelopeFields(forest?.outside),
     };
   }
@@ -363,11 +382,11 @@ export class Recommender {
       evaluated.push(...points);
       return points;
     };
-    const serves = (e: EvaluatedPoint) => e.feasible && !e.starving && !e.sloViolated;
+    const serves = (e: EvaluatedPoint) => servesObjective(e, request.objective);
     const first = await at(
       [ci, ci + 1].filter((i) => i < concurrentGrid.length && line.some((l) => l.i === i)),
     );
-    let best = bestServing(first);
+    let best = bestServing(first, request.objective);
     if (best) {
       // Climb while the next larger value serves and does better.
       let i = concurrentGrid.indexOf(best.concurrentAdapters) + 1;
@@ -376,14 +395,14 @@ export class Recommender {
         !evaluated.some((e) => e.concurrentAdapters === concurrentGrid[i])
       ) {
         const [point] = await at([i]);
-        if (!serves(point!) || bestServing([best, point!]) !== point) break;
+        if (!serves(point!) || bestServing([best, point!], request.objective) !== point) break;
         best = point!;
         i++;
       }
     } else {
       // Descend until a pair serves.
       for (let i = ci - 1; i >= 0 && concurrentGrid[i]! >= p && !best; i--)
-        best = bestServing(await at([i]));
+        best = bestServing(await at([i]), request.objective);
     }
     if (best) {
       // The forest's slot count may be a step off: compare one step fewer and one more slots at
@@ -400,7 +419,7 @@ export class Recommender {
         others.map((q) => [chosen.concurrentAdapters, q] as [number, number]),
       );
       evaluated.push(...points);
-      best = bestServing([chosen, ...points]) ?? chosen;
+      best = bestServing([chosen, ...points], request.objective) ?? chosen;
     }
     if (!best) {
       try {
@@ -424,14 +443,15 @@ export class Recommender {
     }
     const edge = await this.awayFromEdge(profile, request, maxLoraRank, best, evaluated);
     return {
-      ...this.respond(
+      ...(await this.respond(
+        profile,
         'auto',
         edge.best,
         maxLoraRank,
         evaluated,
         request,
         `The forest's answer was checked with the twin (${evaluated.length} simulations)${edge.note}`,
-      ),
+      )),
       envelope: 'inside',
     };
   }
@@ -468,7 +488,7 @@ export class Recommender {
         ? [known]
         : await this.evaluate(profile, request, maxLoraRank, [[c, chosen.parallelAdapters]]);
       if (!known) evaluated.push(neighbour!);
-      if (!neighbour!.feasible || neighbour!.starving || neighbour!.sloViolated) break;
+      if (!servesObjective(neighbour!, request.objective)) break;
       if (worth(neighbour!) <= worth(best)) break;
       best = neighbour!;
     }
@@ -478,6 +498,14 @@ export class Recommender {
     return {
       best,
       note: `; ${chosen.concurrentAdapters} adapters served only ${ratio(chosen).toFixed(1)}% of their load in the twin, within the twin's measured error of the starvation line, so the answer steps back to ${best.concurrentAdapters} (${ratio(best).toFixed(1)}%)`,
+    };
+  }
+
+  private pointOptions(profile: Profile, request: RecommendRequest): PointOptions {
+    const latencyModel = this.deps.loadLatencyModel?.(profile.id);
+    return {
+      ...(request.slo ? { slo: request.slo } : {}),
+      ...(latencyModel ? { latencyModel } : {}),
     };
   }
 
@@ -509,19 +537,20 @@ export class Recommender {
           profile,
           request.starvationThreshold,
         );
-        return evaluatedPoint(c, p, r, request.slo);
+        return evaluatedPoint(c, p, r, this.pointOptions(profile, request));
       }),
     );
   }
 
-  private respond(
+  private async respond(
+    profile: Profile,
     method: 'twin' | 'auto',
     best: EvaluatedPoint,
     maxLoraRank: number,
     evaluated: EvaluatedPoint[],
     request: RecommendRequest,
     how: string,
-  ): RecommendResponse {
+  ): Promise<RecommendResponse> {
     const next = evaluated
       .filter(
         (e) =>
@@ -531,7 +560,24 @@ export class Recommender {
       )
       .sort((a, b) => a.concurrentAdapters - b.concurrentAdapters)[0];
     const why = next
-      ? ` With ${next.concurrentAdapters} adapters it would ${next.starving ? `starve (${fmt(next.throughputTokensPerSecond)} of ${fmt(next.offeredTokensPerSecond)} tok/s offered)` : next.sloViolated ? 'break the SLO' : 'not do better'}.`
+      ? ` With ${next.concurrentAdapters} adapters it would ${next.starving ? `starve (${fmt(next.throughputTokensPerSecond)} of ${fmt(next.offeredTokensPerSecond)} tok/s offered)` : next.sloViolated ? 'break the SLO' : request.objective === 'stable' && !next.stable ? 'let its queue grow' : 'not do better'}.`
+      : '';
+    // The next pair on the line starves at about its own offered load: the edge is near there.
+    const hint = next?.starving
+      ? next.offeredTokensPerSecond / Math.max(1e-12, best.offeredTokensPerSecond)
+      : undefined;
+    const headroom = await headroomByTwin(
+      profile,
+      request.workload,
+      best,
+      maxLoraRank,
+      request.starvationThreshold,
+      this.deps.simulate,
+      hint,
+    );
+    const binding = bindingLimit(best, evaluated, request.slo, request.objective);
+    const latency = best.latency
+      ? ` Predicted p99 TTFT ${latencyText(best.latency.ttftMs.p99)}, p99 ITL ${latencyText(best.latency.itlMs.p99)}.`
       : '';
     return {
       recommendation: {
@@ -541,13 +587,18 @@ export class Recommender {
         throughputTokensPerSecond: best.throughputTokensPerSecond,
         offeredTokensPerSecond: best.offeredTokensPerSecond,
         starving: best.starving,
+        ...(best.latency ? { latency: best.latency } : {}),
+        headroom,
+        ...(binding ? { binding } : {}),
+        warnings: warningsFor(best, true),
       },
       vllmArgs: vllmArgs(best.concurrentAdapters, best.parallelAdapters, maxLoraRank),
       method,
+      objective: request.objective,
       explanation: {
         summary:
           `${how}; ${best.concurrentAdapters} adapters with ${best.parallelAdapters} GPU slots serve ${fmt(best.throughputTokensPerSecond)} of ` +
-          `${fmt(best.offeredTokensPerSecond)} tok/s offered without starving (threshold ${request.starvationThreshold}).${why}`,
+          `${fmt(best.offeredTokensPerSecond)} tok/s offered without starving (threshold ${request.starvationThreshold}).${why}${latency}`,
       },
       evaluated: mergePoints(evaluated),
     };
@@ -604,10 +655,10 @@ function envelopeFields(
     : { envelope: 'inside' };
 }
 
-function bestServing(points: EvaluatedPoint[]): EvaluatedPoint | null {
+function bestServing(points: EvaluatedPoint[], objective: Objective): EvaluatedPoint | null {
   let best: EvaluatedPoint | null = null;
   for (const p of points) {
-    if (!p.feasible || p.starving || p.sloViolated) continue;
+    if (!servesObjective(p, objective)) continue;
     if (better(p, best)) best = p;
   }
   return best;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { latencyPredictionSchema } from '../latency/index.js';
 import { outsideFeatureSchema } from '../model/envelope.js';
 import { DEFAULT_GRID } from '../search/index.js';
 import { LIMITS, requestLengthsSchema } from '../twin/index.js';
@@ -21,10 +22,15 @@ export const recommendWorkloadSchema = z.strictObject({
   requestLengths: requestLengthsSchema.optional(),
 });
 
-export const sloSchema = z.strictObject({
-  ttftP99Ms: z.number().positive().optional(),
-  itlP99Ms: z.number().positive().optional(),
-});
+export const sloSchema = z
+  .strictObject({
+    ttftP99Ms: z.number().positive().optional(),
+    itlP99Ms: z.number().positive().optional(),
+  })
+  .meta({
+    description:
+      "Latency targets. A pair meets them when the upper ends of its predicted intervals do (the intervals' coverage is measured on real runs: docs/validation/twin.md).",
+  });
 
 export const recommendRequestSchema = z
   .strictObject({
@@ -39,8 +45,20 @@ export const recommendRequestSchema = z
       .optional(),
     starvationThreshold: z.number().gt(0).lt(1).default(0.1),
     slo: sloSchema.optional(),
+    objective: z.enum(['paper', 'stable']).default('paper').meta({
+      description:
+        'paper (default, the published rule): the highest throughput that does not starve, i.e. completes at least 1 - starvationThreshold of the offered tokens, so up to 10% may pile up in a queue that grows all hour. stable: the highest throughput that completes at least 99% of the offered tokens with a queue that does not grow.',
+    }),
   })
   .superRefine((r, ctx) => {
+    // The forest predicts the paper's optimum only: it can check neither an SLO nor stability.
+    if (r.method === 'model' && (r.slo !== undefined || r.objective === 'stable'))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['method'],
+        message:
+          'method "model" answers from the forest alone, which predicts the paper\'s optimum and no latency: with an slo or objective "stable" use "auto" or "twin"',
+      });
     // vLLM requires max_loras <= max_cpu_loras: a slot count above every adapter count is no pair.
     const concurrent = r.search?.concurrent ?? DEFAULT_GRID.concurrent;
     const largest = Math.max(...concurrent);
@@ -68,6 +86,13 @@ export const recommendRequestSchema = z
         search: { concurrent: [16, 32, 64, 96, 128], parallel: [16, 32, 64] },
         slo: { itlP99Ms: 200 },
       },
+      {
+        profile: 'h100-64gb/llama-3.1-8b-instruct',
+        workload: { rates: [0.4, 0.05, 0.0125], ranks: [8, 16, 16] },
+        method: 'auto',
+        slo: { ttftP99Ms: 5000, itlP99Ms: 300 },
+        objective: 'stable',
+      },
     ],
   });
 export type RecommendRequest = z.output<typeof recommendRequestSchema>;
@@ -82,8 +107,12 @@ export const evaluatedPointSchema = z.object({
   offeredTokensPerSecond: z.number(),
   starving: z.boolean(),
   sloViolated: z.boolean(),
-  ttftP99Ms: z.number(),
-  itlP99Ms: z.number(),
+  stable: z.boolean().meta({
+    description: 'Completes at least 99% of its offered load with a queue that does not grow',
+  }),
+  ttftP99Ms: z.number().meta({ description: 'Predicted p99 TTFT (0 when not simulated)' }),
+  itlP99Ms: z.number().meta({ description: 'Predicted p99 ITL (0 when not simulated)' }),
+  latency: latencyPredictionSchema.optional(),
 });
 
 export const recommendationSchema = z.object({
@@ -97,6 +126,34 @@ export const recommendationSchema = z.object({
   throughputTokensPerSecond: z.number(),
   offeredTokensPerSecond: z.number(),
   starving: z.boolean(),
+  latency: latencyPredictionSchema.optional().meta({
+    description:
+      'Predicted p50 and p99 TTFT and ITL with intervals; absent for method "model", which runs no simulation',
+  }),
+  headroom: z
+    .object({
+      percent: z.number().nullable().meta({
+        description:
+          'How much every rate can grow, in percent, before this pair starves (0: it is at the edge; null: there is no load to grow)',
+      }),
+      method: z.enum(['twin-bisection', 'capacity-bound']).meta({
+        description:
+          'twin-bisection: the twin at scaled rates, to within the resolution given; capacity-bound: the closed-form GPU capacity, an upper bound (method "model")',
+      }),
+      resolutionPercent: z.number(),
+    })
+    .meta({ id: 'Headroom' }),
+  binding: z
+    .object({
+      limit: z.enum(['starvation', 'stability', 'ttftP99Ms', 'itlP99Ms']),
+      detail: z.string(),
+    })
+    .optional()
+    .meta({ description: 'What stops a busier pair: the limit with the least margin' }),
+  warnings: z.array(z.string()).meta({
+    description:
+      'Plain statements an operator must see: a queue that grows over the hour, uncalibrated latency, an extrapolation',
+  }),
 });
 
 export const explanationSchema = z.object({
@@ -120,6 +177,7 @@ export const recommendResponseSchema = z
     recommendation: recommendationSchema,
     vllmArgs: z.array(z.string()),
     method: z.enum(['model', 'twin', 'auto']),
+    objective: z.enum(['paper', 'stable']),
     envelope: z.enum(['inside', 'outside']).optional().meta({
       description:
         "Whether the workload lies inside the ranges the forest was trained on (absent without a forest). Outside, `model`'s answer is an extrapolation and `auto` answers with the twin search.",

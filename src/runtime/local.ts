@@ -1,6 +1,7 @@
 import { loadModel } from '../model/model.js';
 import { loadProfile } from '../profiles/store.js';
 import { loadVerdictRuns } from '../profiles/verdicts.js';
+import { loadLatencyModel } from '../profiles/latency.js';
 import { Recommender } from '../recommend/index.js';
 import { CachedSimulator, type SimulationStore } from '../search/index.js';
 import { SimulationPool } from './pool.js';
@@ -18,6 +19,7 @@ export function localRecommender(options: { threads?: number; store?: Simulation
     loadProfile,
     loadModel,
     loadVerdictRuns,
+    loadLatencyModel,
     simulate: (scenario, profile, threshold) => cache.simulate(scenario, profile, threshold),
   });
   return { recommender, cache, pool, close: () => pool.close() };

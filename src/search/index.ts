@@ -3,6 +3,12 @@ export {
   sortedUnique,
   snapLog,
   evaluatedPoint,
+  pairLatency,
+  breaksSlo,
+  isStable,
+  servesObjective,
+  STABLE_COMPLETION,
+  STABLE_QUEUE_GROWTH,
   better,
   THROUGHPUT_TIE_TOLERANCE,
   scenarioFor,
@@ -22,6 +28,8 @@ export {
   type EvaluatedPoint,
   type PointSimulator,
   type Slo,
+  type Objective,
+  type PointOptions,
 } from './search.js';
 export {
   CachedSimulator,

@@ -3,6 +3,7 @@ import { longestRequest, meanLengths, type RequestLengthSpec } from '../twin/len
 import { vllmStarts, type Profile } from '../twin/profile.js';
 import { LIMITS, requestsPerSecond, scenarioSchema, type Scenario } from '../twin/scenario.js';
 import type { SimulationOutcome } from './cache.js';
+import { predictLatency, type LatencyModel, type LatencyPrediction } from '../latency/index.js';
 
 /** The measured grid of the validation runs: both axes. */
 export const MEASURED_GRID = [16, 32, 64, 96, 128, 160, 192, 256, 320, 384] as const;
@@ -27,8 +28,21 @@ export interface Slo {
   itlP99Ms?: number;
 }
 
+/**
+ * What "serves" means. `paper`: the published rule, the highest throughput that does not starve
+ * (completes at least 1 - threshold of the offered tokens; up to 10% may pile up in a queue that
+ * grows all window). `stable`: completes at least 99% of the offered tokens and the queue does not
+ * grow (its backlog grows by at most 1% of the second half-window's arrivals).
+ */
+export type Objective = 'paper' | 'stable';
+export const STABLE_COMPLETION = 0.99;
+export const STABLE_QUEUE_GROWTH = 0.01;
+
 export interface SearchRequest {
   workload: SearchWorkload;
+  objective?: Objective;
+  /** The profile's latency correction and intervals: SLOs are checked on their upper bounds. */
+  latencyModel?: LatencyModel;
   concurrent?: readonly number[];
   parallel?: readonly number[];
   starvationThreshold?: number;
@@ -52,8 +66,13 @@ export interface EvaluatedPoint {
   offeredTokensPerSecond: number;
   starving: boolean;
   sloViolated: boolean;
+  /** Completes at least 99% of its offered load with a queue that does not grow. */
+  stable: boolean;
+  /** Predicted p99 TTFT and ITL (the corrected figures of `latency`). */
   ttftP99Ms: number;
   itlP99Ms: number;
+  /** Simulated pairs only: p50 and p99 TTFT and ITL with their intervals. */
+  latency?: LatencyPrediction;
 }
 
 export interface SearchResult {
@@ -164,6 +183,7 @@ export function decidedWithoutTwin(
     offeredTokensPerSecond: offered,
     starving: true,
     sloViolated: false,
+    stable: false,
     ttftP99Ms: 0,
     itlP99Ms: 0,
   });
@@ -206,13 +226,55 @@ export function assertSimulable(
     );
 }
 
+/** A simulated pair's latency: the profile's corrected figures with intervals. */
+export function pairLatency(
+  r: SimulationOutcome,
+  pair: { maxLoras: number; maxCpuLoras: number },
+  latencyModel?: LatencyModel,
+): LatencyPrediction {
+  return predictLatency(latencyModel, {
+    ...pair,
+    meanRunningRequests: r.meanRunningRequests,
+    completionRatio:
+      r.offeredTokensPerSecond > 0 ? r.throughputTokensPerSecond / r.offeredTokensPerSecond : 1,
+    ttftMs: r.ttftMs,
+    itlMs: r.itlMs,
+  });
+}
+
+/** An SLO is met when the upper bounds of the intervals are within it: a promise, not a median. */
+export function breaksSlo(latency: LatencyPrediction, slo?: Slo): boolean {
+  return (
+    (slo?.ttftP99Ms !== undefined && latency.ttftMs.p99.highMs > slo.ttftP99Ms) ||
+    (slo?.itlP99Ms !== undefined && latency.itlMs.p99.highMs > slo.itlP99Ms)
+  );
+}
+
+export function isStable(r: SimulationOutcome): boolean {
+  return (
+    r.feasible &&
+    r.throughputTokensPerSecond >= STABLE_COMPLETION * r.offeredTokensPerSecond &&
+    r.queueGrowthShare <= STABLE_QUEUE_GROWTH
+  );
+}
+
+export interface PointOptions {
+  slo?: Slo;
+  latencyModel?: LatencyModel;
+}
+
 /** One simulated pair as the search reports it, with its SLO verdict. */
 export function evaluatedPoint(
   concurrent: number,
   parallel: number,
   r: SimulationOutcome,
-  slo?: Slo,
+  options: PointOptions = {},
 ): EvaluatedPoint {
+  const latency = pairLatency(
+    r,
+    { maxLoras: parallel, maxCpuLoras: concurrent },
+    options.latencyModel,
+  );
   return {
     concurrentAdapters: concurrent,
     parallelAdapters: parallel,
@@ -221,12 +283,17 @@ export function evaluatedPoint(
     throughputTokensPerSecond: r.throughputTokensPerSecond,
     offeredTokensPerSecond: r.offeredTokensPerSecond,
     starving: r.starving,
-    sloViolated:
-      (slo?.ttftP99Ms !== undefined && r.ttftMs.p99 > slo.ttftP99Ms) ||
-      (slo?.itlP99Ms !== undefined && r.itlMs.p99 > slo.itlP99Ms),
-    ttftP99Ms: r.ttftMs.p99,
-    itlP99Ms: r.itlMs.p99,
+    sloViolated: r.feasible && breaksSlo(latency, options.slo),
+    stable: isStable(r),
+    ttftP99Ms: latency.ttftMs.p99.ms,
+    itlP99Ms: latency.itlMs.p99.ms,
+    latency,
   };
+}
+
+/** Whether a pair serves the workload under the objective (and the SLO, already in the point). */
+export function servesObjective(p: EvaluatedPoint, objective: Objective = 'paper'): boolean {
+  return p.feasible && !p.starving && !p.sloViolated && (objective === 'paper' || p.stable);
 }
 
 /** The grid value nearest in ratio (16 -> 24 is as far as 128 -> 192); the first on a tie. */
@@ -258,8 +325,6 @@ export function better(a: EvaluatedPoint, b: EvaluatedPoint | null): boolean {
   return ta > tb;
 }
 
-const serves = (p: EvaluatedPoint) => p.feasible && !p.starving && !p.sloViolated;
-
 /**
  * Finds the feasible pair (concurrent >= parallel) with the highest throughput that neither starves
  * nor breaks the SLO. Uses the problem's structure: a parallel setting whose KV cache cannot hold
@@ -279,7 +344,9 @@ export async function searchOptimum(
   const threshold = request.starvationThreshold ?? 0.1;
   const durationSeconds = request.durationSeconds ?? 3600;
   const seed = request.seed ?? 1;
-  const { workload, slo } = request;
+  const { workload, slo, latencyModel } = request;
+  const objective = request.objective ?? 'paper';
+  const serves = (p: EvaluatedPoint) => servesObjective(p, objective);
   const maxLoraRank = maxLoraRankFor(profile, workload.ranks);
   assertFitsModelLen(profile, workload);
   const concurrent = sortedUnique(request.concurrent ?? DEFAULT_GRID.concurrent);
@@ -372,7 +439,10 @@ export async function searchOptimum(
     );
     simulations += results.length;
     probes.forEach(({ line, index }, i) => {
-      const point = evaluatedPoint(line.candidates[index]!, line.p, results[i]!, slo);
+      const point = evaluatedPoint(line.candidates[index]!, line.p, results[i]!, {
+        ...(slo ? { slo } : {}),
+        ...(latencyModel ? { latencyModel } : {}),
+      });
       evaluated.push(point);
       if (serves(point)) {
         line.lo = index;
@@ -394,7 +464,7 @@ export async function searchOptimum(
   // Chosen over the sorted list, so the answer does not depend on the order probes finished in.
   for (const point of evaluated) if (serves(point) && better(point, best)) best = point;
   const result: SearchResult = { maxLoraRank, best, evaluated, simulations };
-  if (!best) result.reason = explainNone(evaluated, startable, concurrent[0]!, slo);
+  if (!best) result.reason = explainNone(evaluated, startable, concurrent[0]!, slo, objective);
   return result;
 }
 
@@ -402,7 +472,8 @@ function explainNone(
   evaluated: EvaluatedPoint[],
   feasibleLines: number,
   smallest: number,
-  slo?: Slo,
+  slo: Slo | undefined,
+  objective: Objective,
 ): string {
   if (feasibleLines === 0) {
     return 'no parallel setting is feasible: every one leaves too little KV cache for one max_model_len sequence at this max_lora_rank';
@@ -410,6 +481,9 @@ function explainNone(
   const judged = evaluated.filter((p) => p.feasible);
   if (judged.every((p) => p.starving)) {
     return `every feasible configuration starves, even with the fewest adapters (${smallest}): the workload's adapters send more than one GPU can serve; split them over more GPUs or lower the rates`;
+  }
+  if (objective === 'stable' && judged.every((p) => p.starving || !p.stable)) {
+    return `no configuration completes ${100 * STABLE_COMPLETION}% of the offered load with a queue that stays bounded (objective "stable"); objective "paper" accepts a shortfall up to the starvation threshold`;
   }
   const sloText = [
     slo?.ttftP99Ms !== undefined ? `TTFT p99 <= ${slo.ttftP99Ms} ms` : '',

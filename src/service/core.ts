@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { loadModel, ModelUnavailableError, type ModelFile } from '../model/model.js';
 import { listProfiles, loadProfile } from '../profiles/store.js';
 import { loadVerdictRuns } from '../profiles/verdicts.js';
+import { loadLatencyModel } from '../profiles/latency.js';
+import { latencyPredictionSchema } from '../latency/index.js';
 import {
   NoServingConfigurationError,
   Recommender,
@@ -11,7 +13,14 @@ import {
   type RecommendResponse,
 } from '../recommend/index.js';
 import { SimulationPool } from '../runtime/pool.js';
-import { assertFitsModelLen, CachedSimulator, SearchInputError } from '../search/index.js';
+import {
+  assertFitsModelLen,
+  breaksSlo,
+  CachedSimulator,
+  isStable,
+  pairLatency,
+  SearchInputError,
+} from '../search/index.js';
 import {
   RunRepository,
   type RunKeyNumbers,
@@ -24,10 +33,10 @@ import type { Db } from '../storage/db.js';
 import {
   configSchema,
   scenarioSchema,
+  simulationResultSchema,
   TWIN_VERSION,
   workloadSchema,
   type Scenario,
-  type SimulationResult,
 } from '../twin/index.js';
 
 export const checkRequestSchema = z
@@ -67,8 +76,12 @@ export const checkResponseSchema = z
       throughputTokensPerSecond: z.number(),
       offeredTokensPerSecond: z.number(),
       starving: z.boolean(),
-      ttftP99Ms: z.number(),
-      itlP99Ms: z.number(),
+      ttftP99Ms: z.number().meta({ description: 'Predicted p99 TTFT (latency.ttftMs.p99.ms)' }),
+      itlP99Ms: z.number().meta({ description: 'Predicted p99 ITL (latency.itlMs.p99.ms)' }),
+      stable: z.boolean().meta({
+        description: 'Completes at least 99% of its offered load with a queue that does not grow',
+      }),
+      latency: latencyPredictionSchema,
     }),
     recommendation: z
       .object({
@@ -82,6 +95,12 @@ export const checkResponseSchema = z
   })
   .meta({ id: 'CheckResponse' });
 export type CheckResponse = z.infer<typeof checkResponseSchema>;
+
+/** The twin's result with the latency a client would see: corrected figures and intervals. */
+export const simulateResponseSchema = simulationResultSchema
+  .extend({ latency: latencyPredictionSchema })
+  .meta({ id: 'SimulateResponse' });
+export type SimulateResponse = z.infer<typeof simulateResponseSchema>;
 
 /** A configuration within this share of the recommendation's throughput is not called suboptimal. */
 export const SUBOPTIMAL_TOLERANCE = 0.05;
@@ -149,6 +168,7 @@ export class ServiceCore {
       loadProfile,
       loadModel,
       loadVerdictRuns,
+      loadLatencyModel,
       simulate: (s, p, t) => this.cache.simulate(s, p, t, signal),
     });
   }
@@ -259,7 +279,7 @@ export class ServiceCore {
   async simulate(
     scenario: Scenario,
     clientSignal?: AbortSignal,
-  ): Promise<{ run: RunRecord; result: SimulationResult }> {
+  ): Promise<{ run: RunRecord; result: SimulateResponse }> {
     const started = this.now();
     const profile = loadProfile(scenario.profile);
     assertFitsModelLen(profile, scenario.workload);
@@ -267,7 +287,11 @@ export class ServiceCore {
       (signal) => this.cache.simulate(scenario, profile, 0.1, signal),
       clientSignal,
     );
-    const result: SimulationResult = { ...outcome, wallTimeMs: outcome.wallTimeMs ?? 0 };
+    const result: SimulateResponse = {
+      ...outcome,
+      wallTimeMs: outcome.wallTimeMs ?? 0,
+      latency: pairLatency(outcome, scenario.config, loadLatencyModel(profile.id)),
+    };
     const run = await this.record(
       'simulate',
       scenario.profile,
@@ -300,13 +324,16 @@ export class ServiceCore {
       (signal) => this.cache.simulate(scenario, profile, request.starvationThreshold, signal),
       clientSignal,
     );
+    const latency = pairLatency(r, scenario.config, loadLatencyModel(profile.id));
     const result = {
       feasible: r.feasible,
       throughputTokensPerSecond: r.throughputTokensPerSecond,
       offeredTokensPerSecond: r.offeredTokensPerSecond,
       starving: r.starving,
-      ttftP99Ms: r.ttftMs.p99,
-      itlP99Ms: r.itlMs.p99,
+      ttftP99Ms: latency.ttftMs.p99.ms,
+      itlP99Ms: latency.itlMs.p99.ms,
+      stable: isStable(r),
+      latency,
     };
     const slo = request.slo;
     let response: CheckResponse;
@@ -322,13 +349,12 @@ export class ServiceCore {
         reason: `completes ${Math.round(r.throughputTokensPerSecond)} of ${Math.round(r.offeredTokensPerSecond)} tok/s offered, below ${Math.round(100 * (1 - request.starvationThreshold))}%`,
         result,
       };
-    } else if (
-      (slo?.ttftP99Ms !== undefined && r.ttftMs.p99 > slo.ttftP99Ms) ||
-      (slo?.itlP99Ms !== undefined && r.itlMs.p99 > slo.itlP99Ms)
-    ) {
+    } else if (breaksSlo(latency, slo)) {
+      const range = (e: { ms: number; highMs: number }) =>
+        `${Math.round(e.ms)} ms (up to ${Math.round(e.highMs)} ms)`;
       response = {
         verdict: 'slo-violated',
-        reason: `TTFT p99 ${Math.round(r.ttftMs.p99)} ms, ITL p99 ${Math.round(r.itlMs.p99)} ms against the SLO`,
+        reason: `predicted TTFT p99 ${range(latency.ttftMs.p99)}, ITL p99 ${range(latency.itlMs.p99)}: the upper bound breaks the SLO`,
         result,
       };
     } else {

@@ -72,6 +72,7 @@ async function main(): Promise<void> {
                 workload,
                 method: 'model' as const,
                 starvationThreshold: 0.1,
+                objective: 'paper' as const,
               };
               let answer = null;
               try {

@@ -158,6 +158,7 @@ async function main(): Promise<void> {
             method: asked,
             search: { concurrent: w.concurrentGrid, parallel: w.parallelGrid },
             starvationThreshold: 0.1,
+            objective: 'paper',
           });
         } catch (e) {
           process.stderr.write(`${w.model} ${w.workload} ${method}: ${(e as Error).message}\n`);

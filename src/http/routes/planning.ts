@@ -1,8 +1,13 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { recommendRequestSchema, recommendResponseSchema } from '../../recommend/index.js';
-import { checkRequestSchema, checkResponseSchema, type ServiceCore } from '../../service/core.js';
-import { scenarioSchema, simulationResultSchema } from '../../twin/index.js';
+import {
+  checkRequestSchema,
+  checkResponseSchema,
+  simulateResponseSchema,
+  type ServiceCore,
+} from '../../service/core.js';
+import { scenarioSchema } from '../../twin/index.js';
 import { clientGone } from '../plugins/body.js';
 import { errorResponses } from '../problems.js';
 
@@ -68,11 +73,11 @@ export const planningRoutes: FastifyPluginAsyncZod<{ core: ServiceCore }> = asyn
           tags: ['planning'],
           summary: 'Simulate one vLLM configuration under a workload with the digital twin',
           description:
-            'The twin contract: a scenario in, its result out (throughput, offered load, starvation, TTFT and ITL, preemptions, adapter loads). Deterministic for a given seed. The stored run id is in the `loraplan-run-id` header.' +
+            "The twin contract: a scenario in, its result out (throughput, offered load, starvation, TTFT and ITL, preemptions, adapter loads). `ttftMs` and `itlMs` are the engine's own; `latency` is what a client would see (the profile's correction, fitted on real runs) with intervals of measured coverage. Deterministic for a given seed. The stored run id is in the `loraplan-run-id` header." +
             aliasOf('/simulate'),
           body: scenarioSchema,
           response: {
-            200: simulationResultSchema,
+            200: simulateResponseSchema,
             ...errorResponses(400, 404, 413, 415, 429, 503),
           },
         },

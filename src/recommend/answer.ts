@@ -1,0 +1,201 @@
+// What every recommendation states beside its pair: headroom, the limit that binds, and warnings
+// an operator must not miss (a queue that grows, latency without calibration).
+import {
+  assertSimulable,
+  offeredTokensPerSecond,
+  scenarioFor,
+  STABLE_COMPLETION,
+  workloadCapacity,
+  type EvaluatedPoint,
+  type Objective,
+  type PointSimulator,
+  type SearchWorkload,
+  type Slo,
+} from '../search/index.js';
+import { LIMITS, type Profile } from '../twin/index.js';
+import { requestsPerSecond } from '../twin/scenario.js';
+
+export interface Headroom {
+  /** null: no load, so no growth of it ever starves. */
+  percent: number | null;
+  method: 'twin-bisection' | 'capacity-bound';
+  resolutionPercent: number;
+}
+
+/** Bisection stops when the bracket [serves, starves] is this tight (relative). */
+export const HEADROOM_RESOLUTION = 0.05;
+
+/**
+ * How far every rate can be multiplied before the pair starves, by the twin over the full hour.
+ * The bracket [serves, starves] starts at [1, the capacity bound's multiplier] (no schedule serves
+ * beyond it); the first probe is `firstProbe` (the load of the next, starving pair on the line:
+ * the edge is usually near it), then doubling until a probe starves, then rounds of two probes at
+ * the bracket's log-thirds, run side by side, until it is within HEADROOM_RESOLUTION. The answer
+ * is the bracket's low end: a multiplier the twin has seen serve.
+ */
+export async function headroomByTwin(
+  profile: Profile,
+  workload: SearchWorkload,
+  pair: { concurrentAdapters: number; parallelAdapters: number },
+  maxLoraRank: number,
+  threshold: number,
+  simulate: PointSimulator,
+  firstProbe = 2,
+): Promise<Headroom> {
+  const { concurrentAdapters: c, parallelAdapters: p } = pair;
+  const capacityMultiplier = capacityHeadroomMultiplier(profile, workload, c, threshold);
+  // Never past what one simulation may hold.
+  const arrivalCap =
+    LIMITS.maxExpectedRequests / Math.max(1e-12, requestsPerSecond(workload.rates, c) * 3600);
+  const top = Math.max(1, Math.min(capacityMultiplier, arrivalCap));
+  const starvesAt = async (m: number) => {
+    // At the capacity bound's multiplier nothing serves: no need to simulate it.
+    if (m >= capacityMultiplier) return true;
+    const scaled = { ...workload, rates: workload.rates.map((r) => r * m) };
+    assertSimulable(scaled, c, 3600);
+    const r = await simulate(
+      scenarioFor(profile, scaled, c, p, maxLoraRank, 3600, 1),
+      profile,
+      threshold,
+    );
+    return r.starving;
+  };
+  let lo = 1;
+  let hi = top;
+  let probe = Math.min(top, Math.max(1 + HEADROOM_RESOLUTION, firstProbe));
+  while (lo < hi) {
+    if (await starvesAt(probe)) {
+      hi = probe;
+      break;
+    }
+    lo = probe;
+    if (probe >= top) break;
+    probe = Math.min(top, probe * 2);
+  }
+  while (hi / lo > 1 + HEADROOM_RESOLUTION) {
+    const step = Math.cbrt(hi / lo);
+    const probes = [lo * step, lo * step * step];
+    const starves = await Promise.all(probes.map(starvesAt));
+    if (starves[0]) hi = probes[0]!;
+    else if (starves[1]) [lo, hi] = [probes[0]!, probes[1]!];
+    else lo = probes[1]!;
+  }
+  return {
+    percent: round1(100 * (lo - 1)),
+    method: 'twin-bisection',
+    resolutionPercent: round1(100 * HEADROOM_RESOLUTION),
+  };
+}
+
+/** The multiplier at which even the capacity bound would starve: an upper bound on any headroom. */
+export function capacityHeadroomMultiplier(
+  profile: Profile,
+  workload: SearchWorkload,
+  concurrent: number,
+  threshold: number,
+): number {
+  const offered = offeredTokensPerSecond(profile, workload, concurrent);
+  if (offered <= 0) return Infinity;
+  return workloadCapacity(profile, workload) / ((1 - threshold) * offered);
+}
+
+export function headroomByCapacity(
+  profile: Profile,
+  workload: SearchWorkload,
+  concurrent: number,
+  threshold: number,
+): Headroom {
+  const m = capacityHeadroomMultiplier(profile, workload, concurrent, threshold);
+  return {
+    percent: Number.isFinite(m) ? Math.max(0, round1(100 * (m - 1))) : null,
+    method: 'capacity-bound',
+    resolutionPercent: 0,
+  };
+}
+
+const round1 = (v: number) => Math.round(v * 10) / 10;
+
+export interface Binding {
+  limit: 'starvation' | 'stability' | 'ttftP99Ms' | 'itlP99Ms';
+  detail: string;
+}
+
+const secs = (ms: number) =>
+  ms >= 10_000 ? `${(ms / 1000).toFixed(0)} s` : `${Math.round(ms)} ms`;
+
+/**
+ * What stops the next busier pair on the recommended line (more adapters, same slots): the first
+ * of starvation, the SLO's upper bounds and (objective "stable") a growing queue that it breaks.
+ */
+export function bindingLimit(
+  best: EvaluatedPoint,
+  evaluated: readonly EvaluatedPoint[],
+  slo: Slo | undefined,
+  objective: Objective,
+): Binding | undefined {
+  const next = evaluated
+    .filter(
+      (e) =>
+        e.parallelAdapters === best.parallelAdapters &&
+        e.concurrentAdapters > best.concurrentAdapters,
+    )
+    .sort((a, b) => a.concurrentAdapters - b.concurrentAdapters)[0];
+  if (!next) return undefined;
+  const at = `${next.concurrentAdapters} adapters with ${next.parallelAdapters} slots`;
+  if (!next.feasible || next.starving)
+    return {
+      limit: 'starvation',
+      detail: `${at} would starve (${Math.round(next.throughputTokensPerSecond)} of ${Math.round(next.offeredTokensPerSecond)} tok/s offered)`,
+    };
+  if (next.sloViolated && next.latency) {
+    if (slo?.ttftP99Ms !== undefined && next.latency.ttftMs.p99.highMs > slo.ttftP99Ms)
+      return {
+        limit: 'ttftP99Ms',
+        detail: `${at} could reach a p99 TTFT of ${secs(next.latency.ttftMs.p99.highMs)} (upper bound) against the SLO's ${secs(slo.ttftP99Ms)}`,
+      };
+    if (slo?.itlP99Ms !== undefined)
+      return {
+        limit: 'itlP99Ms',
+        detail: `${at} could reach a p99 ITL of ${secs(next.latency.itlMs.p99.highMs)} (upper bound) against the SLO's ${secs(slo.itlP99Ms)}`,
+      };
+  }
+  if (objective === 'stable' && !next.stable)
+    return {
+      limit: 'stability',
+      detail: `${at} would complete ${((100 * next.throughputTokensPerSecond) / next.offeredTokensPerSecond).toFixed(1)}% of its load or let its queue grow`,
+    };
+  return undefined;
+}
+
+/** Plain statements for the operator; the queue warning is the one the paper's rule hides. */
+export function warningsFor(
+  best: {
+    throughputTokensPerSecond: number;
+    offeredTokensPerSecond: number;
+    stable?: boolean;
+    latency?: EvaluatedPoint['latency'];
+  },
+  simulated: boolean,
+): string[] {
+  const warnings: string[] = [];
+  const share =
+    best.offeredTokensPerSecond > 0
+      ? best.throughputTokensPerSecond / best.offeredTokensPerSecond
+      : 1;
+  const growing = simulated ? best.stable === false : share < STABLE_COMPLETION;
+  if (growing) {
+    const ttft = best.latency ? ` (predicted p99 TTFT ${secs(best.latency.ttftMs.p99.ms)})` : '';
+    warnings.push(
+      `This pair completes ${(100 * share).toFixed(1)}% of its offered load: requests queue up faster than they finish, so the queue and the wait grow for as long as the load lasts${ttft}. The paper's rule accepts it; objective "stable" picks a pair that keeps up.`,
+    );
+  }
+  if (!simulated)
+    warnings.push(
+      'method "model" runs no simulation: latency is not predicted and the headroom is the closed-form capacity bound (an upper bound); ask method "auto" for twin-checked figures',
+    );
+  else if (best.latency && !best.latency.calibrated)
+    warnings.push(
+      "this profile has no latency calibration (models/latency/): the latencies are the twin's own, whose p99 ITL runs short of real servers",
+    );
+  return warnings;
+}
