@@ -68,31 +68,27 @@ export const latencyModelSchema = z.object({
 export type LatencyModel = z.infer<typeof latencyModelSchema>;
 export type MetricModel = z.infer<typeof metricModelSchema>;
 
-export const latencyEstimateSchema = z
-  .object({
-    ms: z.number().meta({ description: 'Predicted value' }),
-    lowMs: z.number().meta({ description: 'Lower end of the interval' }),
-    highMs: z.number().meta({
-      description: 'Upper end of the interval: what an SLO is checked against',
-    }),
-  })
-  .meta({ id: 'LatencyEstimate' });
+export const latencyEstimateSchema = z.object({
+  ms: z.number().meta({ description: 'Predicted value' }),
+  lowMs: z.number().meta({ description: 'Lower end of the interval' }),
+  highMs: z.number().meta({
+    description: 'Upper end of the interval: what an SLO is checked against',
+  }),
+});
 export type LatencyEstimate = z.infer<typeof latencyEstimateSchema>;
 
-export const latencyPredictionSchema = z
-  .object({
-    ttftMs: z.object({ p50: latencyEstimateSchema, p99: latencyEstimateSchema }),
-    itlMs: z.object({ p50: latencyEstimateSchema, p99: latencyEstimateSchema }),
-    coverage: z.number().meta({
-      description:
-        'Target coverage of the intervals (their coverage measured leave-one-workload-out on real runs is in docs/validation/twin.md)',
-    }),
-    calibrated: z.boolean().meta({
-      description:
-        "False when the profile has no latency model: the twin's figures are returned with zero-width intervals",
-    }),
-  })
-  .meta({ id: 'LatencyPrediction' });
+export const latencyPredictionSchema = z.object({
+  ttftMs: z.object({ p50: latencyEstimateSchema, p99: latencyEstimateSchema }),
+  itlMs: z.object({ p50: latencyEstimateSchema, p99: latencyEstimateSchema }),
+  coverage: z.number().meta({
+    description:
+      'Target coverage of the intervals (their coverage measured leave-one-workload-out on real runs is in docs/validation/twin.md)',
+  }),
+  calibrated: z.boolean().meta({
+    description:
+      "False when the profile has no latency model: the twin's figures are returned with zero-width intervals",
+  }),
+});
 export type LatencyPrediction = z.infer<typeof latencyPredictionSchema>;
 
 export function latencyFeatures(t: TwinLatency): Record<LatencyFeature, number> {

@@ -18,20 +18,27 @@ import { requestsPerSecond } from '../twin/scenario.js';
 export interface Headroom {
   /** null: no load, so no growth of it ever starves. */
   percent: number | null;
+  /** True when the pair still serves at the largest multiplier tried: the headroom is at least this. */
+  atLeast: boolean;
   method: 'twin-bisection' | 'capacity-bound';
   resolutionPercent: number;
 }
 
 /** Bisection stops when the bracket [serves, starves] is this tight (relative). */
 export const HEADROOM_RESOLUTION = 0.05;
+/**
+ * Headroom is looked for up to doubled rates: beyond, the answer is "at least 100%", which is all
+ * an operator needs, and probing far heavier loads would cost more than the search itself.
+ */
+export const HEADROOM_MAX_MULTIPLIER = 2;
 
 /**
- * How far every rate can be multiplied before the pair starves, by the twin over the full hour.
- * The bracket [serves, starves] starts at [1, the capacity bound's multiplier] (no schedule serves
- * beyond it); the first probe is `firstProbe` (the load of the next, starving pair on the line:
- * the edge is usually near it), then doubling until a probe starves, then rounds of two probes at
- * the bracket's log-thirds, run side by side, until it is within HEADROOM_RESOLUTION. The answer
- * is the bracket's low end: a multiplier the twin has seen serve.
+ * How far every rate can be multiplied before the pair starves, by the twin over the full hour,
+ * up to HEADROOM_MAX_MULTIPLIER. An overloaded server completes what it can: a pair that starves
+ * at the top multiplier has shown its saturated throughput, which puts the edge near
+ * m = saturated / ((1 - threshold) x offered). The estimate and one resolution step below it
+ * are then simulated side by side; the answer is the largest multiplier the twin has seen serve.
+ * Only if both starve (the saturated throughput overstated the edge) does bisection from 1 follow.
  */
 export async function headroomByTwin(
   profile: Profile,
@@ -40,38 +47,53 @@ export async function headroomByTwin(
   maxLoraRank: number,
   threshold: number,
   simulate: PointSimulator,
-  firstProbe = 2,
 ): Promise<Headroom> {
   const { concurrentAdapters: c, parallelAdapters: p } = pair;
   const capacityMultiplier = capacityHeadroomMultiplier(profile, workload, c, threshold);
+  const result = (lo: number, atLeast = false): Headroom => ({
+    percent: round1(100 * (lo - 1)),
+    atLeast,
+    method: 'twin-bisection',
+    resolutionPercent: round1(100 * HEADROOM_RESOLUTION),
+  });
+  if (!Number.isFinite(capacityMultiplier)) return { ...result(1, true), percent: null };
   // Never past what one simulation may hold.
   const arrivalCap =
     LIMITS.maxExpectedRequests / Math.max(1e-12, requestsPerSecond(workload.rates, c) * 3600);
-  const top = Math.max(1, Math.min(capacityMultiplier, arrivalCap));
-  const starvesAt = async (m: number) => {
-    // At the capacity bound's multiplier nothing serves: no need to simulate it.
-    if (m >= capacityMultiplier) return true;
+  const top = Math.max(1, Math.min(capacityMultiplier, arrivalCap, HEADROOM_MAX_MULTIPLIER));
+  const at = (m: number) => {
     const scaled = { ...workload, rates: workload.rates.map((r) => r * m) };
     assertSimulable(scaled, c, 3600);
-    const r = await simulate(
-      scenarioFor(profile, scaled, c, p, maxLoraRank, 3600, 1),
-      profile,
-      threshold,
-    );
-    return r.starving;
+    return simulate(scenarioFor(profile, scaled, c, p, maxLoraRank, 3600, 1), profile, threshold);
   };
-  let lo = 1;
-  let hi = top;
-  let probe = Math.min(top, Math.max(1 + HEADROOM_RESOLUTION, firstProbe));
-  while (lo < hi) {
-    if (await starvesAt(probe)) {
-      hi = probe;
-      break;
-    }
-    lo = probe;
-    if (probe >= top) break;
-    probe = Math.min(top, probe * 2);
-  }
+  const starvesAt = async (m: number) => m >= capacityMultiplier || (await at(m)).starving;
+
+  // When the capacity bound starves at the top, nothing needs simulating there: bisect below it.
+  const saturated = top >= capacityMultiplier ? null : await at(top);
+  if (saturated && !saturated.starving) return result(top, true);
+  if (!saturated) return result(await bisect(1, top, starvesAt));
+  const offeredAtOne = saturated.offeredTokensPerSecond / top;
+  const estimate = Math.min(
+    top,
+    Math.max(1, saturated.throughputTokensPerSecond / ((1 - threshold) * offeredAtOne)),
+  );
+  const below = Math.max(1, estimate / (1 + HEADROOM_RESOLUTION));
+  const [starvesAtEstimate, starvesBelow] = await Promise.all([
+    starvesAt(estimate),
+    below > 1 ? starvesAt(below) : Promise.resolve(false),
+  ]);
+  if (!starvesAtEstimate) return result(estimate);
+  if (!starvesBelow) return result(below);
+  // The edge lies below the estimate.
+  return result(await bisect(1, below, starvesAt));
+}
+
+/** [lo serves, hi starves] shrunk in rounds of two probes at log-thirds, run side by side. */
+async function bisect(
+  lo: number,
+  hi: number,
+  starvesAt: (m: number) => Promise<boolean>,
+): Promise<number> {
   while (hi / lo > 1 + HEADROOM_RESOLUTION) {
     const step = Math.cbrt(hi / lo);
     const probes = [lo * step, lo * step * step];
@@ -80,11 +102,7 @@ export async function headroomByTwin(
     else if (starves[1]) [lo, hi] = [probes[0]!, probes[1]!];
     else lo = probes[1]!;
   }
-  return {
-    percent: round1(100 * (lo - 1)),
-    method: 'twin-bisection',
-    resolutionPercent: round1(100 * HEADROOM_RESOLUTION),
-  };
+  return lo;
 }
 
 /** The multiplier at which even the capacity bound would starve: an upper bound on any headroom. */
@@ -108,6 +126,7 @@ export function headroomByCapacity(
   const m = capacityHeadroomMultiplier(profile, workload, concurrent, threshold);
   return {
     percent: Number.isFinite(m) ? Math.max(0, round1(100 * (m - 1))) : null,
+    atLeast: false,
     method: 'capacity-bound',
     resolutionPercent: 0,
   };

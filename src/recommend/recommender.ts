@@ -562,10 +562,6 @@ export class Recommender {
     const why = next
       ? ` With ${next.concurrentAdapters} adapters it would ${next.starving ? `starve (${fmt(next.throughputTokensPerSecond)} of ${fmt(next.offeredTokensPerSecond)} tok/s offered)` : next.sloViolated ? 'break the SLO' : request.objective === 'stable' && !next.stable ? 'let its queue grow' : 'not do better'}.`
       : '';
-    // The next pair on the line starves at about its own offered load: the edge is near there.
-    const hint = next?.starving
-      ? next.offeredTokensPerSecond / Math.max(1e-12, best.offeredTokensPerSecond)
-      : undefined;
     const headroom = await headroomByTwin(
       profile,
       request.workload,
@@ -573,7 +569,6 @@ export class Recommender {
       maxLoraRank,
       request.starvationThreshold,
       this.deps.simulate,
-      hint,
     );
     const binding = bindingLimit(best, evaluated, request.slo, request.objective);
     const latency = best.latency

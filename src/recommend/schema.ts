@@ -130,19 +130,21 @@ export const recommendationSchema = z.object({
     description:
       'Predicted p50 and p99 TTFT and ITL with intervals; absent for method "model", which runs no simulation',
   }),
-  headroom: z
-    .object({
-      percent: z.number().nullable().meta({
-        description:
-          'How much every rate can grow, in percent, before this pair starves (0: it is at the edge; null: there is no load to grow)',
-      }),
-      method: z.enum(['twin-bisection', 'capacity-bound']).meta({
-        description:
-          'twin-bisection: the twin at scaled rates, to within the resolution given; capacity-bound: the closed-form GPU capacity, an upper bound (method "model")',
-      }),
-      resolutionPercent: z.number(),
-    })
-    .meta({ id: 'Headroom' }),
+  headroom: z.object({
+    percent: z.number().nullable().meta({
+      description:
+        'How much every rate can grow, in percent, before this pair starves (0: it is at the edge; null: there is no load to grow)',
+    }),
+    atLeast: z.boolean().meta({
+      description:
+        'True when the pair still serves at doubled rates, the largest load tried: the headroom is at least `percent`',
+    }),
+    method: z.enum(['twin-bisection', 'capacity-bound']).meta({
+      description:
+        'twin-bisection: the twin at scaled rates, to within the resolution given; capacity-bound: the closed-form GPU capacity, an upper bound (method "model")',
+    }),
+    resolutionPercent: z.number(),
+  }),
   binding: z
     .object({
       limit: z.enum(['starvation', 'stability', 'ttftP99Ms', 'itlP99Ms']),

@@ -8,7 +8,10 @@ import type { RecommendResponse } from '../recommend/index.js';
  * answer outlined. Plain SVG built from strings: well under a millisecond, so it never holds up
  * the event loop.
  */
-export function recommendationHeatmap(response: RecommendResponse): string {
+export function recommendationHeatmap(
+  response: RecommendResponse,
+  slo?: { ttftP99Ms?: number },
+): string {
   const rec = response.recommendation;
   const points = response.evaluated;
   const columns = [...new Set(points.map((p) => p.concurrentAdapters))].sort((a, b) => a - b);
@@ -25,7 +28,11 @@ export function recommendationHeatmap(response: RecommendResponse): string {
 
   const cell = { w: 56, h: 30 };
   const margin = { left: 92, top: 58, right: 16, bottom: 118 };
-  const width = Math.max(680, margin.left + columns.length * cell.w + margin.right);
+  const panels = points.some((p) => p.latency) ? 2 : 1;
+  const width = Math.max(
+    680,
+    panels * (margin.left + columns.length * cell.w) + (panels - 1) * 24 + margin.right,
+  );
   const height = margin.top + rows.length * cell.h + margin.bottom;
   const x = (i: number) => margin.left + i * cell.w;
   const y = (j: number) => margin.top + j * cell.h;
@@ -45,55 +52,74 @@ export function recommendationHeatmap(response: RecommendResponse): string {
     `${Math.round(rec.throughputTokensPerSecond).toLocaleString('en-US')} of ${Math.round(rec.offeredTokensPerSecond).toLocaleString('en-US')} tok/s offered; cells show throughput in k tok/s`,
     'font-size="11" fill="#444"',
   );
-  rows.forEach((parallel, j) => {
-    text(
-      margin.left - 8,
-      y(j) + cell.h / 2 + 4,
-      String(parallel),
-      'font-size="11" text-anchor="end"',
-    );
-    columns.forEach((concurrent, i) => {
-      const p = at.get(`${concurrent}x${parallel}`);
-      const { fill, label, labelColour } = cellLook(p, scale);
-      parts.push(
-        `<rect x="${x(i) + 1}" y="${y(j) + 1}" width="${cell.w - 2}" height="${cell.h - 2}" fill="${fill}" stroke="#ddd"><title>${escapeXml(describe(concurrent, parallel, p))}</title></rect>`,
+  const gridWidth = columns.length * cell.w;
+  // The second panel, to the right: each pair's predicted p99 TTFT against the SLO.
+  const offset = gridWidth + margin.left + 24;
+  const sloTtft = slo?.ttftP99Ms;
+  const drawPanel = (dx: number, look: (p: EvaluatedPoint | undefined) => CellLook) => {
+    rows.forEach((parallel, j) => {
+      text(
+        dx + margin.left - 8,
+        y(j) + cell.h / 2 + 4,
+        String(parallel),
+        'font-size="11" text-anchor="end"',
       );
-      if (label)
-        text(
-          x(i) + cell.w / 2,
-          y(j) + cell.h / 2 + 4,
-          label,
-          `font-size="10" text-anchor="middle" fill="${labelColour}"`,
+      columns.forEach((concurrent, i) => {
+        const p = at.get(`${concurrent}x${parallel}`);
+        const { fill, label, labelColour } = look(p);
+        parts.push(
+          `<rect x="${dx + x(i) + 1}" y="${y(j) + 1}" width="${cell.w - 2}" height="${cell.h - 2}" fill="${fill}" stroke="#ddd"><title>${escapeXml(describe(concurrent, parallel, p))}</title></rect>`,
         );
+        if (label)
+          text(
+            dx + x(i) + cell.w / 2,
+            y(j) + cell.h / 2 + 4,
+            label,
+            `font-size="10" text-anchor="middle" fill="${labelColour}"`,
+          );
+      });
     });
-  });
-  columns.forEach((concurrent, i) =>
-    text(
-      x(i) + cell.w / 2,
-      y(rows.length) + 14,
-      String(concurrent),
-      'font-size="11" text-anchor="middle"',
-    ),
-  );
-  text(
-    margin.left + (columns.length * cell.w) / 2,
-    y(rows.length) + 32,
-    '--max-cpu-loras (concurrent adapters)',
-    'font-size="12" text-anchor="middle"',
-  );
-  text(
-    14,
-    margin.top + (rows.length * cell.h) / 2,
-    '--max-loras',
-    `font-size="12" text-anchor="middle" transform="rotate(-90 14 ${margin.top + (rows.length * cell.h) / 2})"`,
-  );
-
-  const ci = columns.indexOf(rec.concurrentAdapters);
-  const rj = rows.indexOf(rec.parallelAdapters);
-  if (ci >= 0 && rj >= 0)
-    parts.push(
-      `<rect x="${x(ci)}" y="${y(rj)}" width="${cell.w}" height="${cell.h}" fill="none" stroke="#000" stroke-width="3"/>`,
+    columns.forEach((concurrent, i) =>
+      text(
+        dx + x(i) + cell.w / 2,
+        y(rows.length) + 14,
+        String(concurrent),
+        'font-size="11" text-anchor="middle"',
+      ),
     );
+    text(
+      dx + margin.left + gridWidth / 2,
+      y(rows.length) + 32,
+      '--max-cpu-loras (concurrent adapters)',
+      'font-size="12" text-anchor="middle"',
+    );
+    text(
+      dx + 14,
+      margin.top + (rows.length * cell.h) / 2,
+      '--max-loras',
+      `font-size="12" text-anchor="middle" transform="rotate(-90 ${dx + 14} ${margin.top + (rows.length * cell.h) / 2})"`,
+    );
+    const ci = columns.indexOf(rec.concurrentAdapters);
+    const rj = rows.indexOf(rec.parallelAdapters);
+    if (ci >= 0 && rj >= 0)
+      parts.push(
+        `<rect x="${dx + x(ci)}" y="${y(rj)}" width="${cell.w}" height="${cell.h}" fill="none" stroke="#000" stroke-width="3"/>`,
+      );
+  };
+  drawPanel(0, (p) => cellLook(p, scale));
+  const hasLatency = points.some((p) => p.latency);
+  if (hasLatency) {
+    drawPanel(offset, (p) => ttftLook(p, sloTtft));
+    text(
+      offset + margin.left,
+      margin.top - 8,
+      sloTtft !== undefined
+        ? `p99 TTFT upper bound (s) against the SLO's ${formatSeconds(sloTtft)} s`
+        : 'p99 TTFT upper bound (s); no TTFT SLO set',
+      'font-size="11" font-weight="bold"',
+    );
+  }
+  text(margin.left, margin.top - 8, 'throughput (k tok/s)', 'font-size="11" font-weight="bold"');
 
   // Legend: the colour ramp, then the marks.
   const ly = y(rows.length) + 50;
@@ -137,10 +163,34 @@ const STARVING = '#d9534f';
 const SLO = '#f0ad4e';
 const INFEASIBLE = '#555';
 
-function cellLook(
-  p: EvaluatedPoint | undefined,
-  scale: (throughput: number) => number,
-): { fill: string; label: string; labelColour: string } {
+interface CellLook {
+  fill: string;
+  label: string;
+  labelColour: string;
+}
+
+const formatSeconds = (ms: number) =>
+  ms >= 100_000
+    ? (ms / 1000).toFixed(0)
+    : ms >= 10_000
+      ? (ms / 1000).toFixed(1)
+      : (ms / 1000).toFixed(2);
+
+/** Green when the upper bound meets the SLO (or, without one, under 10 s), orange above. */
+function ttftLook(p: EvaluatedPoint | undefined, slo: number | undefined): CellLook {
+  if (!p) return { fill: '#fff', label: '', labelColour: '#000' };
+  if (!p.feasible) return { fill: INFEASIBLE, label: 'n/a', labelColour: '#fff' };
+  if (!p.simulated || !p.latency) return { fill: '#fff', label: '', labelColour: '#000' };
+  const high = p.latency.ttftMs.p99.highMs;
+  const limit = slo ?? 10_000;
+  const label = formatSeconds(high);
+  if (p.starving) return { fill: STARVING, label: `${label} ✕`, labelColour: '#fff' };
+  return high <= limit
+    ? { fill: '#5cb85c', label, labelColour: '#fff' }
+    : { fill: SLO, label: `${label} !`, labelColour: '#000' };
+}
+
+function cellLook(p: EvaluatedPoint | undefined, scale: (throughput: number) => number): CellLook {
   if (!p) return { fill: '#fff', label: '', labelColour: '#000' };
   if (!p.feasible) return { fill: INFEASIBLE, label: 'n/a', labelColour: '#fff' };
   if (!p.simulated) return { fill: '#fff', label: '', labelColour: '#000' };
@@ -165,7 +215,12 @@ function describe(concurrent: number, parallel: number, p: EvaluatedPoint | unde
   if (!p.feasible) return `${pair}: vLLM cannot start (KV cache too small)`;
   if (!p.simulated) return `${pair}: not simulated`;
   const verdict = p.starving ? 'starves' : p.sloViolated ? 'breaks the SLO' : 'serves';
-  return `${pair}: ${Math.round(p.throughputTokensPerSecond)} of ${Math.round(p.offeredTokensPerSecond)} tok/s, ${verdict}; p99 TTFT ${Math.round(p.ttftP99Ms)} ms, p99 ITL ${Math.round(p.itlP99Ms)} ms`;
+  const range = (e: { ms: number; lowMs: number; highMs: number }) =>
+    `${Math.round(e.ms)} ms (${Math.round(e.lowMs)}-${Math.round(e.highMs)})`;
+  const latency = p.latency
+    ? `p99 TTFT ${range(p.latency.ttftMs.p99)}, p99 ITL ${range(p.latency.itlMs.p99)}`
+    : `p99 TTFT ${Math.round(p.ttftP99Ms)} ms, p99 ITL ${Math.round(p.itlP99Ms)} ms`;
+  return `${pair}: ${Math.round(p.throughputTokensPerSecond)} of ${Math.round(p.offeredTokensPerSecond)} tok/s, ${verdict}; ${latency}`;
 }
 
 function escapeXml(s: string): string {

@@ -33,7 +33,7 @@ describe('the recommendation heatmap', () => {
       throughputTokensPerSecond: 640,
       offeredTokensPerSecond: 640,
       starving: false,
-      headroom: { percent: 20, method: 'twin-bisection', resolutionPercent: 5 },
+      headroom: { percent: 20, atLeast: false, method: 'twin-bisection', resolutionPercent: 5 },
       warnings: [],
     },
     vllmArgs: [],
@@ -62,6 +62,31 @@ describe('the recommendation heatmap', () => {
     expect(svg).toContain('128 adapters, 8 slots: not evaluated');
     expect(svg.match(/stroke-width="3"/g)).toHaveLength(1);
     expect(svg).toContain('answer: 64 x 16');
+  });
+
+  it("draws each pair's p99 TTFT upper bound against the SLO beside throughput", () => {
+    const estimate = (ms: number, high: number) => ({ ms, lowMs: ms / 2, highMs: high });
+    const latency = (highTtft: number) => ({
+      ttftMs: { p50: estimate(100, 200), p99: estimate(highTtft / 2, highTtft) },
+      itlMs: { p50: estimate(20, 30), p99: estimate(60, 90) },
+      coverage: 0.9,
+      calibrated: true,
+    });
+    const withLatency = recommendationHeatmap(
+      {
+        ...response,
+        evaluated: [
+          point(32, 16, { latency: latency(1500) }),
+          point(64, 16, { latency: latency(4000) }),
+          point(128, 16, { latency: latency(9000), sloViolated: true }),
+        ],
+      },
+      { ttftP99Ms: 5000 },
+    );
+    expect(withLatency).toContain('against the SLO&#39;s 5.00 s');
+    expect(withLatency).toContain('>1.50<'); // meets: the bound is under 5 s
+    expect(withLatency).toContain('>9.00 !<'); // the bound breaks it
+    expect(withLatency.match(/stroke-width="3"/g)).toHaveLength(2); // the answer in both panels
   });
 });
 

@@ -101,7 +101,8 @@ export const runRoutes: FastifyPluginAsyncZod<{ core: ServiceCore }> = async (ap
             'Chart not found',
             'this recommendation evaluated no pair with the twin (method=model); ask with method=auto or twin',
           );
-        svg = recommendationHeatmap(response);
+        const slo = (run.request as { slo?: { ttftP99Ms?: number } } | null)?.slo;
+        svg = recommendationHeatmap(response, slo);
         charts.set(id, svg);
       }
       return reply.type('image/svg+xml').send(svg);
