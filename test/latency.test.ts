@@ -1,6 +1,11 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { loadLatencyModel } from '../src/profiles/latency.js';
 import {
   conformalHalfWidth,
+  conformalUpper,
   fitLatencyModel,
   predictLatency,
   type LatencyModel,
@@ -20,7 +25,12 @@ const twin = (over: Partial<TwinLatency> = {}): TwinLatency => ({
   ...over,
 });
 
-describe('split-conformal half-width', () => {
+describe('split-conformal bounds', () => {
+  it('one-sided: the ceil((n + 1) * coverage)-th smallest signed residual', () => {
+    const residuals = Array.from({ length: 19 }, (_, i) => (i - 9) / 10); // -0.9 .. 0.9
+    expect(conformalUpper(residuals, 0.9)).toBeCloseTo(0.8, 12); // k = 18
+  });
+
   it('is the ceil((n + 1) * coverage)-th smallest absolute residual', () => {
     const residuals = Array.from({ length: 19 }, (_, i) => (i + 1) / 10); // 0.1 .. 1.9
     // n = 19, coverage 0.9: k = ceil(20 * 0.9) = 18 -> 1.8
@@ -97,18 +107,30 @@ describe('latency predictions and the SLO', () => {
     runs: 0,
     workloads: 0,
     metrics: {
-      ttftP50: { features: [], coefficients: [], halfWidthLog: { keepsUp: 0, saturated: 0 } },
+      ttftP50: {
+        features: [],
+        coefficients: [],
+        halfWidthLog: { keepsUp: 0, saturated: 0 },
+        sloQuantileLog: { keepsUp: 0, saturated: 0 },
+      },
       ttftP99: {
         features: [],
         coefficients: [],
         halfWidthLog: { keepsUp: Math.log(2), saturated: Math.log(10) },
+        sloQuantileLog: { keepsUp: Math.log(1.5), saturated: Math.log(8) },
       },
-      itlP50: { features: [], coefficients: [], halfWidthLog: { keepsUp: 0, saturated: 0 } },
-      // Twice the twin's p99 ITL, within x/÷ 1.5.
+      itlP50: {
+        features: [],
+        coefficients: [],
+        halfWidthLog: { keepsUp: 0, saturated: 0 },
+        sloQuantileLog: { keepsUp: 0, saturated: 0 },
+      },
+      // Twice the twin's p99 ITL, within x/÷ 1.5, and under x 1.25 in 90% of cases.
       itlP99: {
         features: ['intercept'],
         coefficients: [Math.log(2)],
         halfWidthLog: { keepsUp: Math.log(1.5), saturated: Math.log(3) },
+        sloQuantileLog: { keepsUp: Math.log(1.25), saturated: Math.log(2) },
       },
     },
   };
@@ -118,6 +140,7 @@ describe('latency predictions and the SLO', () => {
     expect(p.itlMs.p99.ms).toBeCloseTo(120, 9);
     expect(p.itlMs.p99.highMs).toBeCloseTo(180, 9);
     expect(p.itlMs.p99.lowMs).toBeCloseTo(80, 9);
+    expect(p.itlMs.p99.sloMs).toBeCloseTo(150, 9);
     expect(p.ttftMs.p99.highMs).toBeCloseTo(800, 9);
     // A twin that does not keep up gets the wider, saturated interval.
     const saturated = predictLatency(model, twin({ completionRatio: 0.8 }));
@@ -128,7 +151,7 @@ describe('latency predictions and the SLO', () => {
   it("without a model returns the twin's figures, marked uncalibrated", () => {
     const p = predictLatency(undefined, twin());
     expect(p.calibrated).toBe(false);
-    expect(p.itlMs.p99).toEqual({ ms: 60, lowMs: 60, highMs: 60 });
+    expect(p.itlMs.p99).toEqual({ ms: 60, lowMs: 60, highMs: 60, sloMs: 60 });
   });
 
   it('a pair meets an SLO only when the upper bound does', () => {
@@ -142,11 +165,28 @@ describe('latency predictions and the SLO', () => {
       ttftMs: { mean: 100, p50: 100, p99: 400 },
       meanRunningRequests: 20,
     };
-    // Predicted p99 ITL 120 ms (up to 180): a 150 ms SLO is met by the point, not by the bound.
-    const tight = evaluatedPoint(64, 16, outcome, { slo: { itlP99Ms: 150 }, latencyModel: model });
+    // Predicted p99 ITL 120 ms, 90% bound 150 ms: a 140 ms SLO is met by the point, not the bound.
+    const tight = evaluatedPoint(64, 16, outcome, { slo: { itlP99Ms: 140 }, latencyModel: model });
     expect(tight.itlP99Ms).toBeCloseTo(120, 9);
     expect(tight.sloViolated).toBe(true);
-    const loose = evaluatedPoint(64, 16, outcome, { slo: { itlP99Ms: 200 }, latencyModel: model });
+    const loose = evaluatedPoint(64, 16, outcome, { slo: { itlP99Ms: 150 }, latencyModel: model });
     expect(loose.sloViolated).toBe(false);
+  });
+});
+
+describe('the shipped latency files', () => {
+  it('an unreadable or outdated file leaves answers uncalibrated instead of failing them', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'latency-'));
+    mkdirSync(join(dir, 'gpu'), { recursive: true });
+    writeFileSync(join(dir, 'gpu', 'old.json'), JSON.stringify({ profile: 'gpu/old' }));
+    writeFileSync(join(dir, 'gpu', 'broken.json'), '{ not json');
+    expect(loadLatencyModel('gpu/old', dir)).toBeUndefined();
+    expect(loadLatencyModel('gpu/broken', dir)).toBeUndefined();
+    expect(loadLatencyModel('gpu/absent', dir)).toBeUndefined();
+  });
+
+  it('the shipped profiles have a latency model that parses', () => {
+    for (const id of ['h100-64gb/llama-3.1-8b-instruct', 'h100-64gb/qwen-2.5-7b-instruct'])
+      expect(loadLatencyModel(id)?.metrics.itlP99.features.length).toBeGreaterThan(0);
   });
 });

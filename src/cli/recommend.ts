@@ -11,7 +11,8 @@ import { parseOptions, UsageError } from './options.js';
 const USAGE = `usage: loraplan recommend --file W.json [--json] [--url http://host:8080]
 
 W.json: { profile, workload: { rates, ranks, requestLengths? }, method?: "model" | "twin" | "auto",
-          search?: { concurrent?: number[], parallel?: number[] }, starvationThreshold?, slo?: { ttftP99Ms?, itlP99Ms? } }
+          search?: { concurrent?: number[], parallel?: number[] }, starvationThreshold?, slo?: { ttftP99Ms?, itlP99Ms? },
+          objective?: "paper" | "stable" }
 Prints a readable table, or with --json the response object. Exit 0 with a recommendation, 1 when
 no configuration serves the workload, 2 for an error in the input.`;
 
@@ -24,9 +25,25 @@ export function renderTable(r: RecommendResponse): string {
     `  --max-lora-rank                        ${rec.maxLoraRank}`,
     `  throughput                             ${Math.round(rec.throughputTokensPerSecond)} tok/s of ${Math.round(rec.offeredTokensPerSecond)} offered${rec.starving ? ' (STARVING)' : ''}`,
     `  vllm serve ... ${r.vllmArgs.join(' ')}`,
-    '',
-    r.explanation.summary,
   ];
+  const ms = (v: number) => (v >= 10_000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`);
+  if (rec.latency) {
+    const { ttftMs, itlMs } = rec.latency;
+    lines.push(
+      `  p99 TTFT                               ${ms(ttftMs.p99.ms)} (${ms(ttftMs.p99.lowMs)}-${ms(ttftMs.p99.highMs)}; 90% bound ${ms(ttftMs.p99.sloMs)})`,
+      `  p99 ITL                                ${ms(itlMs.p99.ms)} (${ms(itlMs.p99.lowMs)}-${ms(itlMs.p99.highMs)}; 90% bound ${ms(itlMs.p99.sloMs)})`,
+    );
+  }
+  const h = rec.headroom;
+  lines.push(
+    `  headroom                               ${h.percent === null ? 'no load to grow' : `${h.atLeast ? 'at least ' : ''}${h.percent}% more traffic before it starves (${h.method})`}`,
+  );
+  if (rec.binding)
+    lines.push(
+      `  binding limit                          ${rec.binding.limit}: ${rec.binding.detail}`,
+    );
+  for (const w of rec.warnings) lines.push(`  WARNING: ${w}`);
+  lines.push('', r.explanation.summary);
   if (r.explanation.featureEffects?.length) {
     lines.push('', 'features that moved this answer (log2 change vs the training median):');
     for (const e of r.explanation.featureEffects) {

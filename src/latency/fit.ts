@@ -66,12 +66,22 @@ export function conformalHalfWidth(absResiduals: readonly number[], coverage: nu
   return [...absResiduals].sort((a, b) => a - b)[k - 1]!;
 }
 
+/** One-sided split-conformal: the ceil((n + 1) * coverage)-th smallest signed residual. */
+export function conformalUpper(residuals: readonly number[], coverage: number): number {
+  const n = residuals.length;
+  const k = Math.ceil((n + 1) * coverage);
+  if (n === 0 || k > n) return Infinity;
+  return [...residuals].sort((a, b) => a - b)[k - 1]!;
+}
+
 export interface OutOfFold {
   observation: LatencyObservation;
   /** Predictions of a model fitted without this run's workload. */
   predicted: Record<LatencyMetric, number>;
   /** Whether the run's real value lies inside the interval built without its workload. */
   covered: Record<LatencyMetric, boolean>;
+  /** Whether it lies under the one-sided SLO bound built without its workload. */
+  underSloBound: Record<LatencyMetric, boolean>;
 }
 
 export interface LatencyFit {
@@ -107,14 +117,16 @@ export function fitLatencyModel(
         features: [...features],
         coefficients,
         halfWidthLog: { keepsUp: 0, saturated: 0 },
+        sloQuantileLog: { keepsUp: 0, saturated: 0 },
       };
       observations.forEach((o, i) => {
         if (o.workload === w) predicted[i]![metric] = pointPrediction(m, o.twin, metric);
       });
     }
   }
-  const residual = (i: number, metric: LatencyMetric) =>
-    Math.abs(Math.log(observations[i]!.real[metric] / predicted[i]![metric]));
+  const signed = (i: number, metric: LatencyMetric) =>
+    Math.log(observations[i]!.real[metric] / predicted[i]![metric]);
+  const residual = (i: number, metric: LatencyMetric) => Math.abs(signed(i, metric));
   const usableIdx = (metric: LatencyMetric, include: (o: LatencyObservation) => boolean) =>
     observations
       .map((o, i) => i)
@@ -137,6 +149,14 @@ export function fitLatencyModel(
       // 1e-9: rounding noise must not uncover an exact prediction.
       return residual(i, metric) <= conformalHalfWidth(others, meta.coverage) + 1e-9;
     }),
+    underSloBound: emptyMetrics((metric) => {
+      if (!usable(o, metric) || !(predicted[i]![metric] > 0)) return false;
+      const others = usableIdx(
+        metric,
+        (x) => x.workload !== o.workload && regimeOf(x) === regimeOf(o),
+      ).map((j) => signed(j, metric));
+      return signed(i, metric) <= Math.max(0, conformalUpper(others, meta.coverage)) + 1e-9;
+    }),
   }));
 
   const metrics = emptyMetrics((metric): MetricModel => {
@@ -149,12 +169,20 @@ export function fitLatencyModel(
         throw new Error(`too few ${regime} runs to bound ${metric} at ${meta.coverage} coverage`);
       return Number(w.toFixed(5));
     };
+    const upper = (regime: 'keepsUp' | 'saturated') =>
+      Number(
+        conformalUpper(
+          usableIdx(metric, (o) => regimeOf(o) === regime).map((i) => signed(i, metric)),
+          meta.coverage,
+        ).toFixed(5),
+      );
     return {
       features: [...CORRECTED_FEATURES[metric]],
       coefficients: fitCoefficients(observations, metric, CORRECTED_FEATURES[metric]).map((c) =>
         Number(c.toPrecision(6)),
       ),
       halfWidthLog: { keepsUp: halfWidth('keepsUp'), saturated: halfWidth('saturated') },
+      sloQuantileLog: { keepsUp: upper('keepsUp'), saturated: upper('saturated') },
     };
   });
   return {

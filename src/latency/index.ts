@@ -1,3 +1,3 @@
 export * from './model.js';
-export { conformalHalfWidth, fitLatencyModel, CORRECTED_FEATURES } from './fit.js';
+export { conformalHalfWidth, conformalUpper, fitLatencyModel, CORRECTED_FEATURES } from './fit.js';
 export type { LatencyFit, LatencyObservation, OutOfFold } from './fit.js';

@@ -48,6 +48,11 @@ const metricModelSchema = z.object({
    * |ln(real / predicted)| over out-of-fold residuals at the model's coverage.
    */
   halfWidthLog: z.object({ keepsUp: z.number(), saturated: z.number() }),
+  /**
+   * One-sided: the conformal quantile of the signed ln(real / predicted) at the model's coverage.
+   * The real figure stays under prediction x e^this in that share of cases: an SLO's test.
+   */
+  sloQuantileLog: z.object({ keepsUp: z.number(), saturated: z.number() }),
 });
 
 export const latencyModelSchema = z.object({
@@ -71,8 +76,10 @@ export type MetricModel = z.infer<typeof metricModelSchema>;
 export const latencyEstimateSchema = z.object({
   ms: z.number().meta({ description: 'Predicted value' }),
   lowMs: z.number().meta({ description: 'Lower end of the interval' }),
-  highMs: z.number().meta({
-    description: 'Upper end of the interval: what an SLO is checked against',
+  highMs: z.number().meta({ description: 'Upper end of the interval' }),
+  sloMs: z.number().meta({
+    description:
+      'One-sided bound: the real figure stays under it in `coverage` of cases (measured leave-one-workload-out). What an SLO is checked against',
   }),
 });
 export type LatencyEstimate = z.infer<typeof latencyEstimateSchema>;
@@ -123,19 +130,25 @@ export function pointPrediction(m: MetricModel, t: TwinLatency, metric: LatencyM
   return twinValue(t, metric) * Math.exp(logFactor);
 }
 
-const estimate = (ms: number, halfWidthLog: number): LatencyEstimate => ({
+const estimate = (ms: number, halfWidthLog: number, sloQuantileLog: number): LatencyEstimate => ({
   ms,
   lowMs: ms * Math.exp(-halfWidthLog),
   highMs: ms * Math.exp(halfWidthLog),
+  // Never below the prediction itself: a bound that promises better than the estimate is none.
+  sloMs: ms * Math.exp(Math.max(0, sloQuantileLog)),
 });
 
 /** p50 and p99 TTFT and ITL with intervals; the twin's figures as is without a model. */
 export function predictLatency(model: LatencyModel | undefined, t: TwinLatency): LatencyPrediction {
   const one = (metric: LatencyMetric): LatencyEstimate => {
-    if (!model) return estimate(twinValue(t, metric), 0);
+    if (!model) return estimate(twinValue(t, metric), 0, 0);
     const m = model.metrics[metric];
     const regime = t.completionRatio >= KEEPS_UP_RATIO ? 'keepsUp' : 'saturated';
-    return estimate(pointPrediction(m, t, metric), m.halfWidthLog[regime]);
+    return estimate(
+      pointPrediction(m, t, metric),
+      m.halfWidthLog[regime],
+      m.sloQuantileLog[regime],
+    );
   };
   return {
     ttftMs: { p50: one('ttftP50'), p99: one('ttftP99') },

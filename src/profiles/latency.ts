@@ -12,14 +12,21 @@ export const latencyModelPath = (profileId: string, dir = LATENCY_DIR) =>
 
 /**
  * A profile's latency correction and intervals (written by `npm run validate:twin`); undefined
- * when absent, in which case answers carry the twin's figures marked uncalibrated.
+ * when absent or unreadable (an older format), in which case answers carry the twin's figures
+ * marked uncalibrated and say so, rather than failing.
  */
 export function loadLatencyModel(profileId: string, dir = LATENCY_DIR): LatencyModel | undefined {
   const path = latencyModelPath(profileId, dir);
   if (loaded.has(path)) return loaded.get(path);
-  const model = existsSync(path)
-    ? latencyModelSchema.parse(JSON.parse(readFileSync(path, 'utf8')))
-    : undefined;
+  let model: LatencyModel | undefined;
+  if (existsSync(path)) {
+    try {
+      const parsed = latencyModelSchema.safeParse(JSON.parse(readFileSync(path, 'utf8')));
+      model = parsed.success ? parsed.data : undefined;
+    } catch {
+      model = undefined; // not JSON: as unreadable as a wrong shape
+    }
+  }
   loaded.set(path, model);
   return model;
 }

@@ -167,15 +167,15 @@ export function bindingLimit(
       detail: `${at} would starve (${Math.round(next.throughputTokensPerSecond)} of ${Math.round(next.offeredTokensPerSecond)} tok/s offered)`,
     };
   if (next.sloViolated && next.latency) {
-    if (slo?.ttftP99Ms !== undefined && next.latency.ttftMs.p99.highMs > slo.ttftP99Ms)
+    if (slo?.ttftP99Ms !== undefined && next.latency.ttftMs.p99.sloMs > slo.ttftP99Ms)
       return {
         limit: 'ttftP99Ms',
-        detail: `${at} could reach a p99 TTFT of ${secs(next.latency.ttftMs.p99.highMs)} (upper bound) against the SLO's ${secs(slo.ttftP99Ms)}`,
+        detail: `${at} could reach a p99 TTFT of ${secs(next.latency.ttftMs.p99.sloMs)} (90% bound) against the SLO's ${secs(slo.ttftP99Ms)}`,
       };
     if (slo?.itlP99Ms !== undefined)
       return {
         limit: 'itlP99Ms',
-        detail: `${at} could reach a p99 ITL of ${secs(next.latency.itlMs.p99.highMs)} (upper bound) against the SLO's ${secs(slo.itlP99Ms)}`,
+        detail: `${at} could reach a p99 ITL of ${secs(next.latency.itlMs.p99.sloMs)} (90% bound) against the SLO's ${secs(slo.itlP99Ms)}`,
       };
   }
   if (objective === 'stable' && !next.stable)

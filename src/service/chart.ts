@@ -181,7 +181,7 @@ function ttftLook(p: EvaluatedPoint | undefined, slo: number | undefined): CellL
   if (!p) return { fill: '#fff', label: '', labelColour: '#000' };
   if (!p.feasible) return { fill: INFEASIBLE, label: 'n/a', labelColour: '#fff' };
   if (!p.simulated || !p.latency) return { fill: '#fff', label: '', labelColour: '#000' };
-  const high = p.latency.ttftMs.p99.highMs;
+  const high = p.latency.ttftMs.p99.sloMs;
   const limit = slo ?? 10_000;
   const label = formatSeconds(high);
   if (p.starving) return { fill: STARVING, label: `${label} ✕`, labelColour: '#fff' };

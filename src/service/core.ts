@@ -350,11 +350,11 @@ export class ServiceCore {
         result,
       };
     } else if (breaksSlo(latency, slo)) {
-      const range = (e: { ms: number; highMs: number }) =>
-        `${Math.round(e.ms)} ms (up to ${Math.round(e.highMs)} ms)`;
+      const range = (e: { ms: number; sloMs: number }) =>
+        `${Math.round(e.ms)} ms (90% bound ${Math.round(e.sloMs)} ms)`;
       response = {
         verdict: 'slo-violated',
-        reason: `predicted TTFT p99 ${range(latency.ttftMs.p99)}, ITL p99 ${range(latency.itlMs.p99)}: the upper bound breaks the SLO`,
+        reason: `predicted TTFT p99 ${range(latency.ttftMs.p99)}, ITL p99 ${range(latency.itlMs.p99)}: the bound breaks the SLO`,
         result,
       };
     } else {

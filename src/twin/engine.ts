@@ -19,9 +19,19 @@ export interface EngineInput {
   maxInFlight: number;
   /** Optional hook for tests: sees every engine step after scheduling. */
   observer?: StepObserver;
+  /** Optional hook that sees only each step's time by cause: no queue snapshots, so it is cheap. */
+  stepTimeObserver?: (step: StepTiming) => void;
 }
 
-export interface StepView {
+/** A step's duration, its decode tokens and its time by cause. */
+export interface StepTiming {
+  durationMs: number;
+  /** Requests that decode one token in this step: each of them sees the step as one ITL gap. */
+  decodeSeqs: number;
+  components: StepComponents;
+}
+
+export interface StepView extends StepTiming {
   time: number;
   tokenBudget: number;
   scheduledTokens: number;
@@ -37,9 +47,6 @@ export interface StepView {
   preempted: ReadonlyArray<number>;
   scheduled: ReadonlyArray<number>;
   adapterOf: (request: number) => number;
-  /** The step's duration and what it is made of: what a decode token scheduled in it waits for. */
-  durationMs: number;
-  components: StepComponents;
 }
 
 /** A step's time by cause, in ms: the tail mechanisms the twin models. */
@@ -199,7 +206,7 @@ function generateArrivals(input: EngineInput): RequestTable {
  * requests whose adapter would push the step over max_loras distinct adapters.
  */
 export function runEngine(input: EngineInput): EngineOutput {
-  const { profile, config, durationSeconds, adapterRanks, observer } = input;
+  const { profile, config, durationSeconds, adapterRanks, observer, stepTimeObserver } = input;
   const req = generateArrivals(input);
   const N = req.length;
   const A = input.adapterRates.length;
@@ -554,18 +561,25 @@ export function runEngine(input: EngineInput): EngineOutput {
     stats.weightedAdapters += decodeSeqs * stepAdapterCount;
     stats.weightedBatchedTokens += decodeSeqs * batchedTokens;
 
+    const timing: StepTiming | undefined =
+      observer || stepTimeObserver
+        ? {
+            durationMs: stepMs,
+            decodeSeqs,
+            components: {
+              decodeMs: baseMs - base.perPrefillToken * prefillTokens,
+              prefillMs: base.perPrefillToken * (prefillTokens - recomputeTokens),
+              recomputeMs: base.perPrefillToken * recomputeTokens,
+              loraMs,
+              schedulerMs,
+              adapterLoadMs: loadTimeMs,
+            },
+          }
+        : undefined;
+    if (timing) stepTimeObserver?.(timing);
     if (observer) {
-      const perToken = base.perPrefillToken;
       observer({
-        durationMs: stepMs,
-        components: {
-          decodeMs: baseMs - perToken * prefillTokens,
-          prefillMs: perToken * (prefillTokens - recomputeTokens),
-          recomputeMs: perToken * recomputeTokens,
-          loraMs,
-          schedulerMs,
-          adapterLoadMs: loadTimeMs,
-        },
+        ...timing!,
         time: t,
         tokenBudget: tokenBudgetPerStep,
         scheduledTokens: tokenBudgetPerStep - budget,

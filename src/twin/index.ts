@@ -25,4 +25,4 @@ export {
   type SimulateOptions,
   type TwinResult,
 } from './simulate.js';
-export type { StepObserver, StepView, StepStats } from './engine.js';
+export type { StepComponents, StepObserver, StepTiming, StepView, StepStats } from './engine.js';

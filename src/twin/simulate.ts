@@ -1,4 +1,4 @@
-import { runEngine, type StepObserver, type StepStats } from './engine.js';
+import { runEngine, type StepObserver, type StepStats, type StepTiming } from './engine.js';
 import { createLengthSampler } from './lengths.js';
 import { kvCacheTokens, type Profile } from './profile.js';
 import { seededStream, shuffleInPlace } from './random.js';
@@ -20,6 +20,7 @@ const STREAM_RANK_SHUFFLE = 4;
 export interface SimulateOptions {
   starvationThreshold?: number;
   observer?: StepObserver;
+  stepTimeObserver?: (step: StepTiming) => void;
   /** Also return decode-weighted step statistics (used by calibration). */
   includeStepStats?: boolean;
 }
@@ -107,6 +108,7 @@ export function simulate(
     durationSeconds,
     maxInFlight: reason === null ? maxInFlight : 0,
     observer: options.observer,
+    stepTimeObserver: options.stepTimeObserver,
   });
 
   const throughput = (out.completedInputTokens + out.completedOutputTokens) / durationSeconds;

@@ -74,6 +74,8 @@ export interface MetricFigures {
   medianRatio: number;
   bias: number;
   coverage: number;
+  /** Share of runs under the one-sided SLO bound built without their workload. */
+  sloCoverage: number;
 }
 
 const median = (v: number[]) => {
@@ -120,6 +122,7 @@ export function latencyFigures(
         medianRatio: median(usable.map((r) => r.predicted[m] / r.observation.real[m])),
         bias: corrected.bias,
         coverage: usable.filter((r) => r.covered[m]).length / Math.max(1, usable.length),
+        sloCoverage: usable.filter((r) => r.underSloBound[m]).length / Math.max(1, usable.length),
       };
     }
   }
@@ -141,7 +144,7 @@ export function latencySection(
   const parts: string[] = [];
   for (const subset of Object.keys(SUBSETS) as Subset[]) {
     const head =
-      `| metric | ${perModel.map((p) => `${p.model}: n · twin MAPE / median ratio / bias · corrected (out of fold) MAPE / median ratio / bias · interval coverage`).join(' | ')} |\n` +
+      `| metric | ${perModel.map((p) => `${p.model}: n · twin MAPE / median ratio / bias · corrected (out of fold) MAPE / median ratio / bias · interval coverage · under the 90% SLO bound`).join(' | ')} |\n` +
       `|---|${perModel.map(() => '---').join('|')}|`;
     const lines = LATENCY_METRICS.map((m) => {
       const cells = perModel.map(({ figures }) => {
@@ -150,7 +153,7 @@ export function latencySection(
           f.mape === f.twinMape && f.medianRatio === f.twinMedianRatio
             ? 'as twin'
             : `${pct(f.mape)} / ${f.medianRatio.toFixed(2)} / ${pct(f.bias)}`;
-        return `${f.n} · ${pct(f.twinMape)} / ${f.twinMedianRatio.toFixed(2)} / ${pct(f.twinBias)} · ${corrected} · ${pct(100 * f.coverage)}`;
+        return `${f.n} · ${pct(f.twinMape)} / ${f.twinMedianRatio.toFixed(2)} / ${pct(f.twinBias)} · ${corrected} · ${pct(100 * f.coverage)} · ${pct(100 * f.sloCoverage)}`;
       });
       return `| ${METRIC_LABEL[m]} | ${cells.join(' | ')} |`;
     });
@@ -162,7 +165,8 @@ export function latencySection(
       mm.features.length === 0
         ? 'none (twin as is)'
         : mm.features.map((f, i) => `${mm.coefficients[i]!.toFixed(3)}·${f}`).join(' + ');
-    return `| ${METRIC_LABEL[m]} | ${factor} | ×/÷ ${Math.exp(mm.halfWidthLog.keepsUp).toFixed(2)} | ×/÷ ${Math.exp(mm.halfWidthLog.saturated).toFixed(2)} |`;
+    const bound = (q: number) => Math.exp(Math.max(0, q)).toFixed(2);
+    return `| ${METRIC_LABEL[m]} | ${factor} | ×/÷ ${Math.exp(mm.halfWidthLog.keepsUp).toFixed(2)}, SLO bound × ${bound(mm.sloQuantileLog.keepsUp)} | ×/÷ ${Math.exp(mm.halfWidthLog.saturated).toFixed(2)}, SLO bound × ${bound(mm.sloQuantileLog.saturated)} |`;
   }).join('\n');
   return `${parts.join('\n\n')}
 

@@ -55,7 +55,11 @@ const pointOnly = (m: LatencyModel): LatencyModel => ({
   metrics: Object.fromEntries(
     Object.entries(m.metrics).map(([k, v]) => [
       k,
-      { ...v, halfWidthLog: { keepsUp: 0, saturated: 0 } },
+      {
+        ...v,
+        halfWidthLog: { keepsUp: 0, saturated: 0 },
+        sloQuantileLog: { keepsUp: 0, saturated: 0 },
+      },
     ]),
   ) as LatencyModel['metrics'],
 });

@@ -65,7 +65,12 @@ describe('the recommendation heatmap', () => {
   });
 
   it("draws each pair's p99 TTFT upper bound against the SLO beside throughput", () => {
-    const estimate = (ms: number, high: number) => ({ ms, lowMs: ms / 2, highMs: high });
+    const estimate = (ms: number, high: number) => ({
+      ms,
+      lowMs: ms / 2,
+      highMs: high * 1.2,
+      sloMs: high,
+    });
     const latency = (highTtft: number) => ({
       ttftMs: { p50: estimate(100, 200), p99: estimate(highTtft / 2, highTtft) },
       itlMs: { p50: estimate(20, 30), p99: estimate(60, 90) },
