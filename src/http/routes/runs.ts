@@ -78,7 +78,7 @@ export const runRoutes: FastifyPluginAsyncZod<{ core: ServiceCore }> = async (ap
         tags: ['runs'],
         summary: 'Heatmap of a recommendation: throughput over concurrent x parallel adapters',
         description:
-          'Each pair the twin evaluated, coloured by throughput, with starving, SLO-breaking and infeasible pairs marked and the answer outlined. Only for recommend runs that evaluated pairs with the twin.',
+          "Each pair the twin evaluated, coloured by throughput, with starving, SLO-breaking and infeasible pairs marked and the answer outlined; beside it, each pair's p99 TTFT bound (sloMs) against the request's TTFT SLO (10 s without one). Only for recommend runs that evaluated pairs with the twin.",
         params: z.object({ id: z.string().max(100) }),
         response: {
           200: z.string().describe('image/svg+xml'),
