@@ -58,8 +58,10 @@ export async function headroomByTwin(
   });
   if (!Number.isFinite(capacityMultiplier)) return { ...result(1, true), percent: null };
   // Never past what one simulation may hold.
+  // (0.999: rounding must not push the scaled workload past the limit the search enforces.)
   const arrivalCap =
-    LIMITS.maxExpectedRequests / Math.max(1e-12, requestsPerSecond(workload.rates, c) * 3600);
+    (0.999 * LIMITS.maxExpectedRequests) /
+    Math.max(1e-12, requestsPerSecond(workload.rates, c) * 3600);
   const top = Math.max(1, Math.min(capacityMultiplier, arrivalCap, HEADROOM_MAX_MULTIPLIER));
   const at = (m: number) => {
     const scaled = { ...workload, rates: workload.rates.map((r) => r * m) };
