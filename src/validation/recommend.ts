@@ -299,7 +299,9 @@ The throughput target compares the method's predicted throughput of its pair wit
 optimum's throughput. Rows "objective stable" are compared with the real stable optimum: the
 measured pair with the highest throughput that completes at least 99% of its offered load (the
 measurements hold no queue length over time, so completion is the whole real test); workloads
-where no measured pair does are left out of those rows. "Throughput lost" is the real throughput of the recommended pair below the
+where no measured pair does are left out of those rows. A negative "throughput lost" there means
+the recommended pair serves more than that optimum because it does not really complete 99%
+(the next column counts those). "Throughput lost" is the real throughput of the recommended pair below the
 real optimum's (0% = the optimum itself).
 
 | method | workloads | concurrent | parallel | throughput | throughput lost, mean (max) | recommended pairs that starve in reality | that complete < 99% in reality | recommended pairs not measured | median time |
