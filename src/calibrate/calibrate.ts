@@ -74,6 +74,19 @@ function median(values: number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+/**
+ * The measurements' client failed requests once it ran out of ephemeral ports: its in-flight
+ * limit is the median peak of waiting + running over heavily overloaded runs (of one model).
+ */
+export function measurementClientLimit(runs: readonly CsvRow[]): { limit: number; runs: number } {
+  const overloaded = runs
+    .filter((r) => r.parse_ok === 'True' && num(r, 'throughput_vs_ideal') < 0.5)
+    .map((r) => num(r, 'max_num_waiting') + num(r, 'max_num_running'));
+  if (overloaded.length === 0)
+    throw new Error('no overloaded run (throughput_vs_ideal < 0.5) to read the client limit from');
+  return { limit: Math.round(median(overloaded)), runs: overloaded.length };
+}
+
 function rowsFor(path: string, model: string, keep: (r: CsvRow) => boolean = () => true): CsvRow[] {
   const rows = readCsv(path).filter((r) => r.model === model && keep(r));
   if (rows.length === 0) throw new Error(`${path} has no usable rows for model ${model}`);
@@ -168,14 +181,7 @@ export function calibrate(inputs: CalibrationInputs, tables: CalibrationTables):
   );
   const diskMs = loads.reduce((s, r) => s + num(r, 'disk_load_mean_ms'), 0) / loads.length;
 
-  // The measurements' client failed requests once it ran out of ephemeral ports: take the median
-  // peak of waiting + running over heavily overloaded runs as its in-flight limit.
-  const overloaded = rowsFor(
-    tables.validationRuns,
-    model,
-    (r) => r.parse_ok === 'True' && num(r, 'throughput_vs_ideal') < 0.5,
-  ).map((r) => num(r, 'max_num_waiting') + num(r, 'max_num_running'));
-  const clientMaxInFlight = median(overloaded);
+  const client = measurementClientLimit(rowsFor(tables.validationRuns, model));
 
   const lengths = fitLengthDistribution(
     inputs.requestLengths.prompt,
@@ -235,7 +241,7 @@ export function calibrate(inputs: CalibrationInputs, tables: CalibrationTables):
       diskToCpuMs: round(diskMs),
     },
     requestLengths: lengths,
-    measurementClientMaxInFlight: Math.round(clientMaxInFlight),
+    measurementClientMaxInFlight: client.limit,
     fit: {
       kvCache: summary(kvFit),
       baseStep: summary(stepFit),
@@ -243,7 +249,7 @@ export function calibrate(inputs: CalibrationInputs, tables: CalibrationTables):
       schedulerPerRunning: summary(schedRunFit),
       schedulerScan: summary(schedScanFit),
       adapterLoadFallback: summary(loadFit),
-      clientMaxInFlightFromRuns: overloaded.length,
+      clientMaxInFlightFromRuns: client.runs,
       requestLengthsDerivation: inputs.requestLengths.derivation,
     },
   };

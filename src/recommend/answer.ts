@@ -71,9 +71,9 @@ export async function headroomByTwin(
   const starvesAt = async (m: number) => m >= capacityMultiplier || (await at(m)).starving;
 
   // When the capacity bound starves at the top, nothing needs simulating there: bisect below it.
-  const saturated = top >= capacityMultiplier ? null : await at(top);
-  if (saturated && !saturated.starving) return result(top, true);
-  if (!saturated) return result(await bisect(1, top, starvesAt));
+  if (top >= capacityMultiplier) return result(await bisect(1, top, starvesAt));
+  const saturated = await at(top);
+  if (!saturated.starving) return result(top, true);
   const offeredAtOne = saturated.offeredTokensPerSecond / top;
   const estimate = Math.min(
     top,
@@ -144,6 +144,22 @@ export interface Binding {
 const secs = (ms: number) =>
   ms >= 10_000 ? `${(ms / 1000).toFixed(0)} s` : `${Math.round(ms)} ms`;
 
+/** The evaluated pair with the fewest adapters above `best` on its line (same slots), if any. */
+export function nextOnLine(
+  best: EvaluatedPoint,
+  evaluated: readonly EvaluatedPoint[],
+  include: (e: EvaluatedPoint) => boolean = () => true,
+): EvaluatedPoint | undefined {
+  return evaluated
+    .filter(
+      (e) =>
+        e.parallelAdapters === best.parallelAdapters &&
+        e.concurrentAdapters > best.concurrentAdapters &&
+        include(e),
+    )
+    .sort((a, b) => a.concurrentAdapters - b.concurrentAdapters)[0];
+}
+
 /**
  * What stops the next busier pair on the recommended line (more adapters, same slots): the first
  * of starvation, the SLO's upper bounds and (objective "stable") a growing queue that it breaks.
@@ -154,13 +170,7 @@ export function bindingLimit(
   slo: Slo | undefined,
   objective: Objective,
 ): Binding | undefined {
-  const next = evaluated
-    .filter(
-      (e) =>
-        e.parallelAdapters === best.parallelAdapters &&
-        e.concurrentAdapters > best.concurrentAdapters,
-    )
-    .sort((a, b) => a.concurrentAdapters - b.concurrentAdapters)[0];
+  const next = nextOnLine(best, evaluated);
   if (!next) return undefined;
   const at = `${next.concurrentAdapters} adapters with ${next.parallelAdapters} slots`;
   if (!next.feasible || next.starving)

@@ -29,7 +29,13 @@ import {
   workloadCapacity,
 } from '../search/index.js';
 import type { LatencyEstimate, LatencyModel } from '../latency/index.js';
-import { bindingLimit, headroomByCapacity, headroomByTwin, warningsFor } from './answer.js';
+import {
+  bindingLimit,
+  headroomByCapacity,
+  headroomByTwin,
+  nextOnLine,
+  warningsFor,
+} from './answer.js';
 import { LIMITS, mustStarve, vllmStarts, type Profile } from '../twin/index.js';
 import type { RecommendRequest, RecommendResponse } from './schema.js';
 
@@ -551,14 +557,7 @@ export class Recommender {
     request: RecommendRequest,
     how: string,
   ): Promise<RecommendResponse> {
-    const next = evaluated
-      .filter(
-        (e) =>
-          e.parallelAdapters === best.parallelAdapters &&
-          e.concurrentAdapters > best.concurrentAdapters &&
-          e.simulated,
-      )
-      .sort((a, b) => a.concurrentAdapters - b.concurrentAdapters)[0];
+    const next = nextOnLine(best, evaluated, (e) => e.simulated);
     const why = next
       ? ` With ${next.concurrentAdapters} adapters it would ${next.starving ? `starve (${fmt(next.throughputTokensPerSecond)} of ${fmt(next.offeredTokensPerSecond)} tok/s offered)` : next.sloViolated ? 'break the SLO' : request.objective === 'stable' && !next.stable ? 'let its queue grow' : 'not do better'}.`
       : '';

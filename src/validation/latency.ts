@@ -3,13 +3,14 @@
 import {
   fitLatencyModel,
   LATENCY_METRICS,
+  twinValue,
   type LatencyFit,
   type LatencyMetric,
   type LatencyObservation,
   type OutOfFold,
 } from '../latency/index.js';
 import { TWIN_VERSION } from '../twin/index.js';
-import { errorSummary, pct } from './metrics.js';
+import { errorSummary, median, pct } from './metrics.js';
 import type { RunComparison } from './twin.js';
 
 /** Target coverage of the intervals. */
@@ -78,20 +79,7 @@ export interface MetricFigures {
   sloCoverage: number;
 }
 
-const median = (v: number[]) => {
-  const s = [...v].sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-
-const twinOf = (o: LatencyObservation, m: LatencyMetric) =>
-  m === 'ttftP50'
-    ? o.twin.ttftMs.p50
-    : m === 'ttftP99'
-      ? o.twin.ttftMs.p99
-      : m === 'itlP50'
-        ? o.twin.itlMs.p50
-        : o.twin.itlMs.p99;
+const twinOf = (o: LatencyObservation, m: LatencyMetric) => twinValue(o.twin, m);
 
 export function latencyFigures(
   rows: ReadonlyArray<OutOfFold & { realRatio: number }>,

@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import {
   calibrate,
   calibrationInputsSchema,
+  measurementClientLimit,
   MEASUREMENTS_DIR,
   tablesIn,
 } from '../calibrate/calibrate.js';
@@ -18,20 +19,6 @@ import { PACKAGE_ROOT, PROFILES_DIR } from '../profiles/store.js';
 import { SimulationPool } from '../runtime/pool.js';
 import { TWIN_VERSION, type Profile } from '../twin/index.js';
 import { errorSummary, pct, type ErrorSummary } from './metrics.js';
-
-const median = (v: number[]) => {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-
-/** calibrate.ts's client limit, from the given runs only. */
-function clientLimit(runs: ServingRun[]): number {
-  return median(
-    runs
-      .filter((r) => r.ok && num(r.row, 'throughput_vs_ideal') < 0.5)
-      .map((r) => num(r.row, 'max_num_waiting') + num(r.row, 'max_num_running')),
-  );
-}
 
 interface ModelLowo {
   model: string;
@@ -66,7 +53,7 @@ async function lowoForModel(
     const train = runs.filter((r) => r.workload !== w);
     const start: Profile = {
       ...base,
-      measurementClientMaxInFlight: Math.round(clientLimit(train)),
+      measurementClientMaxInFlight: measurementClientLimit(train.map((r) => r.row)).limit,
     };
     const { profile } = await fitLoraOnServingRuns(start, train, simulateMany, 3);
     const held = runs.map((r, i) => ({ r, i })).filter(({ r }) => r.workload === w);

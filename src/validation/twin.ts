@@ -13,7 +13,7 @@ import type { VerdictRuns } from '../recommend/edge.js';
 import { SimulationPool } from '../runtime/pool.js';
 import { scenarioForRun } from '../calibrate/runs.js';
 import { TWIN_VERSION, type SimulationResult } from '../twin/index.js';
-import { errorSummary, pct, type ErrorSummary } from './metrics.js';
+import { errorSummary, median, pct, type ErrorSummary } from './metrics.js';
 import { fitPooled, latencyFigures, latencySection } from './latency.js';
 import { latencyModelPath } from '../profiles/latency.js';
 import { loadProfile } from '../profiles/store.js';
@@ -135,15 +135,6 @@ export interface ModelSummary {
   medianWallMs: number;
   maxWallMs: number;
 }
-
-const median = (v: number[]): number => {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length === 0
-    ? NaN
-    : s.length % 2
-      ? s[s.length >> 1]!
-      : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 export function summarize(model: string, runs: RunComparison[]): ModelSummary {
   const ok = runs.filter((r) => r.realOk);
