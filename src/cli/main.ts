@@ -6,6 +6,7 @@ import { trainCommand } from './train.js';
 import { recommendCommand } from './recommend.js';
 import { serveCommand } from './serve.js';
 import { checkCommand } from './check.js';
+import { placeCommand } from './place.js';
 
 /** A command's exit code; errors a user can fix exit 2 with a one-line message, never a stack. */
 type Command = (argv: string[]) => Promise<number>;
@@ -19,6 +20,11 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   recommend: {
     run: recommendCommand,
     summary: 'recommend --max-cpu-loras / --max-loras for a workload (--file W.json [--json])',
+  },
+  place: {
+    run: placeCommand,
+    summary:
+      'place an adapter catalog on GPUs (--file P.json, or --trace requests.csv --profile P --rank R)',
   },
   simulate: {
     run: simulateCommand,

@@ -5,6 +5,7 @@ import { ModelUnavailableError } from '../model/model.js';
 import { UnknownProfileError } from '../profiles/store.js';
 import { InputError } from '../runtime/errors.js';
 import { SearchInputError } from '../search/index.js';
+import { TraceError } from '../placement/trace.js';
 
 export class UsageError extends Error {}
 
@@ -14,7 +15,8 @@ export function describe(error: unknown): string {
     error instanceof UnknownProfileError ||
     error instanceof UsageError ||
     error instanceof ModelUnavailableError ||
-    error instanceof SearchInputError
+    error instanceof SearchInputError ||
+    error instanceof TraceError
   ) {
     return error.message;
   }

@@ -19,6 +19,7 @@ import { sendProblem, toProblem } from './problems.js';
 import { catalogRoutes } from './routes/catalog.js';
 import { operationsRoutes } from './routes/operations.js';
 import { planningRoutes } from './routes/planning.js';
+import { placementRoutes } from './routes/placement.js';
 import { runRoutes } from './routes/runs.js';
 
 export interface AppOptions {
@@ -107,6 +108,7 @@ export async function buildApp(options: AppOptions) {
   });
 
   await app.register(planningRoutes, { core });
+  await app.register(placementRoutes, { core });
   await app.register(runRoutes, { core });
   await app.register(catalogRoutes, { core });
   await app.register(operationsRoutes, { core, metrics });

@@ -11,6 +11,7 @@ export interface ServerConfig {
   dbPath: string;
   threads?: number;
   requestTimeoutMs: number;
+  placementTimeoutMs: number;
   maxQueue: number;
   rateLimitPerMinute: number;
   logLevel: string;
@@ -33,6 +34,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     dbPath: env.LORAPLAN_DB ?? './data/loraplan.db',
     ...(env.LORAPLAN_THREADS ? { threads: int('LORAPLAN_THREADS', 2) } : {}),
     requestTimeoutMs: int('LORAPLAN_REQUEST_TIMEOUT_MS', 60_000),
+    placementTimeoutMs: int('LORAPLAN_PLACEMENT_TIMEOUT_MS', 300_000),
     maxQueue: int('LORAPLAN_MAX_QUEUE', 256),
     rateLimitPerMinute: int('LORAPLAN_RATE_LIMIT_PER_MINUTE', 6000),
     logLevel: env.LOG_LEVEL ?? 'info',
@@ -52,6 +54,7 @@ export async function startServer(config: ServerConfig) {
     db,
     maxQueue: config.maxQueue,
     requestTimeoutMs: config.requestTimeoutMs,
+    placementTimeoutMs: config.placementTimeoutMs,
     ...(config.threads ? { threads: config.threads } : {}),
   });
   const app = await buildApp({ core, logger, rateLimitPerMinute: config.rateLimitPerMinute });

@@ -1,5 +1,6 @@
 import type { EvaluatedPoint } from '../search/index.js';
 import type { RecommendResponse } from '../recommend/index.js';
+import type { PlacementGpu, PlacementResponse } from '../placement/index.js';
 
 /**
  * A recommendation at a glance: a heatmap of --max-cpu-loras (columns) x --max-loras (rows,
@@ -225,4 +226,56 @@ function describe(concurrent: number, parallel: number, p: EvaluatedPoint | unde
 
 function escapeXml(s: string): string {
   return s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/**
+ * A placement at a glance: one bar per GPU, its offered load, with its capacity as the twin
+ * bracketed it (the load at +headroom.percentAtLeast% served, at +percentBelow% not; an open
+ * bracket when not probed that far). Plain SVG from strings.
+ */
+export function placementChart(response: PlacementResponse): string {
+  const gpus = response.gpus;
+  const capacityLow = (g: PlacementGpu) =>
+    g.offeredTokensPerSecond * (1 + g.headroom.percentAtLeast / 100);
+  const capacityHigh = (g: PlacementGpu) =>
+    g.headroom.percentBelow === null
+      ? undefined
+      : g.offeredTokensPerSecond * (1 + g.headroom.percentBelow / 100);
+  const top = Math.max(1, ...gpus.map((g) => capacityHigh(g) ?? capacityLow(g) * 1.1));
+  const bar = Math.max(4, Math.min(28, Math.floor(900 / Math.max(1, gpus.length))));
+  const margin = { left: 70, top: 50, right: 20, bottom: 60 };
+  const height = 260;
+  const width = margin.left + gpus.length * (bar + 2) + margin.right;
+  const y = (v: number) => margin.top + height - (v / top) * height;
+  const parts: string[] = [];
+  parts.push(
+    `<text x="${margin.left}" y="22" font-size="14" font-family="sans-serif">${gpus.length} GPUs (lower bound ${response.lowerBound.gpus}), ${response.unplaced.length} adapters unplaced: offered load and twin-bracketed capacity per GPU</text>`,
+  );
+  for (const frac of [0, 0.25, 0.5, 0.75, 1]) {
+    const v = top * frac;
+    parts.push(
+      `<line x1="${margin.left - 4}" x2="${width - margin.right}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/><text x="${margin.left - 8}" y="${y(v) + 4}" font-size="10" text-anchor="end" font-family="sans-serif">${Math.round(v).toLocaleString('en-US')}</text>`,
+    );
+  }
+  gpus.forEach((g, i) => {
+    const x = margin.left + i * (bar + 2);
+    const load = g.offeredTokensPerSecond;
+    const colour = g.stable ? '#4c78a8' : '#e45756';
+    parts.push(
+      `<rect x="${x}" y="${y(load)}" width="${bar}" height="${y(0) - y(load)}" fill="${colour}"><title>${escapeXml(g.id)}: ${Math.round(load)} tok/s offered, ${g.adapters.length} adapters, ${escapeXml(g.vllmArgs.join(' '))}</title></rect>`,
+    );
+    const low = capacityLow(g);
+    const high = capacityHigh(g);
+    parts.push(
+      `<line x1="${x}" x2="${x + bar}" y1="${y(low)}" y2="${y(low)}" stroke="#000" stroke-width="2"/>`,
+    );
+    if (high !== undefined)
+      parts.push(
+        `<line x1="${x + bar / 2}" x2="${x + bar / 2}" y1="${y(low)}" y2="${y(high)}" stroke="#000" stroke-dasharray="2,2"/><line x1="${x}" x2="${x + bar}" y1="${y(high)}" y2="${y(high)}" stroke="#000" stroke-dasharray="2,2"/>`,
+      );
+  });
+  parts.push(
+    `<text x="${margin.left}" y="${margin.top + height + 24}" font-size="11" font-family="sans-serif">bars: offered tok/s (red: queue grows or completion under 99%); solid tick: load the twin serves; dashed tick: load it does not</text>`,
+  );
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${margin.top + height + margin.bottom}" viewBox="0 0 ${width} ${margin.top + height + margin.bottom}"><rect width="100%" height="100%" fill="#fff"/>${parts.join('')}</svg>`;
 }

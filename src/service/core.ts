@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { z } from 'zod';
 import { loadModel, ModelUnavailableError, type ModelFile } from '../model/model.js';
 import { listProfiles, loadProfile } from '../profiles/store.js';
@@ -13,6 +14,7 @@ import {
   type RecommendResponse,
 } from '../recommend/index.js';
 import { SimulationPool } from '../runtime/pool.js';
+import { placeCatalog, type PlacementRequest, type PlacementResponse } from '../placement/index.js';
 import {
   assertFitsModelLen,
   breaksSlo,
@@ -129,6 +131,8 @@ export interface CoreOptions {
   maxQueue?: number;
   /** Limit on one request's twin work, in ms. */
   requestTimeoutMs?: number;
+  /** Limit on one placement's twin work, in ms: a large catalog takes minutes. */
+  placementTimeoutMs?: number;
   now?: () => number;
 }
 
@@ -142,6 +146,7 @@ export class ServiceCore {
   readonly cache: CachedSimulator;
   readonly runs: RunRepository;
   readonly requestTimeoutMs: number;
+  readonly placementTimeoutMs: number;
   private readonly now: () => number;
   twinRuns = 0;
 
@@ -151,6 +156,7 @@ export class ServiceCore {
       maxQueue: options.maxQueue ?? 256,
     });
     this.requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
+    this.placementTimeoutMs = options.placementTimeoutMs ?? 300_000;
     this.now = options.now ?? (() => performance.now());
     this.runs = new RunRepository(options.db);
     this.cache = new CachedSimulator(
@@ -181,16 +187,19 @@ export class ServiceCore {
   private async withinLimit<T>(
     work: (signal: AbortSignal) => Promise<T>,
     clientSignal?: AbortSignal,
+    limitMs = this.requestTimeoutMs,
   ): Promise<T> {
     const controller = new AbortController();
+    // Every simulation a request runs listens on this one signal: a placement runs hundreds.
+    setMaxListeners(0, controller.signal);
     const timer = setTimeout(
       () =>
         controller.abort(
           new ComputationTimeoutError(
-            `the computation took longer than ${this.requestTimeoutMs} ms; the twin results finished so far are cached, so a retry will be faster`,
+            `the computation took longer than ${limitMs} ms; the twin results finished so far are cached, so a retry will be faster`,
           ),
         ),
-      this.requestTimeoutMs,
+      limitMs,
     );
     const onClientGone = () =>
       controller.abort(new ClientGoneError('the client closed the connection'));
@@ -272,6 +281,44 @@ export class ServiceCore {
       response,
       started,
       modelVersion,
+    );
+    return { run, response };
+  }
+
+  /** Places a catalog on GPUs, every GPU verified by the twin (src/placement/). */
+  async place(
+    request: PlacementRequest,
+    clientSignal?: AbortSignal,
+  ): Promise<{ run: RunRecord; response: PlacementResponse }> {
+    const started = this.now();
+    loadProfile(request.profile);
+    const response = await this.withinLimit(
+      (signal) =>
+        placeCatalog(request, {
+          loadProfile,
+          loadLatencyModel,
+          simulate: (s, p, t) => this.cache.simulate(s, p, t, signal),
+        }),
+      clientSignal,
+      this.placementTimeoutMs,
+    );
+    const run = await this.record(
+      'placement',
+      request.profile,
+      'loraplan',
+      response.unplaced.length > 0 ? 'partial' : 'ok',
+      {
+        gpus: response.totals.gpus,
+        lowerBoundGpus: response.lowerBound.gpus,
+        adapters: response.totals.adapters,
+        unplacedAdapters: response.unplaced.length,
+        throughputTokensPerSecond: response.totals.throughputTokensPerSecond,
+        offeredTokensPerSecond: response.totals.offeredTokensPerSecond,
+      },
+      request,
+      response,
+      started,
+      null,
     );
     return { run, response };
   }

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Db } from './db.js';
 
-export type RunKind = 'recommend' | 'simulate' | 'check';
+export type RunKind = 'recommend' | 'simulate' | 'check' | 'placement';
 
 /** An answer's key numbers, small enough to list thousands of runs. */
 export type RunKeyNumbers = Record<string, number | boolean | string | null>;

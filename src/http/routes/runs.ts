@@ -2,13 +2,14 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import type { RecommendResponse } from '../../recommend/index.js';
-import { recommendationHeatmap } from '../../service/chart.js';
+import { placementChart, recommendationHeatmap } from '../../service/chart.js';
+import type { PlacementResponse } from '../../placement/index.js';
 import type { ServiceCore } from '../../service/core.js';
 import { errorResponses, problem } from '../problems.js';
 
 const runSummarySchema = z.object({
   id: z.string(),
-  kind: z.enum(['recommend', 'simulate', 'check']),
+  kind: z.enum(['recommend', 'simulate', 'check', 'placement']),
   profile: z.string(),
   method: z.string().nullable(),
   verdict: z.string().meta({ description: "'ok', or the verdict of a check" }),
@@ -38,7 +39,7 @@ export const runRoutes: FastifyPluginAsyncZod<{ core: ServiceCore }> = async (ap
         description:
           "Summaries only (kind, profile, method, verdict, times and the answer's key numbers); `GET /v1/runs/{id}` returns a run whole. Filter by kind and profile; page with the opaque `cursor` returned as `nextCursor`.",
         querystring: z.strictObject({
-          kind: z.enum(['recommend', 'simulate', 'check']).optional(),
+          kind: z.enum(['recommend', 'simulate', 'check', 'placement']).optional(),
           profile: z.string().max(200).optional(),
           limit: z.coerce.number().int().min(1).max(200).default(50),
           cursor: z.string().max(200).optional(),
@@ -76,9 +77,9 @@ export const runRoutes: FastifyPluginAsyncZod<{ core: ServiceCore }> = async (ap
     {
       schema: {
         tags: ['runs'],
-        summary: 'Heatmap of a recommendation: throughput over concurrent x parallel adapters',
+        summary: "A run's chart: a recommendation's heatmap, or a placement's load per GPU",
         description:
-          "Each pair the twin evaluated, coloured by throughput, with starving, SLO-breaking and infeasible pairs marked and the answer outlined; beside it, each pair's p99 TTFT bound (sloMs) against the request's TTFT SLO (10 s without one). Only for recommend runs that evaluated pairs with the twin.",
+          "Each pair the twin evaluated, coloured by throughput, with starving, SLO-breaking and infeasible pairs marked and the answer outlined; beside it, each pair's p99 TTFT bound (sloMs) against the request's TTFT SLO (10 s without one). Only for recommend runs that evaluated pairs with the twin. For a placement run: one bar per GPU with its offered load, and its capacity as the twin bracketed it.",
         params: z.object({ id: z.string().max(100) }),
         response: {
           200: z.string().describe('image/svg+xml'),
@@ -91,8 +92,13 @@ export const runRoutes: FastifyPluginAsyncZod<{ core: ServiceCore }> = async (ap
       let svg = charts.get(id);
       if (svg === undefined) {
         const run = core.runs.get(id);
+        if (run?.kind === 'placement') {
+          svg = placementChart(run.response as PlacementResponse);
+          charts.set(id, svg);
+          return reply.type('image/svg+xml').send(svg);
+        }
         if (!run || run.kind !== 'recommend')
-          throw problem(404, 'not-found', 'Chart not found', `no recommend run ${id}`);
+          throw problem(404, 'not-found', 'Chart not found', `no recommend or placement run ${id}`);
         const response = run.response as RecommendResponse;
         if (!response.evaluated.some((e) => e.simulated))
           throw problem(

@@ -1,0 +1,174 @@
+import type { LatencyModel } from '../latency/index.js';
+import {
+  evaluatedPoint,
+  maxLoraRankFor,
+  servesObjective,
+  type EvaluatedPoint,
+  type Objective,
+  type PointSimulator,
+  type Slo,
+} from '../search/index.js';
+import type { RequestLengthSpec } from '../twin/lengths.js';
+import { scenarioSchema, vllmStarts, type Profile } from '../twin/index.js';
+import { estimateGpu, type GpuEstimate, type MeanLengths } from './estimate.js';
+
+export interface CatalogAdapter {
+  id: string;
+  /** Requests per second. */
+  rate: number;
+  rank: number;
+}
+
+/** One adapter's share of traffic on one GPU: the whole adapter (weight 1) or a replica. */
+export interface Piece {
+  id: string;
+  rank: number;
+  /** Requests per second this GPU receives for the adapter: its rate x weight. */
+  rate: number;
+  weight: number;
+}
+
+export interface GpuFlags {
+  maxLoras: number;
+  maxCpuLoras: number;
+  maxLoraRank: number;
+}
+
+/** Everything a placement needs besides the catalog: the profile, what serving means, the twin. */
+export interface PlacementContext {
+  profile: Profile;
+  lengths: MeanLengths;
+  requestLengths: RequestLengthSpec;
+  starvationThreshold: number;
+  objective: Objective;
+  slo?: Slo;
+  latencyModel?: LatencyModel;
+  simulate: PointSimulator;
+}
+
+/** vLLM keeps every adapter it may serve in host memory: beyond this the twin is unmeasured. */
+export const MAX_ADAPTERS_PER_GPU = 512;
+/** One-hour windows, as the recommendation and the measurements use. */
+export const VERIFY_SECONDS = 3600;
+/** Packing probes: ten-minute windows, which end with more work in flight, so they err low. */
+export const PROBE_SECONDS = 600;
+
+/** Slot counts a placement chooses from: powers of two and the hand-set steps between them. */
+const SLOT_LADDER = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384];
+
+export const offeredOf = (ctx: PlacementContext, pieces: readonly Piece[]) =>
+  pieces.reduce((s, p) => s + p.rate, 0) * (ctx.lengths.prompt + ctx.lengths.output);
+
+/**
+ * The flags of a GPU holding `pieces`: every adapter held (--max-cpu-loras), the smallest rank vLLM
+ * accepts that fits them, and the slot count the closed-form estimate rates best among those vLLM
+ * can start (fewer slots on a near tie: they leave more KV cache). Undefined when vLLM cannot
+ * start with even one slot of that rank.
+ */
+export function flagsFor(
+  ctx: PlacementContext,
+  pieces: readonly Piece[],
+): { flags: GpuFlags; estimate: GpuEstimate } | undefined {
+  const maxLoraRank = maxLoraRankFor(
+    ctx.profile,
+    pieces.map((p) => p.rank),
+  );
+  const rates = pieces.map((p) => p.rate);
+  let best: { flags: GpuFlags; estimate: GpuEstimate } | undefined;
+  for (const maxLoras of SLOT_LADDER) {
+    if (maxLoras > pieces.length) break;
+    if (!vllmStarts(ctx.profile, maxLoras, maxLoraRank)) break;
+    const estimate = estimateGpu(ctx.profile, ctx.lengths, { rates, maxLoras, maxLoraRank });
+    if (
+      !best ||
+      estimate.throughputTokensPerSecond > 1.005 * best.estimate.throughputTokensPerSecond
+    )
+      best = { flags: { maxLoras, maxCpuLoras: pieces.length, maxLoraRank }, estimate };
+  }
+  if (!best && pieces.length > 0 && vllmStarts(ctx.profile, 1, maxLoraRank)) {
+    // Fewer adapters than the ladder's first step above them: one slot per adapter.
+    const maxLoras = Math.min(pieces.length, SLOT_LADDER.find((s) => s >= pieces.length) ?? 1);
+    const estimate = estimateGpu(ctx.profile, ctx.lengths, { rates, maxLoras, maxLoraRank });
+    best = { flags: { maxLoras, maxCpuLoras: pieces.length, maxLoraRank }, estimate };
+  }
+  return best;
+}
+
+/** The estimate's verdict, with the same completion rule the twin's verdict uses. */
+export function estimateServes(ctx: PlacementContext, estimate: GpuEstimate, margin = 0): boolean {
+  const need = ctx.objective === 'stable' ? 0.99 : 1 - ctx.starvationThreshold;
+  return estimate.throughputTokensPerSecond >= (need + margin) * estimate.offeredTokensPerSecond;
+}
+
+export interface GpuVerdict {
+  flags: GpuFlags;
+  point: EvaluatedPoint;
+  serves: boolean;
+}
+
+/** The twin's verdict on one GPU: its adapters' shares as the workload, its flags as the config. */
+export async function judgeGpu(
+  ctx: PlacementContext,
+  pieces: readonly Piece[],
+  flags: GpuFlags,
+  durationSeconds: number,
+  loadMultiplier = 1,
+): Promise<GpuVerdict> {
+  const scenario = scenarioSchema.parse({
+    profile: ctx.profile.id,
+    config: flags,
+    workload: {
+      adapters: pieces.map((p) => ({ rate: p.rate * loadMultiplier, rank: p.rank })),
+      requestLengths: ctx.requestLengths,
+    },
+    durationSeconds,
+    seed: 1,
+  });
+  const outcome = await ctx.simulate(scenario, ctx.profile, ctx.starvationThreshold);
+  const point = evaluatedPoint(flags.maxCpuLoras, flags.maxLoras, outcome, {
+    ...(ctx.slo ? { slo: ctx.slo } : {}),
+    ...(ctx.latencyModel ? { latencyModel: ctx.latencyModel } : {}),
+  });
+  return { flags, point, serves: servesObjective(point, ctx.objective) };
+}
+
+/** The twin's verdict with the GPU's own flags, or a refusal when vLLM cannot start at all. */
+export async function judgePieces(
+  ctx: PlacementContext,
+  pieces: readonly Piece[],
+  durationSeconds: number,
+): Promise<GpuVerdict | undefined> {
+  const chosen = flagsFor(ctx, pieces);
+  if (!chosen) return undefined;
+  return judgeGpu(ctx, pieces, chosen.flags, durationSeconds);
+}
+
+/**
+ * Largest-first onto the least-loaded of `gpus` bins (longest processing time): balances load and
+ * mixes hot and cold adapters on every GPU. A piece meeting another piece of its adapter merges
+ * with it; a GPU never holds more than MAX_ADAPTERS_PER_GPU adapters. Deterministic.
+ */
+export function spreadLargestFirst(pieces: readonly Piece[], gpus: number): Piece[][] {
+  const bins: Array<{ pieces: Map<string, Piece>; load: number }> = Array.from(
+    { length: gpus },
+    () => ({ pieces: new Map(), load: 0 }),
+  );
+  const order = [...pieces].sort((a, b) => b.rate - a.rate || (a.id < b.id ? -1 : 1));
+  for (const piece of order) {
+    let target = -1;
+    for (let i = 0; i < bins.length; i++) {
+      const bin = bins[i]!;
+      if (bin.pieces.size >= MAX_ADAPTERS_PER_GPU && !bin.pieces.has(piece.id)) continue;
+      if (target < 0 || bin.load < bins[target]!.load) target = i;
+    }
+    if (target < 0) target = 0; // every bin full: the caller asked for too few GPUs
+    const bin = bins[target]!;
+    const same = bin.pieces.get(piece.id);
+    if (same) {
+      same.rate += piece.rate;
+      same.weight += piece.weight;
+    } else bin.pieces.set(piece.id, { ...piece });
+    bin.load += piece.rate;
+  }
+  return bins.map((b) => [...b.pieces.values()]);
+}

@@ -1,0 +1,237 @@
+import type { LatencyModel } from '../latency/index.js';
+import { vllmArgs } from '../recommend/recommender.js';
+import { InputError, type FieldIssue } from '../runtime/errors.js';
+import { assertFitsModelLen, type PointSimulator } from '../search/index.js';
+import type { Profile } from '../twin/index.js';
+import { lengthsFor } from './estimate.js';
+import { lowerBound } from './bound.js';
+import { PROBE_SECONDS, judgeGpu, type CatalogAdapter, type PlacementContext } from './gpu.js';
+import {
+  PLACEMENT_CONCURRENCY,
+  mapLimited,
+  placeLoraplan,
+  settle,
+  unplacedOf,
+  type PlacedGpu,
+  type PlanOutcome,
+} from './loraplan.js';
+import { replace, type CurrentPlacement } from './replace.js';
+import type { PlacementRequest, PlacementResponse } from './schema.js';
+
+export * from './schema.js';
+export { zipfCatalog } from './catalogs.js';
+export { parseTrace, TraceError } from './trace.js';
+export type { CatalogAdapter } from './gpu.js';
+
+export interface PlacementDeps {
+  loadProfile: (id: string) => Profile;
+  loadLatencyModel: (profileId: string) => LatencyModel | undefined;
+  simulate: PointSimulator;
+}
+
+/** Headroom probes: load multipliers, tried from the middle out. */
+const HEADROOM_STEPS = [1.1, 1.25, 1.5, 2] as const;
+
+/** Catalog entries the profile cannot serve at all, named by position (HTTP 400). */
+function rankIssues(profile: Profile, catalog: readonly CatalogAdapter[]): FieldIssue[] {
+  const largest = Math.max(...profile.allowedLoraRanks);
+  return catalog
+    .map((a, i) => ({ a, i }))
+    .filter(({ a }) => a.rank > largest)
+    .slice(0, 20)
+    .map(({ a, i }) => ({
+      field: `body.catalog[${i}].rank`,
+      message: `adapter "${a.id}" has rank ${a.rank}; ${profile.id} allows at most ${largest}`,
+    }));
+}
+
+/** Parses a current placement: per GPU, ids (whole) or {id, weight} (a replica). */
+function currentOf(request: PlacementRequest): CurrentPlacement | undefined {
+  return request.current?.map((gpu) =>
+    gpu.adapters.map((a) =>
+      typeof a === 'string' ? { id: a, weight: 1 } : { id: a.id, weight: a.weight ?? 1 },
+    ),
+  );
+}
+
+/** Over budget: keep the most loaded GPUs, list what the others held as unplaced. */
+async function withinBudget(
+  ctx: PlacementContext,
+  plan: PlanOutcome,
+  budget: number | undefined,
+  catalog: ReadonlyMap<string, CatalogAdapter>,
+): Promise<PlanOutcome> {
+  if (budget === undefined || plan.gpus.length <= budget) return plan;
+  const order = [...plan.gpus].sort(
+    (a, b) => b.verdict.point.offeredTokensPerSecond - a.verdict.point.offeredTokensPerSecond,
+  );
+  const kept = order.slice(0, budget);
+  const keptIds = new Set(kept.flatMap((g) => g.pieces.map((p) => p.id)));
+  const dropped = order.slice(budget).flatMap((g) => g.pieces);
+  const unplaced = [
+    ...plan.unplaced,
+    ...unplacedOf(
+      dropped.filter((p) => !keptIds.has(p.id)),
+      catalog,
+      `the GPU budget of ${budget} is spent: serving this adapter needs more GPUs`,
+    ),
+  ];
+  const inOrder = plan.gpus.filter((g) => kept.includes(g));
+  return settle(ctx, inOrder, unplaced, catalog);
+}
+
+/** How far a GPU's traffic can grow: ten-minute twin probes at HEADROOM_STEPS. */
+async function headroomOf(ctx: PlacementContext, gpu: PlacedGpu) {
+  const serves = async (m: number) =>
+    (await judgeGpu(ctx, gpu.pieces, gpu.verdict.flags, PROBE_SECONDS, m)).serves;
+  let lo = -1;
+  let hi: number = HEADROOM_STEPS.length;
+  let i = 1;
+  while (i > lo && i < hi) {
+    if (await serves(HEADROOM_STEPS[i]!)) lo = i;
+    else hi = i;
+    i = lo === i ? i + 1 : i - 1;
+  }
+  const pct = (m: number) => Math.round((m - 1) * 100);
+  return {
+    percentAtLeast: lo >= 0 ? pct(HEADROOM_STEPS[lo]!) : 0,
+    percentBelow: hi < HEADROOM_STEPS.length ? pct(HEADROOM_STEPS[hi]!) : null,
+  };
+}
+
+/**
+ * Places a catalog (or re-places it from `current`) and explains the answer: per GPU its
+ * adapters, flags, predicted load, latency and headroom; the router weights of replicated
+ * adapters; what is unplaced and why; totals; and a lower bound on the GPU count.
+ */
+export async function placeCatalog(
+  request: PlacementRequest,
+  deps: PlacementDeps,
+): Promise<PlacementResponse> {
+  const profile = deps.loadProfile(request.profile);
+  const issues = rankIssues(profile, request.catalog);
+  if (issues.length > 0) throw new InputError(issues);
+  const requestLengths = request.requestLengths ?? { kind: 'sharegpt' as const };
+  assertFitsModelLen(profile, { requestLengths });
+  const latencyModel = deps.loadLatencyModel(profile.id);
+  const ctx: PlacementContext = {
+    profile,
+    lengths: lengthsFor(profile, requestLengths),
+    requestLengths,
+    starvationThreshold: request.starvationThreshold,
+    objective: request.objective,
+    ...(request.slo ? { slo: request.slo } : {}),
+    ...(latencyModel ? { latencyModel } : {}),
+    simulate: deps.simulate,
+  };
+  const catalog = request.catalog;
+  const byId = new Map(catalog.map((a) => [a.id, a]));
+  const current = currentOf(request);
+  const fresh = await placeLoraplan(
+    ctx,
+    catalog,
+    current ? {} : { ...(request.gpuBudget ? { gpuBudget: request.gpuBudget } : {}) },
+  );
+  const plan = current
+    ? await withinBudget(ctx, await replace(ctx, catalog, current, fresh), request.gpuBudget, byId)
+    : fresh;
+  const [bound, headrooms] = await Promise.all([
+    lowerBound(ctx, catalog),
+    mapLimited(plan.gpus, PLACEMENT_CONCURRENCY, (g) => headroomOf(ctx, g)),
+  ]);
+
+  // GPU names: a current GPU keeps its position's name; new ones take the next free numbers.
+  let nextName = current?.length ?? 0;
+  const names = plan.gpus.map((g, i) =>
+    !current
+      ? `gpu-${i}`
+      : g.origin !== undefined && g.origin < current.length
+        ? `gpu-${g.origin}`
+        : `gpu-${nextName++}`,
+  );
+
+  const gpus = plan.gpus.map((g, i) => {
+    const point = g.verdict.point;
+    const flags = g.verdict.flags;
+    return {
+      id: names[i]!,
+      adapters: g.pieces.map((p) => ({ id: p.id, weight: p.weight, rate: p.rate })),
+      flags,
+      vllmArgs: vllmArgs(flags.maxCpuLoras, flags.maxLoras, flags.maxLoraRank),
+      offeredTokensPerSecond: point.offeredTokensPerSecond,
+      throughputTokensPerSecond: point.throughputTokensPerSecond,
+      completionRatio:
+        point.offeredTokensPerSecond > 0
+          ? point.throughputTokensPerSecond / point.offeredTokensPerSecond
+          : 1,
+      stable: point.stable,
+      ttftP99Ms: point.ttftP99Ms,
+      itlP99Ms: point.itlP99Ms,
+      headroom: headrooms[i]!,
+    };
+  });
+  const replicas = new Map<string, Array<{ gpu: string; weight: number }>>();
+  for (const g of gpus)
+    for (const a of g.adapters)
+      replicas.set(a.id, [...(replicas.get(a.id) ?? []), { gpu: g.id, weight: a.weight }]);
+  const routing = [...replicas]
+    .filter(([, r]) => r.length > 1)
+    .map(([id, r]) => ({ id, replicas: r }));
+  const tokens = ctx.lengths.prompt + ctx.lengths.output;
+  const unplacedOffered = plan.unplaced.reduce((s, u) => s + u.rate * tokens, 0);
+
+  const warnings: string[] = [];
+  for (const r of routing.slice(0, 10))
+    warnings.push(
+      `adapter "${r.id}" is hotter than half a GPU: it is served by ${r.replicas.length} GPUs; route its requests by the weights in \`routing\``,
+    );
+  if (routing.length > 10) warnings.push(`${routing.length - 10} more adapters are replicated`);
+  if (plan.unplaced.length > 0)
+    warnings.push(
+      `${plan.unplaced.length} adapters are unplaced (${Math.round(unplacedOffered)} tok/s): see \`unplaced\` for why`,
+    );
+  const growing = gpus.filter((g) => !g.stable);
+  if (growing.length > 0)
+    warnings.push(
+      `${growing.length} GPUs complete less than 99% of their load or let their queue grow (allowed by objective "${request.objective}"); their p99 TTFT reaches ${Math.round(Math.max(...growing.map((g) => g.ttftP99Ms)) / 1000)} s. Ask objective "stable" for GPUs whose queues stay bounded`,
+    );
+
+  let moves: PlacementResponse['moves'];
+  if (current) {
+    const before = new Map<string, Set<string>>();
+    current.forEach((gpu, i) => {
+      for (const a of gpu) before.set(a.id, (before.get(a.id) ?? new Set()).add(`gpu-${i}`));
+    });
+    const after = new Map<string, Set<string>>();
+    for (const [id, r] of replicas) after.set(id, new Set(r.map((x) => x.gpu)));
+    let moved = 0;
+    let added = 0;
+    for (const [id, set] of after) {
+      const was = before.get(id);
+      if (!was) added++;
+      else if (was.size !== set.size || [...set].some((g) => !was.has(g))) moved++;
+    }
+    const removed = [...before.keys()].filter((id) => !byId.has(id)).length;
+    moves = { moved, added, removed, freshGpus: fresh.gpus.length };
+  }
+
+  return {
+    profile: profile.id,
+    objective: request.objective,
+    gpus,
+    routing,
+    unplaced: plan.unplaced,
+    totals: {
+      adapters: catalog.length,
+      placedAdapters: replicas.size,
+      replicatedAdapters: routing.length,
+      gpus: gpus.length,
+      offeredTokensPerSecond: gpus.reduce((s, g) => s + g.offeredTokensPerSecond, 0),
+      throughputTokensPerSecond: gpus.reduce((s, g) => s + g.throughputTokensPerSecond, 0),
+      unplacedOfferedTokensPerSecond: unplacedOffered,
+    },
+    lowerBound: { ...bound, ratio: gpus.length / bound.gpus },
+    ...(moves ? { moves } : {}),
+    warnings,
+  };
+}

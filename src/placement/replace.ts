@@ -1,0 +1,153 @@
+import { maxLoraRankFor } from '../search/index.js';
+import {
+  MAX_ADAPTERS_PER_GPU,
+  PROBE_SECONDS,
+  offeredOf,
+  judgePieces,
+  type CatalogAdapter,
+  type Piece,
+  type PlacementContext,
+} from './gpu.js';
+import {
+  PLACEMENT_CONCURRENCY,
+  mapLimited,
+  piecesOf,
+  settle,
+  unplacedOf,
+  verifyAndRepair,
+  type PlanOutcome,
+} from './loraplan.js';
+
+/** The placement running now: per GPU, adapter ids with their traffic weights (1 when whole). */
+export type CurrentPlacement = ReadonlyArray<ReadonlyArray<{ id: string; weight: number }>>;
+
+/**
+ * Re-placement after traffic shifts, moving few adapters: each current GPU keeps its adapters at
+ * their new rates; a GPU now over what the fresh placement loads a GPU of its rank with sheds its
+ * hottest adapters first (the fewest moves for the load), and the ten-minute twin probe sheds more
+ * where it still fails. Shed and new adapters go where the most room is, then onto new GPUs. While
+ * the answer uses more than one GPU beyond the fresh placement, the lightest GPU is emptied into
+ * the others' room. Every GPU is then verified and repaired as in a fresh placement.
+ */
+export async function replace(
+  ctx: PlacementContext,
+  catalog: readonly CatalogAdapter[],
+  current: CurrentPlacement,
+  fresh: PlanOutcome,
+): Promise<PlanOutcome> {
+  const byId = new Map(catalog.map((a) => [a.id, a]));
+  const rankOf = (pieces: readonly Piece[]) =>
+    maxLoraRankFor(
+      ctx.profile,
+      pieces.map((p) => p.rank),
+    );
+  // What the twin verified one GPU of each max rank carries in the fresh placement.
+  const capacityByRank = new Map<number, number>();
+  for (const g of fresh.gpus) {
+    const rank = g.verdict.flags.maxLoraRank;
+    capacityByRank.set(
+      rank,
+      Math.max(capacityByRank.get(rank) ?? 0, g.verdict.point.offeredTokensPerSecond),
+    );
+  }
+  const anyCapacity = Math.max(1, ...capacityByRank.values());
+  const capacityOf = (pieces: readonly Piece[]) => {
+    const rank = rankOf(pieces);
+    const known = [...capacityByRank].filter(([r]) => r >= rank).map(([, c]) => c);
+    return known.length > 0 ? Math.min(...known) : anyCapacity;
+  };
+
+  // Current GPUs at the new rates; adapters no longer in the catalog drop out.
+  const bins: Piece[][] = current.map((gpu) => {
+    const weights = new Map<string, number>();
+    for (const { id, weight } of gpu)
+      if (byId.has(id)) weights.set(id, (weights.get(id) ?? 0) + weight);
+    return [...weights].map(([id, weight]) => {
+      const a = byId.get(id)!;
+      return { id, rank: a.rank, rate: a.rate * weight, weight };
+    });
+  });
+  // Weights of an adapter's replicas sum to 1 again (a replica may have been dropped).
+  const weightSum = new Map<string, number>();
+  for (const b of bins)
+    for (const p of b) weightSum.set(p.id, (weightSum.get(p.id) ?? 0) + p.weight);
+  for (const b of bins)
+    for (const p of b) {
+      const sum = weightSum.get(p.id)!;
+      p.weight /= sum;
+      p.rate /= sum;
+    }
+  const queue: Piece[] = piecesOf(
+    ctx,
+    catalog.filter((a) => !weightSum.has(a.id)),
+  );
+  const shedHottest = (bin: Piece[], limit: number) => {
+    bin.sort((a, b) => b.rate - a.rate);
+    while (bin.length > 1 && offeredOf(ctx, bin) > limit) queue.push(bin.shift()!);
+  };
+  for (const bin of bins) if (bin.length > 0) shedHottest(bin, capacityOf(bin));
+
+  const probe = async (indices: number[]) => {
+    const verdicts = await mapLimited(indices, PLACEMENT_CONCURRENCY, (i) =>
+      judgePieces(ctx, bins[i]!, PROBE_SECONDS),
+    );
+    return indices.filter((_, k) => !verdicts[k]?.serves);
+  };
+  const tokens = ctx.lengths.prompt + ctx.lengths.output;
+  const placeQueue = () => {
+    const touched = new Set<number>();
+    for (const piece of queue.splice(0).sort((a, b) => b.rate - a.rate)) {
+      let target = -1;
+      let best = -Infinity;
+      for (let i = 0; i < bins.length; i++) {
+        const bin = bins[i]!;
+        if (bin.length >= MAX_ADAPTERS_PER_GPU || bin.some((p) => p.id === piece.id)) continue;
+        const room = capacityOf([...bin, piece]) - offeredOf(ctx, bin) - piece.rate * tokens;
+        if (room >= 0 && room > best) {
+          best = room;
+          target = i;
+        }
+      }
+      if (target < 0) {
+        bins.push([]);
+        target = bins.length - 1;
+      }
+      bins[target]!.push(piece);
+      touched.add(target);
+    }
+    return [...touched];
+  };
+
+  let suspects = await probe(bins.map((_, i) => i).filter((i) => bins[i]!.length > 0));
+  for (let round = 0; round < 3 && (suspects.length > 0 || queue.length > 0); round++) {
+    for (const i of suspects) shedHottest(bins[i]!, 0.9 * offeredOf(ctx, bins[i]!));
+    const touched = new Set([...suspects, ...placeQueue()]);
+    suspects = await probe([...touched].filter((i) => bins[i]!.length > 0));
+  }
+
+  // At most one GPU beyond the fresh placement: empty the lightest into the others' room.
+  const limit = fresh.gpus.length + 1;
+  while (bins.filter((b) => b.length > 0).length > limit) {
+    const loads = bins.map((b, i) => ({ i, load: b.length > 0 ? offeredOf(ctx, b) : Infinity }));
+    const lightest = loads.reduce((m, l) => (l.load < m.load ? l : m)).i;
+    const saved = bins.map((b) => [...b]);
+    queue.push(...bins[lightest]!.splice(0));
+    const touched = placeQueue();
+    if (
+      touched.some((i) => i >= saved.length || saved[i]!.length === 0) ||
+      (await probe(touched)).length > 0
+    ) {
+      bins.splice(0, bins.length, ...saved);
+      break;
+    }
+  }
+
+  const { gpus, failed } = await verifyAndRepair(ctx, bins);
+  const kept = new Set(gpus.flatMap((g) => g.pieces.map((p) => p.id)));
+  const unplaced = unplacedOf(
+    failed.filter((p) => !kept.has(p.id)),
+    byId,
+    'no GPU holding it passed the one-hour twin verification after repairs',
+  );
+  return settle(ctx, gpus, unplaced, byId);
+}
