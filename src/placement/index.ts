@@ -3,9 +3,15 @@ import { vllmArgs } from '../recommend/recommender.js';
 import { InputError, type FieldIssue } from '../runtime/errors.js';
 import { assertFitsModelLen, type PointSimulator } from '../search/index.js';
 import type { Profile } from '../twin/index.js';
-import { lengthsFor } from './estimate.js';
 import { lowerBound } from './bound.js';
-import { PROBE_SECONDS, judgeGpu, type CatalogAdapter, type PlacementContext } from './gpu.js';
+import {
+  VERIFY_SECONDS,
+  estimateServes,
+  judgeGpu,
+  type CatalogAdapter,
+  type PlacementContext,
+} from './gpu.js';
+import { estimateGpu, lengthsFor } from './estimate.js';
 import {
   PLACEMENT_CONCURRENCY,
   mapLimited,
@@ -29,8 +35,9 @@ export interface PlacementDeps {
   simulate: PointSimulator;
 }
 
-/** Headroom probes: load multipliers, tried from the middle out. */
-const HEADROOM_STEPS = [1.1, 1.25, 1.5, 2] as const;
+/** Headroom is stated in steps of this many percent, up to HEADROOM_MAX. */
+const HEADROOM_STEP = 5;
+const HEADROOM_MAX = 200;
 
 /** Catalog entries the profile cannot serve at all, named by position (HTTP 400). */
 function rankIssues(profile: Profile, catalog: readonly CatalogAdapter[]): FieldIssue[] {
@@ -80,23 +87,29 @@ async function withinBudget(
   return settle(ctx, inOrder, unplaced, catalog);
 }
 
-/** How far a GPU's traffic can grow: ten-minute twin probes at HEADROOM_STEPS. */
+/**
+ * How far a GPU's traffic can grow: the closed-form estimate proposes the largest multiplier it
+ * serves (in 5% steps), and one one-hour twin run at it decides: served, the GPU has at least that
+ * headroom; not served, less.
+ */
 async function headroomOf(ctx: PlacementContext, gpu: PlacedGpu) {
-  const serves = async (m: number) =>
-    (await judgeGpu(ctx, gpu.pieces, gpu.verdict.flags, PROBE_SECONDS, m)).serves;
-  let lo = -1;
-  let hi: number = HEADROOM_STEPS.length;
-  let i = 1;
-  while (i > lo && i < hi) {
-    if (await serves(HEADROOM_STEPS[i]!)) lo = i;
-    else hi = i;
-    i = lo === i ? i + 1 : i - 1;
-  }
-  const pct = (m: number) => Math.round((m - 1) * 100);
-  return {
-    percentAtLeast: lo >= 0 ? pct(HEADROOM_STEPS[lo]!) : 0,
-    percentBelow: hi < HEADROOM_STEPS.length ? pct(HEADROOM_STEPS[hi]!) : null,
-  };
+  const flags = gpu.verdict.flags;
+  const serves = (m: number) =>
+    estimateServes(
+      ctx,
+      estimateGpu(ctx.profile, ctx.lengths, {
+        rates: gpu.pieces.map((p) => p.rate * m),
+        maxLoras: flags.maxLoras,
+        maxLoraRank: flags.maxLoraRank,
+      }),
+    );
+  let percent = HEADROOM_STEP;
+  while (percent < HEADROOM_MAX && serves(1 + (percent + HEADROOM_STEP) / 100))
+    percent += HEADROOM_STEP;
+  const twin = await judgeGpu(ctx, gpu.pieces, flags, VERIFY_SECONDS, 1 + percent / 100);
+  return twin.serves
+    ? { percentAtLeast: percent, percentBelow: null }
+    : { percentAtLeast: 0, percentBelow: percent };
 }
 
 /**
@@ -127,6 +140,9 @@ export async function placeCatalog(
   const catalog = request.catalog;
   const byId = new Map(catalog.map((a) => [a.id, a]));
   const current = currentOf(request);
+  // The bound needs nothing from the placement: its searches fill the pool's idle threads.
+  const boundPromise = lowerBound(ctx, catalog);
+  boundPromise.catch(() => undefined);
   const fresh = await placeLoraplan(
     ctx,
     catalog,
@@ -136,7 +152,7 @@ export async function placeCatalog(
     ? await withinBudget(ctx, await replace(ctx, catalog, current, fresh), request.gpuBudget, byId)
     : fresh;
   const [bound, headrooms] = await Promise.all([
-    lowerBound(ctx, catalog),
+    boundPromise,
     mapLimited(plan.gpus, PLACEMENT_CONCURRENCY, (g) => headroomOf(ctx, g)),
   ]);
 

@@ -2,7 +2,6 @@ import { maxLoraRankFor } from '../search/index.js';
 import { estimateGpu } from './estimate.js';
 import {
   MAX_ADAPTERS_PER_GPU,
-  PROBE_SECONDS,
   VERIFY_SECONDS,
   estimateServes,
   flagsFor,
@@ -106,24 +105,35 @@ async function judgeAll(
 const allServe = (verdicts: ReadonlyArray<GpuVerdict | undefined>) =>
   verdicts.every((v) => v?.serves === true);
 
-/** Fewest GPUs the closed-form estimate says serve this group when spread largest-first. */
+/** Whether the closed-form estimate says every GPU serves, `margin` above the rule's share. */
+function estimatedToServe(
+  ctx: PlacementContext,
+  pieces: readonly Piece[],
+  gpus: number,
+  margin: number,
+): boolean {
+  return spreadLargestFirst(pieces, gpus).every((b) => {
+    const f = flagsFor(ctx, b);
+    return f !== undefined && estimateServes(ctx, f.estimate, margin);
+  });
+}
+
+/** Fewest GPUs the estimate says serve this group, with a margin, when spread largest-first. */
 function estimatedGpus(ctx: PlacementContext, pieces: readonly Piece[], from: number): number {
-  for (let k = from; k < pieces.length; k++) {
-    const bins = spreadLargestFirst(pieces, k);
-    if (
-      bins.every((b) => {
-        const f = flagsFor(ctx, b);
-        return f !== undefined && estimateServes(ctx, f.estimate, 0.02);
-      })
-    )
-      return k;
-  }
+  for (let k = from; k < pieces.length; k++) if (estimatedToServe(ctx, pieces, k, 0.02)) return k;
   return pieces.length;
 }
 
 /**
+ * The estimate's completion is within about 0.01-0.05 of the twin's, mostly above it: one GPU
+ * fewer is worth a twin probe only when the estimate does not rule it out by more than this.
+ */
+const PROBE_BELOW_ESTIMATE = 0.01;
+
+/**
  * One rank group on the fewest GPUs the twin accepts: start at the estimate, then step down while
- * ten-minute twin probes still serve every GPU, or up until they do.
+ * one-hour twin probes still serve every GPU (and the estimate leaves a chance they might), or up
+ * until they do.
  */
 async function packGroup(ctx: PlacementContext, pieces: readonly Piece[]): Promise<Piece[][]> {
   const distinct = new Set(pieces.map((p) => p.id)).size;
@@ -134,13 +144,14 @@ async function packGroup(ctx: PlacementContext, pieces: readonly Piece[]): Promi
   const probe = async (gpus: number) => {
     let ok = tried.get(gpus);
     if (ok === undefined) {
-      ok = allServe(await judgeAll(ctx, spreadLargestFirst(pieces, gpus), PROBE_SECONDS));
+      ok = allServe(await judgeAll(ctx, spreadLargestFirst(pieces, gpus), VERIFY_SECONDS));
       tried.set(gpus, ok);
     }
     return ok;
   };
+  const worthProbing = (gpus: number) => estimatedToServe(ctx, pieces, gpus, -PROBE_BELOW_ESTIMATE);
   if (await probe(k)) {
-    while (k > lower && (await probe(k - 1))) k--;
+    while (k > lower && worthProbing(k - 1) && (await probe(k - 1))) k--;
   } else {
     // Step up geometrically, then back down to the first count that serves.
     let step = 1;
@@ -197,7 +208,7 @@ async function consolidate(ctx: PlacementContext, bins: Piece[][]): Promise<Piec
     const verdicts = await judgeAll(
       ctx,
       [...touched].map((i) => others[i]!),
-      PROBE_SECONDS,
+      VERIFY_SECONDS,
     );
     if (!allServe(verdicts)) break;
     current = others;
@@ -292,9 +303,11 @@ export async function placeLoraplan(
     const rank = maxLoraRankFor(ctx.profile, [piece.rank]);
     groups.set(rank, [...(groups.get(rank) ?? []), piece]);
   }
-  const bins: Piece[][] = [];
-  for (const rank of [...groups.keys()].sort((a, b) => b - a))
-    bins.push(...(await packGroup(ctx, groups.get(rank)!)));
+  // Groups pack at once: each probe round of one group is a few simulations, together they fill
+  // the pool.
+  const ranks = [...groups.keys()].sort((a, b) => b - a);
+  const packed = await Promise.all(ranks.map((rank) => packGroup(ctx, groups.get(rank)!)));
+  const bins: Piece[][] = packed.flat();
   let merged = await consolidate(ctx, bins);
   const unplaced: Unplaced[] = [];
   if (options.gpuBudget !== undefined && merged.length > options.gpuBudget) {

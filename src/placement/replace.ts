@@ -1,7 +1,7 @@
 import { maxLoraRankFor } from '../search/index.js';
 import {
   MAX_ADAPTERS_PER_GPU,
-  PROBE_SECONDS,
+  VERIFY_SECONDS,
   offeredOf,
   judgePieces,
   type CatalogAdapter,
@@ -89,7 +89,7 @@ export async function replace(
 
   const probe = async (indices: number[]) => {
     const verdicts = await mapLimited(indices, PLACEMENT_CONCURRENCY, (i) =>
-      judgePieces(ctx, bins[i]!, PROBE_SECONDS),
+      judgePieces(ctx, bins[i]!, VERIFY_SECONDS),
     );
     return indices.filter((_, k) => !verdicts[k]?.serves);
   };

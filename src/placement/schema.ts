@@ -111,7 +111,7 @@ export const placementGpuSchema = z.object({
     })
     .meta({
       description:
-        "How much all this GPU's rates can grow before it stops serving: the twin serves it at +percentAtLeast% and not at +percentBelow% (null: not probed that far). Ten-minute twin probes.",
+        "How much all this GPU's rates can grow before it stops serving, checked by one one-hour twin run at the largest growth the closed-form estimate allows (5% steps): served there, percentAtLeast is that growth and percentBelow null; not served, percentAtLeast is 0 and percentBelow that growth.",
     }),
 });
 
