@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
 import { renderSvg } from '../charts/svg.js';
@@ -16,21 +16,29 @@ import {
   type BaselinePlacement,
 } from '../placement/baselines.js';
 import { lengthsFor } from '../placement/estimate.js';
-import { VERIFY_SECONDS, judgeGpu, type PlacementContext } from '../placement/gpu.js';
-import { PLACEMENT_CONCURRENCY, mapLimited } from '../placement/loraplan.js';
+import {
+  VERIFY_SECONDS,
+  judgeGpu,
+  type CatalogAdapter,
+  type PlacementContext,
+} from '../placement/gpu.js';
+import { PLACEMENT_CONCURRENCY, mapLimited, piecesOf } from '../placement/loraplan.js';
 import { placeCatalog, placementRequestSchema, zipfCatalog } from '../placement/index.js';
 import { vllmStarts } from '../twin/index.js';
+import { seededStream } from '../twin/random.js';
 
 /**
  * npm run bench:placement: loraplan against the four baselines on heavy-tailed catalogs of 200 to
  * 10,000 adapters, both profiles; every GPU of every answer judged by a one-hour twin run. Writes
- * docs/placement-bench.md (the table) and docs/placement-gpus.svg (GPUs against catalog size).
+ * docs/placement/bench.md (the table), bench.json and gpus.svg (GPUs against catalog size).
  * `--sizes 200,1000` and `--profiles` narrow it.
  */
 const PROFILES = ['h100-64gb/llama-3.1-8b-instruct', 'h100-64gb/qwen-2.5-7b-instruct'];
 const SIZES = [200, 1000, 5000, 10000];
 /** Mean requests/s per adapter: 200 adapters fill about two GPUs, 10,000 about a hundred. */
 const MEAN_RATE = 0.2;
+/** Catalogs re-placed after a traffic shift (each costs about two more placements). */
+const REPLACE_SIZES = [1000, 5000];
 
 interface Row {
   profile: string;
@@ -69,9 +77,42 @@ async function judgeBaseline(
   };
 }
 
+/**
+ * The catalog with each adapter hotter than half a GPU split into its replicas (as loraplan
+ * splits it), each replica an entry of its own: what a baseline without replication needs.
+ */
+function replicaCatalog(ctx: PlacementContext, catalog: readonly CatalogAdapter[]) {
+  const count = new Map<string, number>();
+  return piecesOf(ctx, catalog).map((p) => {
+    const k = count.get(p.id) ?? 0;
+    count.set(p.id, k + 1);
+    return { id: p.weight < 1 ? `${p.id}#${k}` : p.id, rate: p.rate, rank: p.rank };
+  });
+}
+
+/** 20% of the adapters (every fifth, by seeded draw) change rate by a factor in [0.5, 1.5]. */
+function shifted(catalog: readonly CatalogAdapter[], seed: number): CatalogAdapter[] {
+  const source = seededStream(seed, 11);
+  return catalog.map((a) =>
+    source.next() < 0.2 ? { ...a, rate: a.rate * (0.5 + source.next()) } : a,
+  );
+}
+
+interface MoveRow {
+  profile: string;
+  adapters: number;
+  changed: number;
+  moved: number;
+  gpus: number;
+  freshGpus: number;
+  seconds: number;
+}
+
 async function main() {
   const sizes = arg('--sizes')?.split(',').map(Number) ?? SIZES;
   const profiles = arg('--profiles')?.split(',') ?? PROFILES;
+  const replaceSizes = arg('--replace-sizes')?.split(',').map(Number) ?? REPLACE_SIZES;
+  const moves: MoveRow[] = [];
   const pool = new SimulationPool({});
   const rows: Row[] = [];
   const now = () => performance.now();
@@ -124,16 +165,24 @@ async function main() {
           answer.lowerBound.bestGpuByRank.map((b) => [b.maxLoraRank, b.throughputTokensPerSecond]),
         );
         const highest = Math.max(...operatingPoints.keys());
+        const replicas = replicaCatalog(ctx, catalog);
         for (const method of BASELINES) {
           const t1 = now();
-          const placement =
+          const run = (c: CatalogAdapter[]) =>
             method === 'published-greedy'
-              ? publishedGreedy(ctx, catalog)
+              ? publishedGreedy(ctx, c)
               : method === 'loraserve'
-                ? loraServe(ctx, catalog, operatingPoints)
+                ? loraServe(ctx, c, operatingPoints)
                 : method === 'ffd-rate'
-                  ? firstFitDecreasing(ctx, catalog, operatingPoints.get(highest)!)
-                  : roundRobin(ctx, catalog, lowerBound);
+                  ? firstFitDecreasing(ctx, c, operatingPoints.get(highest)!)
+                  : roundRobin(ctx, c, lowerBound);
+          let placement = run(catalog);
+          let note = '';
+          if (placement.failure) {
+            // Without replicas it cannot place the catalog at all: give it loraplan's replicas.
+            note = `raw catalog: ${placement.failure}; shown on loraplan's replicas`;
+            placement = run(replicas);
+          }
           const algorithmSeconds = (now() - t1) / 1000;
           const t2 = now();
           const judged = await judgeBaseline(ctx, placement);
@@ -148,7 +197,29 @@ async function main() {
             offeredTokensPerSecond: offered * tokens,
             seconds: algorithmSeconds,
             verifySeconds: (now() - t2) / 1000,
-            note: placement.failure ?? '',
+            note: placement.failure ? `${note} (fails there too: ${placement.failure})` : note,
+          });
+        }
+        if (replaceSizes.includes(adapters)) {
+          const next = shifted(catalog, adapters);
+          const changed = next.filter((a, i) => a.rate !== catalog[i]!.rate).length;
+          const t3 = now();
+          const again = await placeCatalog(
+            placementRequestSchema.parse({
+              profile: profileId,
+              catalog: next,
+              current: answer.gpus.map((g) => ({ adapters: g.adapters })),
+            }),
+            { loadProfile, loadLatencyModel, simulate: (s, p, t) => simulate(s, p, t) },
+          );
+          moves.push({
+            profile: profileId,
+            adapters,
+            changed,
+            moved: again.moves!.moved,
+            gpus: again.totals.gpus,
+            freshGpus: again.moves!.freshGpus,
+            seconds: (now() - t3) / 1000,
           });
         }
         const mine = rows[rows.length - 1 - BASELINES.length]!;
@@ -174,12 +245,21 @@ async function main() {
         `| ${r.profile.split('/')[1]} | ${r.adapters} | ${r.method} | ${fmt(r.gpus)} | ${r.gpus === null ? '—' : (r.gpus / r.lowerBound).toFixed(2)} | ${fmt(r.starvingGpus)} | ${fmt(r.throughputTokensPerSecond)} (${r.throughputTokensPerSecond === null ? '—' : ((100 * r.throughputTokensPerSecond) / r.offeredTokensPerSecond).toFixed(1)}%) | ${r.seconds.toFixed(r.seconds < 1 ? 3 : 1)} | ${fmt(r.verifySeconds, 1)} | ${r.note} |`,
     ),
   ];
-  const out = join(PACKAGE_ROOT, 'docs');
+  const moveLines = [
+    '| profile | adapters | rates changed | adapters moved | GPUs after | GPUs, fresh placement | time s |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    ...moves.map(
+      (m) =>
+        `| ${m.profile.split('/')[1]} | ${m.adapters} | ${m.changed} | ${m.moved} (${((100 * m.moved) / m.adapters).toFixed(1)}%) | ${m.gpus} | ${m.freshGpus} | ${m.seconds.toFixed(1)} |`,
+    ),
+  ];
+  const out = join(PACKAGE_ROOT, 'docs', 'placement');
+  mkdirSync(out, { recursive: true });
   writeFileSync(
-    join(out, 'placement-bench.md'),
-    `<!-- written by npm run bench:placement on ${new Date().toISOString().slice(0, 10)} -->\n\n${lines.join('\n')}\n`,
+    join(out, 'bench.md'),
+    `<!-- written by npm run bench:placement on ${new Date().toISOString().slice(0, 10)} -->\n\n${lines.join('\n')}\n\nRe-placement after 20% of the rates change by a factor in [0.5, 1.5]:\n\n${moveLines.join('\n')}\n`,
   );
-  writeFileSync(join(out, 'placement-bench.json'), `${JSON.stringify(rows, null, 2)}\n`);
+  writeFileSync(join(out, 'bench.json'), `${JSON.stringify({ rows, moves }, null, 2)}\n`);
   const spec: TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     data: {
@@ -214,8 +294,8 @@ async function main() {
       },
     },
   };
-  writeFileSync(join(out, 'placement-gpus.svg'), await renderSvg(spec));
-  process.stdout.write(`${lines.join('\n')}\n`);
+  writeFileSync(join(out, 'gpus.svg'), await renderSvg(spec));
+  process.stdout.write(`${lines.join('\n')}\n\n${moveLines.join('\n')}\n`);
 }
 
 void main();

@@ -51,10 +51,13 @@ export async function replace(
     );
   }
   const anyCapacity = Math.max(1, ...capacityByRank.values());
+  // A rank the fresh placement has no GPU of: the nearest higher rank's (their slots are larger).
   const capacityOf = (pieces: readonly Piece[]) => {
     const rank = rankOf(pieces);
-    const known = [...capacityByRank].filter(([r]) => r >= rank).map(([, c]) => c);
-    return known.length > 0 ? Math.min(...known) : anyCapacity;
+    const exact = capacityByRank.get(rank);
+    if (exact !== undefined) return exact;
+    const higher = [...capacityByRank].filter(([r]) => r > rank).sort((a, b) => a[0] - b[0]);
+    return higher[0]?.[1] ?? anyCapacity;
   };
 
   // Current GPUs at the new rates; adapters no longer in the catalog drop out.
@@ -81,11 +84,23 @@ export async function replace(
     ctx,
     catalog.filter((a) => !weightSum.has(a.id)),
   );
-  const shedHottest = (bin: Piece[], limit: number) => {
-    bin.sort((a, b) => b.rate - a.rate);
-    while (bin.length > 1 && offeredOf(ctx, bin) > limit) queue.push(bin.shift()!);
+  /**
+   * Brings a GPU's load down to `limit` with the fewest moves: the smallest adapter that alone
+   * covers the excess, or else the largest ones below it until the excess is covered.
+   */
+  const shedTo = (bin: Piece[], limit: number) => {
+    const tokens = ctx.lengths.prompt + ctx.lengths.output;
+    let excess = offeredOf(ctx, bin) - limit;
+    while (excess > 0 && bin.length > 1) {
+      const byRate = [...bin].sort((a, b) => a.rate - b.rate);
+      const covering = byRate.find((p) => p.rate * tokens >= excess);
+      const pick = covering ?? byRate[byRate.length - 1]!;
+      bin.splice(bin.indexOf(pick), 1);
+      queue.push(pick);
+      excess -= pick.rate * tokens;
+    }
   };
-  for (const bin of bins) if (bin.length > 0) shedHottest(bin, capacityOf(bin));
+  for (const bin of bins) if (bin.length > 0) shedTo(bin, capacityOf(bin));
 
   const probe = async (indices: number[]) => {
     const verdicts = await mapLimited(indices, PLACEMENT_CONCURRENCY, (i) =>
@@ -94,13 +109,15 @@ export async function replace(
     return indices.filter((_, k) => !verdicts[k]?.serves);
   };
   const tokens = ctx.lengths.prompt + ctx.lengths.output;
-  const placeQueue = () => {
+  /** Queued pieces into the most room; `closed` GPUs take none (one being emptied). */
+  const placeQueue = (closed?: number) => {
     const touched = new Set<number>();
     for (const piece of queue.splice(0).sort((a, b) => b.rate - a.rate)) {
       let target = -1;
       let best = -Infinity;
       for (let i = 0; i < bins.length; i++) {
         const bin = bins[i]!;
+        if (i === closed || bin.length === 0) continue;
         if (bin.length >= MAX_ADAPTERS_PER_GPU || bin.some((p) => p.id === piece.id)) continue;
         const room = capacityOf([...bin, piece]) - offeredOf(ctx, bin) - piece.rate * tokens;
         if (room >= 0 && room > best) {
@@ -120,19 +137,40 @@ export async function replace(
 
   let suspects = await probe(bins.map((_, i) => i).filter((i) => bins[i]!.length > 0));
   for (let round = 0; round < 3 && (suspects.length > 0 || queue.length > 0); round++) {
-    for (const i of suspects) shedHottest(bins[i]!, 0.9 * offeredOf(ctx, bins[i]!));
+    for (const i of suspects) shedTo(bins[i]!, 0.9 * offeredOf(ctx, bins[i]!));
     const touched = new Set([...suspects, ...placeQueue()]);
     suspects = await probe([...touched].filter((i) => bins[i]!.length > 0));
   }
 
-  // At most one GPU beyond the fresh placement: empty the lightest into the others' room.
+  // At most one GPU beyond the fresh placement: merge the two lightest GPUs while the twin serves
+  // the merged one, then empty the lightest into the others' room.
   const limit = fresh.gpus.length + 1;
-  while (bins.filter((b) => b.length > 0).length > limit) {
+  const open = () => bins.map((b, i) => i).filter((i) => bins[i]!.length > 0);
+  while (open().length > limit) {
+    const [a, b] = open().sort((x, y) => offeredOf(ctx, bins[x]!) - offeredOf(ctx, bins[y]!));
+    const merged = [...bins[b!]!];
+    for (const p of bins[a!]!) {
+      const same = merged.find((q) => q.id === p.id);
+      if (same)
+        merged[merged.indexOf(same)] = {
+          ...same,
+          rate: same.rate + p.rate,
+          weight: same.weight + p.weight,
+        };
+      else merged.push(p);
+    }
+    if (merged.length > MAX_ADAPTERS_PER_GPU || offeredOf(ctx, merged) > capacityOf(merged)) break;
+    const verdict = await judgePieces(ctx, merged, VERIFY_SECONDS);
+    if (!verdict?.serves) break;
+    bins[b!] = merged;
+    bins[a!] = [];
+  }
+  while (open().length > limit) {
     const loads = bins.map((b, i) => ({ i, load: b.length > 0 ? offeredOf(ctx, b) : Infinity }));
     const lightest = loads.reduce((m, l) => (l.load < m.load ? l : m)).i;
     const saved = bins.map((b) => [...b]);
     queue.push(...bins[lightest]!.splice(0));
-    const touched = placeQueue();
+    const touched = placeQueue(lightest);
     if (
       touched.some((i) => i >= saved.length || saved[i]!.length === 0) ||
       (await probe(touched)).length > 0
