@@ -186,3 +186,49 @@ describe('the compiled CLI under repetition (what CI jobs run)', () => {
     expect(outcomes.filter((o) => o.status !== 0)).toEqual([]);
   }, 300_000);
 });
+
+describe('loraplan place', () => {
+  it('places a request log: rates from the log, ranks from --rank, one line per GPU', async () => {
+    const lines = ['timestamp,adapter_id,prompt_tokens,output_tokens'];
+    for (let i = 0; i < 400; i++)
+      lines.push(`${i * 0.5},${i % 3 === 0 ? 'hot' : `cold-${i % 7}`},200,100`);
+    const trace = file('requests.csv', `${lines.join('\n')}\n`);
+    const r = await run([
+      'place',
+      '--trace',
+      trace,
+      '--profile',
+      'h100-64gb/qwen-2.5-7b-instruct',
+      '--rank',
+      '16',
+      '--json',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const answer = JSON.parse(r.stdout) as {
+      gpus: Array<{ adapters: Array<{ id: string; rate: number }> }>;
+      unplaced: unknown[];
+    };
+    const hot = answer.gpus.flatMap((g) => g.adapters).filter((a) => a.id === 'hot');
+    // 134 of 400 requests over 199.5 s.
+    expect(hot.reduce((s, a) => s + a.rate, 0)).toBeCloseTo(134 / 199.5, 9);
+    expect(answer.unplaced).toEqual([]);
+  }, 120_000);
+
+  it('names the line of a request log it cannot read, exit 2', async () => {
+    const trace = file('bad.csv', '0,a\n1,b\nnot-a-time,c\n');
+    const r = await run([
+      'place',
+      '--trace',
+      trace,
+      '--profile',
+      'h100-64gb/qwen-2.5-7b-instruct',
+      '--rank',
+      '8',
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      'loraplan place: line 3: "not-a-time" is not a timestamp (seconds or ISO 8601)\n',
+    );
+  });
+});

@@ -20,7 +20,12 @@ let validate2xx: (method: string, path: string, status: number, body: unknown) =
 
 beforeAll(async () => {
   // A short time limit: a generated body that asks for a long search gets its 503 quickly.
-  core = new ServiceCore({ db: openDatabase(':memory:'), threads: 2, requestTimeoutMs: 3000 });
+  core = new ServiceCore({
+    db: openDatabase(':memory:'),
+    threads: 2,
+    requestTimeoutMs: 3000,
+    placementTimeoutMs: 3000,
+  });
   app = await buildApp({ core, rateLimitPerMinute: 10_000_000 });
   await app.ready();
   const doc = app.swagger() as { paths: Record<string, Record<string, unknown>> };
@@ -177,7 +182,84 @@ const validBodies: Record<string, fc.Arbitrary<unknown>> = {
     })),
 };
 
+/** Placement bodies: small catalogs from a few rates (cache-friendly), and broken ones. */
+const placementValid = fc
+  .record({
+    adapters: fc.array(
+      fc.record({
+        rate: fc.constantFrom(0, 0.05, 0.5, 2),
+        rank: fc.constantFrom(8, 16, 64),
+      }),
+      { minLength: 1, maxLength: 3 },
+    ),
+    objective: fc.constantFrom(undefined, 'paper', 'stable'),
+    gpuBudget: fc.constantFrom(undefined, 1, 2),
+  })
+  .map((v) => ({
+    profile: LLAMA,
+    catalog: v.adapters.map((a, i) => ({ id: `a${i}`, ...a })),
+    ...(v.objective ? { objective: v.objective } : {}),
+    ...(v.gpuBudget ? { gpuBudget: v.gpuBudget } : {}),
+  }));
+const placementNearValid = fc.record(
+  {
+    profile: fc.oneof(fc.constant(LLAMA), fc.string()),
+    catalog: fc.oneof(
+      fc.array(
+        fc.record(
+          {
+            id: fc.oneof(fc.constantFrom('a', 'b', ''), fc.string()),
+            rate: fc.oneof(number, fc.constant(0.1)),
+            rank: fc.oneof(number, fc.constantFrom(8, 1024, 7)),
+          },
+          { requiredKeys: [] },
+        ),
+        { maxLength: 4 },
+      ),
+      fc.anything(),
+    ),
+    gpuBudget: number,
+    current: fc.oneof(
+      fc.array(fc.record({ adapters: fc.array(fc.constantFrom('a', 'b', 'zz')) }), {
+        maxLength: 2,
+      }),
+      fc.anything(),
+    ),
+    starvationThreshold: number,
+  },
+  { requiredKeys: ['profile', 'catalog'] },
+);
+
 describe('fuzzed POST bodies', () => {
+  it(`${Math.min(BODIES, 1000)} bodies to /v1/placement: no 5xx but 503, problems well formed, 2xx on schema`, async () => {
+    const body = fc.oneof(
+      { arbitrary: placementValid, weight: 2 },
+      { arbitrary: placementNearValid, weight: 2 },
+      { arbitrary: fc.jsonValue(), weight: 1 },
+    );
+    let answered = 0;
+    await fc.assert(
+      fc.asyncProperty(body, async (payload) => {
+        const res = await app.inject({
+          method: 'POST',
+          url: '/v1/placement',
+          payload: JSON.stringify(payload),
+          headers: { 'content-type': 'application/json' },
+        });
+        const what = `${res.statusCode}: ${res.body.slice(0, 300)} for ${JSON.stringify(payload).slice(0, 300)}`;
+        if (res.statusCode >= 500 && res.statusCode !== 503) throw new Error(what);
+        if (res.statusCode >= 400) problemSchema.parse(res.json());
+        else {
+          answered++;
+          const error = validate2xx('post', '/v1/placement', res.statusCode, res.json());
+          if (error) throw new Error(`off-schema 2xx (${error}): ${what}`);
+        }
+      }),
+      { numRuns: Math.min(BODIES, 1000), seed: 4 },
+    );
+    expect(answered).toBeGreaterThan(Math.min(BODIES, 1000) / 5);
+  }, 1_800_000);
+
   it.each([
     ['/v1/simulate', 1],
     ['/v1/recommend', 2],

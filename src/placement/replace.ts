@@ -1,6 +1,7 @@
-import { maxLoraRankFor } from '../search/index.js';
 import {
   MAX_ADAPTERS_PER_GPU,
+  estimateServes,
+  flagsFor,
   VERIFY_SECONDS,
   offeredOf,
   judgePieces,
@@ -18,16 +19,20 @@ import {
   type PlanOutcome,
 } from './loraplan.js';
 
+/** The estimate's completion is a little optimistic: room is counted this far under the rule. */
+const CAPACITY_MARGIN = 0.02;
+
 /** The placement running now: per GPU, adapter ids with their traffic weights (1 when whole). */
 export type CurrentPlacement = ReadonlyArray<ReadonlyArray<{ id: string; weight: number }>>;
 
 /**
  * Re-placement after traffic shifts, moving few adapters: each current GPU keeps its adapters at
- * their new rates; a GPU now over what the fresh placement loads a GPU of its rank with sheds its
- * hottest adapters first (the fewest moves for the load), and the ten-minute twin probe sheds more
- * where it still fails. Shed and new adapters go where the most room is, then onto new GPUs. While
- * the answer uses more than one GPU beyond the fresh placement, the lightest GPU is emptied into
- * the others' room. Every GPU is then verified and repaired as in a fresh placement.
+ * their new rates; a GPU now over what the closed-form estimate says it serves sheds the fewest
+ * adapters that cover its excess, and the twin probe sheds more where it still fails. Shed and new
+ * adapters go where the most room is, then onto new GPUs. While the answer uses more than one GPU
+ * beyond the fresh placement, the two lightest GPUs merge (if the twin serves the result) or the
+ * lightest is emptied into the others' room. Every GPU is then verified and repaired as in a
+ * fresh placement.
  */
 export async function replace(
   ctx: PlacementContext,
@@ -36,28 +41,35 @@ export async function replace(
   fresh: PlanOutcome,
 ): Promise<PlanOutcome> {
   const byId = new Map(catalog.map((a) => [a.id, a]));
-  const rankOf = (pieces: readonly Piece[]) =>
-    maxLoraRankFor(
-      ctx.profile,
-      pieces.map((p) => p.rank),
-    );
-  // What the twin verified one GPU of each max rank carries in the fresh placement.
-  const capacityByRank = new Map<number, number>();
-  for (const g of fresh.gpus) {
-    const rank = g.verdict.flags.maxLoraRank;
-    capacityByRank.set(
-      rank,
-      Math.max(capacityByRank.get(rank) ?? 0, g.verdict.point.offeredTokensPerSecond),
-    );
-  }
-  const anyCapacity = Math.max(1, ...capacityByRank.values());
-  // A rank the fresh placement has no GPU of: the nearest higher rank's (their slots are larger).
-  const capacityOf = (pieces: readonly Piece[]) => {
-    const rank = rankOf(pieces);
-    const exact = capacityByRank.get(rank);
-    if (exact !== undefined) return exact;
-    const higher = [...capacityByRank].filter(([r]) => r > rank).sort((a, b) => a[0] - b[0]);
-    return higher[0]?.[1] ?? anyCapacity;
+  /**
+   * The most load a GPU holding these adapters serves by the closed-form estimate (its mix scaled
+   * up or down, slots re-chosen), a little under the rule: where adapters may go without a move
+   * the twin would undo. The twin's probes judge the result.
+   */
+  const capacityCache = new Map<Piece[], { length: number; load: number; capacity: number }>();
+  const estimatedCapacity = (pieces: readonly Piece[]) => {
+    const load = offeredOf(ctx, pieces);
+    if (load <= 0) return Infinity;
+    let lo = 0;
+    let hi = 4;
+    for (let i = 0; i < 12; i++) {
+      const m = (lo + hi) / 2;
+      const f = flagsFor(
+        ctx,
+        pieces.map((p) => ({ ...p, rate: p.rate * m })),
+      );
+      if (f && estimateServes(ctx, f.estimate, CAPACITY_MARGIN)) lo = m;
+      else hi = m;
+    }
+    return load * lo;
+  };
+  const capacityOf = (bin: Piece[]) => {
+    const load = offeredOf(ctx, bin);
+    const hit = capacityCache.get(bin);
+    if (hit && hit.length === bin.length && hit.load === load) return hit.capacity;
+    const capacity = estimatedCapacity(bin);
+    capacityCache.set(bin, { length: bin.length, load, capacity });
+    return capacity;
   };
 
   // Current GPUs at the new rates; adapters no longer in the catalog drop out.
@@ -119,7 +131,7 @@ export async function replace(
         const bin = bins[i]!;
         if (i === closed || bin.length === 0) continue;
         if (bin.length >= MAX_ADAPTERS_PER_GPU || bin.some((p) => p.id === piece.id)) continue;
-        const room = capacityOf([...bin, piece]) - offeredOf(ctx, bin) - piece.rate * tokens;
+        const room = capacityOf(bin) - offeredOf(ctx, bin) - piece.rate * tokens;
         if (room >= 0 && room > best) {
           best = room;
           target = i;
@@ -159,7 +171,8 @@ export async function replace(
         };
       else merged.push(p);
     }
-    if (merged.length > MAX_ADAPTERS_PER_GPU || offeredOf(ctx, merged) > capacityOf(merged)) break;
+    if (merged.length > MAX_ADAPTERS_PER_GPU || estimatedCapacity(merged) < offeredOf(ctx, merged))
+      break;
     const verdict = await judgePieces(ctx, merged, VERIFY_SECONDS);
     if (!verdict?.serves) break;
     bins[b!] = merged;
