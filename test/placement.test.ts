@@ -133,6 +133,23 @@ describe('hot adapters and budgets', () => {
   }, 120_000);
 });
 
+describe('objectives', () => {
+  it('under objective stable, every GPU completes 99% with a queue that does not grow', async () => {
+    const catalog = zipfCatalog({ adapters: 60, meanRate: 0.25, seed: 3 });
+    const paper = await place({ profile: QWEN, catalog });
+    const stable = await place({ profile: QWEN, catalog, objective: 'stable' });
+    for (const g of stable.gpus) {
+      expect(g.stable).toBe(true);
+      expect(g.completionRatio).toBeGreaterThanOrEqual(0.99);
+    }
+    expect(stable.gpus.length).toBeGreaterThanOrEqual(paper.gpus.length);
+    expectAccounted(
+      stable,
+      catalog.map((a) => a.id),
+    );
+  }, 120_000);
+});
+
 describe('placement inputs', () => {
   it('rejects non-finite or negative rates and duplicate ids, naming the entries', () => {
     const bad = placementRequestSchema.safeParse({
