@@ -106,6 +106,35 @@ export function estimateServes(ctx: PlacementContext, estimate: GpuEstimate, mar
   return estimate.throughputTokensPerSecond >= (need + margin) * estimate.offeredTokensPerSecond;
 }
 
+/** The estimate's completion is a little optimistic: room is counted this far under the rule. */
+export const CAPACITY_MARGIN = 0.02;
+
+/**
+ * The most load a GPU holding these adapters serves by the closed-form estimate: their rates
+ * scaled together (slots re-chosen at each scale) until the estimate stops serving them, `margin`
+ * under the rule. Infinity for adapters that send nothing.
+ */
+export function capacityEstimate(
+  ctx: PlacementContext,
+  pieces: readonly Piece[],
+  margin: number,
+): number {
+  const load = offeredOf(ctx, pieces);
+  if (load <= 0) return Infinity;
+  let lo = 0;
+  let hi = 4;
+  for (let i = 0; i < 12; i++) {
+    const m = (lo + hi) / 2;
+    const f = flagsFor(
+      ctx,
+      pieces.map((p) => ({ ...p, rate: p.rate * m })),
+    );
+    if (f && estimateServes(ctx, f.estimate, margin)) lo = m;
+    else hi = m;
+  }
+  return load * lo;
+}
+
 export interface GpuVerdict {
   flags: GpuFlags;
   point: EvaluatedPoint;

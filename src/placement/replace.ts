@@ -1,7 +1,7 @@
 import {
   MAX_ADAPTERS_PER_GPU,
-  estimateServes,
-  flagsFor,
+  CAPACITY_MARGIN,
+  capacityEstimate,
   VERIFY_SECONDS,
   offeredOf,
   judgePieces,
@@ -18,9 +18,6 @@ import {
   verifyAndRepair,
   type PlanOutcome,
 } from './loraplan.js';
-
-/** The estimate's completion is a little optimistic: room is counted this far under the rule. */
-const CAPACITY_MARGIN = 0.02;
 
 /** The placement running now: per GPU, adapter ids with their traffic weights (1 when whole). */
 export type CurrentPlacement = ReadonlyArray<ReadonlyArray<{ id: string; weight: number }>>;
@@ -47,22 +44,8 @@ export async function replace(
    * the twin would undo. The twin's probes judge the result.
    */
   const capacityCache = new Map<Piece[], { length: number; load: number; capacity: number }>();
-  const estimatedCapacity = (pieces: readonly Piece[]) => {
-    const load = offeredOf(ctx, pieces);
-    if (load <= 0) return Infinity;
-    let lo = 0;
-    let hi = 4;
-    for (let i = 0; i < 12; i++) {
-      const m = (lo + hi) / 2;
-      const f = flagsFor(
-        ctx,
-        pieces.map((p) => ({ ...p, rate: p.rate * m })),
-      );
-      if (f && estimateServes(ctx, f.estimate, CAPACITY_MARGIN)) lo = m;
-      else hi = m;
-    }
-    return load * lo;
-  };
+  const estimatedCapacity = (pieces: readonly Piece[]) =>
+    capacityEstimate(ctx, pieces, CAPACITY_MARGIN);
   const capacityOf = (bin: Piece[]) => {
     const load = offeredOf(ctx, bin);
     const hit = capacityCache.get(bin);
