@@ -22,7 +22,10 @@ RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
 EXPOSE 8080
+# A worker serves no HTTP: the check passes for it (its liveness is its Redis connection).
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-# The same start command as `npm start`, without npm in the process tree (signals reach node).
-CMD ["node", "bin/loraplan.js", "serve"]
+  CMD node -e "if(process.env.LORAPLAN_ROLE==='worker')process.exit(0);fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# `serve` (the default: the same command as `npm start`) or `worker` (runs queued twin jobs; set
+# LORAPLAN_REDIS_URL). No npm in the process tree, so signals reach node.
+ENTRYPOINT ["node", "bin/loraplan.js"]
+CMD ["serve"]

@@ -7,6 +7,7 @@ import { recommendCommand } from './recommend.js';
 import { serveCommand } from './serve.js';
 import { checkCommand } from './check.js';
 import { placeCommand } from './place.js';
+import { workerCommand } from './worker.js';
 
 /** A command's exit code; errors a user can fix exit 2 with a one-line message, never a stack. */
 type Command = (argv: string[]) => Promise<number>;
@@ -25,6 +26,10 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
     run: placeCommand,
     summary:
       'place an adapter catalog on GPUs (--file P.json, or --trace requests.csv --profile P --rank R)',
+  },
+  worker: {
+    run: workerCommand,
+    summary: 'run queued twin simulations from Redis (--redis URL --concurrency N)',
   },
   simulate: {
     run: simulateCommand,

@@ -62,12 +62,41 @@ export class ServiceMetrics {
         this.set(core.cache.stats.cancelled);
       },
     });
+    // The queue's own counts (every instance's jobs, with the queue backend); the in-process
+    // pool knows only its depth.
+    const stats = () => core.runner.stats().catch(() => undefined);
     new Gauge({
       name: 'loraplan_twin_queue_depth',
       help: 'Twin tasks waiting for a worker',
       registers,
-      collect() {
-        this.set(core.pool.queueSize);
+      async collect() {
+        this.set((await stats())?.waiting ?? core.runner.queueSize);
+      },
+    });
+    new Gauge({
+      name: 'loraplan_twin_jobs_active',
+      help: 'Twin jobs running on workers (queue backend)',
+      registers,
+      async collect() {
+        this.set((await stats())?.active ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'loraplan_twin_jobs_failed',
+      help: 'Twin jobs that failed on every attempt and are still kept (queue backend)',
+      registers,
+      async collect() {
+        this.set((await stats())?.failed ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'loraplan_twin_worker_jobs_completed_total',
+      help: 'Twin jobs each worker completed (queue backend; rate() gives its throughput)',
+      labelNames: ['worker'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const w of (await stats())?.workers ?? []) this.set({ worker: w.name }, w.completed);
       },
     });
   }

@@ -6,6 +6,7 @@ import { UnknownProfileError } from '../profiles/store.js';
 import { NoServingConfigurationError } from '../recommend/index.js';
 import { InputError, type FieldIssue } from '../runtime/errors.js';
 import { SearchInputError } from '../search/index.js';
+import { QueueUnavailableError, TwinJobFailedError } from '../runtime/queue.js';
 import { PoolSaturatedError } from '../runtime/pool.js';
 import { ClientGoneError, ComputationTimeoutError } from '../service/core.js';
 import { BadCursorError } from '../storage/runs.js';
@@ -65,6 +66,7 @@ const KINDS = {
   internal: ['internal', 'Internal error', 500],
   unavailable: ['unavailable', 'Temporarily unavailable', 503],
   noModel: ['model-unavailable', 'No trained model', 503],
+  twinJobFailed: ['twin-job-failed', 'A twin job failed on every attempt', 502],
 } as const satisfies Record<string, readonly [string, string, number]>;
 
 /** Maps anything thrown while handling a request to a problem; never leaks a stack trace. */
@@ -99,7 +101,9 @@ export function toProblem(
   }
   if (error instanceof BadCursorError) return of('invalid', error.message);
   if (error instanceof NoServingConfigurationError) return of('noServing', error.message);
+  if (error instanceof TwinJobFailedError) return of('twinJobFailed', error.message);
   if (
+    error instanceof QueueUnavailableError ||
     error instanceof PoolSaturatedError ||
     error instanceof ComputationTimeoutError ||
     error instanceof ClientGoneError

@@ -1,4 +1,5 @@
 import { pino } from 'pino';
+import { QueueRunner } from '../runtime/queue.js';
 import { ServiceCore } from '../service/core.js';
 import { openDatabase } from '../storage/db.js';
 import { startRetention, type RetentionPolicy } from '../storage/runs.js';
@@ -12,6 +13,8 @@ export interface ServerConfig {
   threads?: number;
   requestTimeoutMs: number;
   placementTimeoutMs: number;
+  /** Set: simulations become BullMQ jobs on this Redis, run by `loraplan worker` processes. */
+  redisUrl?: string;
   maxQueue: number;
   rateLimitPerMinute: number;
   logLevel: string;
@@ -35,6 +38,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     ...(env.LORAPLAN_THREADS ? { threads: int('LORAPLAN_THREADS', 2) } : {}),
     requestTimeoutMs: int('LORAPLAN_REQUEST_TIMEOUT_MS', 60_000),
     placementTimeoutMs: int('LORAPLAN_PLACEMENT_TIMEOUT_MS', 300_000),
+    ...(env.LORAPLAN_REDIS_URL ? { redisUrl: env.LORAPLAN_REDIS_URL } : {}),
     maxQueue: int('LORAPLAN_MAX_QUEUE', 256),
     rateLimitPerMinute: int('LORAPLAN_RATE_LIMIT_PER_MINUTE', 6000),
     logLevel: env.LOG_LEVEL ?? 'info',
@@ -55,6 +59,7 @@ export async function startServer(config: ServerConfig) {
     maxQueue: config.maxQueue,
     requestTimeoutMs: config.requestTimeoutMs,
     placementTimeoutMs: config.placementTimeoutMs,
+    ...(config.redisUrl ? { runner: new QueueRunner(config.redisUrl) } : {}),
     ...(config.threads ? { threads: config.threads } : {}),
   });
   const app = await buildApp({ core, logger, rateLimitPerMinute: config.rateLimitPerMinute });

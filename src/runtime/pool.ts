@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import type { RunnerStats, TwinRunner } from './runner.js';
 import type { SimulateTask, SimulateTaskResult } from './simulate-worker.js';
 
 export interface PoolOptions {
@@ -21,7 +22,7 @@ export class PoolSaturatedError extends Error {
  * No thread starts until the first simulation is asked for: a command that needs none (the
  * forest's answer) never spawns one, so it never has to tear down a thread that is still loading.
  */
-export class SimulationPool {
+export class SimulationPool implements TwinRunner {
   private pool: Piscina<SimulateTask, SimulateTaskResult> | undefined;
   readonly threads: number;
   private readonly maxQueue: number;
@@ -63,6 +64,14 @@ export class SimulationPool {
     if (pool.queueSize >= this.maxQueue)
       return Promise.reject(new PoolSaturatedError(pool.queueSize));
     return pool.run(task, signal ? { signal } : {});
+  }
+
+  notReady(): Promise<string | undefined> {
+    return Promise.resolve(this.threads > 0 ? undefined : 'the worker pool has no threads');
+  }
+
+  stats(): Promise<RunnerStats> {
+    return Promise.resolve({ waiting: this.queueSize });
   }
 
   async close(): Promise<void> {

@@ -14,6 +14,7 @@ import {
   type RecommendResponse,
 } from '../recommend/index.js';
 import { SimulationPool } from '../runtime/pool.js';
+import type { TwinRunner } from '../runtime/runner.js';
 import { placeCatalog, type PlacementRequest, type PlacementResponse } from '../placement/index.js';
 import {
   assertFitsModelLen,
@@ -131,18 +132,21 @@ export interface CoreOptions {
   maxQueue?: number;
   /** Limit on one request's twin work, in ms. */
   requestTimeoutMs?: number;
+  /** Runs the simulations; default: an in-process pool of `threads` threads. */
+  runner?: TwinRunner;
   /** Limit on one placement's twin work, in ms: a large catalog takes minutes. */
   placementTimeoutMs?: number;
   now?: () => number;
 }
 
 /**
- * The service's business logic, apart from HTTP: runs the recommender, the twin and checks, with
- * a worker pool, a two-level simulation cache (LRU in memory, SQLite on disk) and a record of
+ * The service's business logic, apart from HTTP: runs the recommender, the twin, checks and
+ * placements, with a twin runner (worker pool or queue), a two-level simulation cache (LRU in memory, SQLite on disk) and a record of
  * every run. Routes only translate between HTTP and these methods.
  */
 export class ServiceCore {
-  readonly pool: SimulationPool;
+  /** Where simulations run: the in-process pool, or BullMQ jobs (src/runtime/runner.ts). */
+  readonly runner: TwinRunner;
   readonly cache: CachedSimulator;
   readonly runs: RunRepository;
   readonly requestTimeoutMs: number;
@@ -151,10 +155,12 @@ export class ServiceCore {
   twinRuns = 0;
 
   constructor(options: CoreOptions) {
-    this.pool = new SimulationPool({
-      ...(options.threads ? { threads: options.threads } : {}),
-      maxQueue: options.maxQueue ?? 256,
-    });
+    this.runner =
+      options.runner ??
+      new SimulationPool({
+        ...(options.threads ? { threads: options.threads } : {}),
+        maxQueue: options.maxQueue ?? 256,
+      });
     this.requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
     this.placementTimeoutMs = options.placementTimeoutMs ?? 300_000;
     this.now = options.now ?? (() => performance.now());
@@ -162,7 +168,7 @@ export class ServiceCore {
     this.cache = new CachedSimulator(
       (scenario, _profile, starvationThreshold, signal) => {
         this.twinRuns++;
-        return this.pool.run({ scenario, starvationThreshold }, signal);
+        return this.runner.run({ scenario, starvationThreshold }, signal);
       },
       { store: new SqliteSimulationStore(options.db) },
     );
@@ -530,6 +536,6 @@ export class ServiceCore {
   }
 
   async close(): Promise<void> {
-    await this.pool.close();
+    await this.runner.close();
   }
 }

@@ -27,9 +27,9 @@ export const operationsRoutes: FastifyPluginAsyncZod<{
     {
       schema: {
         tags: ['operations'],
-        summary: 'Readiness: database, profiles and worker pool',
+        summary: 'Readiness: database, profiles and twin workers',
         description:
-          'Ready when the database answers, profiles load and the worker pool has threads.',
+          'Ready when the database answers, profiles load and twin work can run: the worker pool has threads, or, with the queue backend (LORAPLAN_REDIS_URL), Redis answers and at least one `loraplan worker` is connected.',
         response: {
           200: z.object({ status: z.literal('ready'), profiles: z.number(), models: z.number() }),
           ...errorResponses(503),
@@ -40,8 +40,9 @@ export const operationsRoutes: FastifyPluginAsyncZod<{
       try {
         core.runs.count();
         const profiles = core.profiles().length;
-        if (core.pool.threads === 0 || profiles === 0)
-          throw new Error('no worker threads or no profiles');
+        if (profiles === 0) throw new Error('no profiles');
+        const why = await core.runner.notReady();
+        if (why) throw new Error(why);
         return { status: 'ready' as const, profiles, models: core.models().length };
       } catch (e) {
         throw problem(503, 'not-ready', 'Not ready', (e as Error).message);
@@ -56,7 +57,7 @@ export const operationsRoutes: FastifyPluginAsyncZod<{
         tags: ['operations'],
         summary: 'Prometheus metrics',
         description:
-          'Request counts and latencies, cache hits, twin runs, cancelled twin work, queue depth.',
+          'Request counts and latencies, cache hits, twin runs, cancelled twin work, queue depth; with the queue backend also active and failed jobs and jobs completed per worker.',
         response: { 200: z.string().describe('text/plain; version=0.0.4'), ...errorResponses() },
       },
     },

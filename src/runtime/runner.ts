@@ -1,0 +1,27 @@
+import type { SimulateTask, SimulateTaskResult } from './simulate-worker.js';
+
+/** The queue's state as /metrics shows it (the in-process pool has only a depth). */
+export interface RunnerStats {
+  waiting: number;
+  active?: number;
+  failed?: number;
+  /** Jobs each worker completed since it registered (queue backend only). */
+  workers?: Array<{ name: string; completed: number }>;
+}
+
+/**
+ * Where twin simulations run. Two backends: the in-process worker-thread pool (the default, no
+ * configuration) and BullMQ jobs on Redis (LORAPLAN_REDIS_URL), run by `loraplan worker`
+ * processes on any machine that reaches the Redis. Every caller (searches, placements, checks,
+ * dataset builds) submits through this one interface.
+ */
+export interface TwinRunner {
+  /** Runs one scenario; aborting `signal` drops it if still queued (or stops it, in-process). */
+  run(task: SimulateTask, signal?: AbortSignal): Promise<SimulateTaskResult>;
+  /** Tasks waiting for a worker, as the runner last knew it (cheap, synchronous). */
+  readonly queueSize: number;
+  /** Why it cannot run work now, or undefined when it can. */
+  notReady(): Promise<string | undefined>;
+  stats(): Promise<RunnerStats>;
+  close(): Promise<void>;
+}
