@@ -84,8 +84,11 @@ export class QueueRunner implements TwinRunner {
     this.eventsConnection.on('error', () => undefined);
     this.queue = new Queue(QUEUE_NAME, { connection: this.producer });
     this.queue.on('error', () => undefined);
+    // Every job in flight listens for the queue closing: a search has dozens at once.
+    this.queue.setMaxListeners(0);
     this.events = new QueueEvents(QUEUE_NAME, { connection: this.eventsConnection });
     this.events.on('error', () => undefined);
+    this.events.setMaxListeners(0);
     this.attempts = options.attempts ?? 3;
     this.backoffMs = options.backoffMs ?? 1000;
   }
