@@ -133,20 +133,40 @@ describe.skipIf(!hasRedis)('the queue backend on a real Redis', () => {
     });
     let completed = 0;
     worker.worker.on('completed', () => completed++);
-    const a = new QueueRunner(url);
-    const b = new QueueRunner(url);
+    // Two API instances, each with its own SQLite cache, on one Redis.
+    const instances = await Promise.all(
+      [0, 1].map(async () => {
+        const core = new ServiceCore({
+          db: openDatabase(':memory:'),
+          runner: new QueueRunner(url),
+        });
+        const app = await buildApp({ core });
+        await app.ready();
+        return { core, app };
+      }),
+    );
+    const simulate = (app: (typeof instances)[number]['app']) =>
+      app.inject({
+        method: 'POST',
+        url: '/v1/simulate',
+        payload: JSON.stringify(scenario(2)),
+        headers: { 'content-type': 'application/json' },
+      });
     try {
-      await Promise.all([a.started(), b.started()]);
-      const task: SimulateTask = { scenario: scenario(2), starvationThreshold: 0.1 };
-      const [ra, rb] = await Promise.all([a.run(task), b.run(task)]);
-      expect(withoutWallTime(ra)).toEqual(withoutWallTime(rb));
-      // A third asker later gets the stored result without another run.
-      const rc = await a.run(task);
-      expect(withoutWallTime(rc)).toEqual(withoutWallTime(ra));
+      const [a, b] = (await Promise.all(instances.map((i) => simulate(i.app)))) as [
+        Awaited<ReturnType<typeof simulate>>,
+        Awaited<ReturnType<typeof simulate>>,
+      ];
+      expect(a.statusCode).toBe(200);
+      expect(b.statusCode).toBe(200);
+      expect(withoutWallTime(a.json())).toEqual(withoutWallTime(b.json()));
       expect(completed).toBe(1);
+      expect(instances.map((i) => i.core.cache.stats.misses)).toEqual([1, 1]);
     } finally {
-      await a.close();
-      await b.close();
+      for (const i of instances) {
+        await i.app.close();
+        await i.core.close();
+      }
       await worker.close();
     }
   }, 60_000);
