@@ -209,6 +209,29 @@ describe.skipIf(!hasRedis)('the queue backend on a real Redis', () => {
     }
   }, 90_000);
 
+  it('drops a queued job when its only asker gives up (time limit or client gone)', async () => {
+    const runner = new QueueRunner(url);
+    const queue = new Queue(QUEUE_NAME, {
+      connection: new Redis(url, { maxRetriesPerRequest: null }),
+    });
+    try {
+      await runner.started();
+      // No worker: the job can only wait, until the request's limit fires.
+      await expect(
+        runner.run({ scenario: scenario(8), starvationThreshold: 0.1 }, AbortSignal.timeout(300)),
+      ).rejects.toThrow();
+      let waiting = -1;
+      for (let i = 0; i < 40 && waiting !== 0; i++) {
+        waiting = await queue.getWaitingCount();
+        if (waiting !== 0) await new Promise((r) => setTimeout(r, 25));
+      }
+      expect(waiting).toBe(0);
+    } finally {
+      await runner.close();
+      await queue.close();
+    }
+  }, 30_000);
+
   it('fails cleanly or completes when Redis restarts mid-run, never hangs', async () => {
     const runner = new QueueRunner(url);
     try {
