@@ -1,9 +1,8 @@
 // The queue backend against a real Redis (never a mock): each run starts its own redis-server on a
 // free loopback port with a temporary directory, and stops it. Without redis-server installed these
 // tests are skipped with one line saying why.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
@@ -14,11 +13,12 @@ import { buildApp } from '../src/http/app.js';
 import { ServiceCore } from '../src/service/core.js';
 import { openDatabase } from '../src/storage/db.js';
 import { SimulationPool } from '../src/runtime/pool.js';
+import { LocalRedis, hasRedisServer } from '../src/runtime/local-redis.js';
 import { QUEUE_NAME, QueueRunner, startQueueWorker } from '../src/runtime/queue.js';
 import type { SimulateTask } from '../src/runtime/simulate-worker.js';
 import { scenarioSchema, type Scenario } from '../src/twin/index.js';
 
-const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
+const hasRedis = hasRedisServer();
 if (!hasRedis)
   console.log(
     'queue tests skipped: redis-server is not installed (apt-get install -y redis-server)',
@@ -26,60 +26,10 @@ if (!hasRedis)
 
 const LLAMA = 'h100-64gb/llama-3.1-8b-instruct';
 const dir = mkdtempSync(join(tmpdir(), 'loraplan-redis-'));
-let port = 0;
+let redis: LocalRedis;
 let url = '';
-let redis: ChildProcess | undefined;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return typeof address === 'object' && address ? address.port : 0;
-}
-
-async function startRedis(): Promise<void> {
-  redis = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      dir,
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-    ],
-    { stdio: 'ignore' },
-  );
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
-  probe.on('error', () => undefined);
-  for (let i = 0; i < 100; i++) {
-    try {
-      await probe.connect();
-      await probe.ping();
-      probe.disconnect();
-      return;
-    } catch {
-      probe.disconnect();
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error('redis-server did not start');
-}
-
-async function stopRedis(): Promise<void> {
-  const r = redis;
-  redis = undefined;
-  if (!r || r.exitCode !== null) return;
-  await new Promise<void>((resolve) => {
-    r.once('exit', () => resolve());
-    r.kill('SIGKILL');
-  });
-}
+const stopRedis = () => redis.stop();
+const startRedis = () => redis.start();
 
 /** A small scenario; `load` scales its rates so that different tests use different jobs. */
 function scenario(load: number, durationSeconds = 300): Scenario {
@@ -96,12 +46,11 @@ const withoutWallTime = ({ wallTimeMs: _w, ...rest }: { wallTimeMs: number }) =>
 
 beforeAll(async () => {
   if (!hasRedis) return;
-  port = await freePort();
-  url = `redis://127.0.0.1:${port}`;
-  await startRedis();
+  redis = await LocalRedis.start(dir);
+  url = redis.url;
 }, 30_000);
 afterAll(async () => {
-  await stopRedis();
+  if (hasRedis) await stopRedis();
   rmSync(dir, { recursive: true, force: true });
 });
 

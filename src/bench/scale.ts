@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { buildRow } from '../model/dataset.js';
 import { PACKAGE_ROOT, loadProfile } from '../profiles/store.js';
 import { SimulationPool } from '../runtime/pool.js';
+import { LocalRedis } from '../runtime/local-redis.js';
 import { QueueRunner } from '../runtime/queue.js';
 import type { TwinRunner } from '../runtime/runner.js';
 import { DEFAULT_GRID, searchOptimum } from '../search/index.js';
@@ -27,14 +27,6 @@ const arg = (name: string) => {
   return i >= 0 ? process.argv[i + 1] : undefined;
 };
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return typeof address === 'object' && address ? address.port : 0;
-}
 
 async function until(check: () => Promise<boolean>, what: string) {
   for (let i = 0; i < 400; i++) {
@@ -95,29 +87,12 @@ async function measure(runner: TwinRunner, workloads: number): Promise<Timings> 
 async function main() {
   const workloads = Number(arg('--workloads') ?? 50);
   const dir = mkdtempSync(join(tmpdir(), 'loraplan-scale-'));
-  const port = await freePort();
-  const url = `redis://127.0.0.1:${port}`;
-  const redis = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      dir,
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-    ],
-    { stdio: 'ignore' },
-  );
+  const redis = await LocalRedis.start(dir);
+  const url = redis.url;
   const admin = new Redis(url, { maxRetriesPerRequest: null });
   admin.on('error', () => undefined);
   const rows: Array<{ backend: string } & Timings> = [];
   try {
-    await until(async () => (await admin.ping()) === 'PONG', 'redis-server');
     const pool = new SimulationPool();
     rows.push({
       backend: `in-process pool (${pool.threads} threads)`,
@@ -164,7 +139,7 @@ async function main() {
     }
   } finally {
     admin.disconnect();
-    redis.kill('SIGKILL');
+    await redis.stop();
     rmSync(dir, { recursive: true, force: true });
   }
   const base = rows[0]!;
