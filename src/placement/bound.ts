@@ -1,14 +1,14 @@
 import { LIMITS } from '../twin/index.js';
-import { maxLoraRankFor, scenarioFor, searchOptimum } from '../search/index.js';
+import { scenarioFor, searchOptimum } from '../search/index.js';
 import {
   MAX_ADAPTERS_PER_GPU,
   SEARCH_SECONDS,
   VERIFY_SECONDS,
   type CatalogAdapter,
-  type Piece,
+  requiredCompletion,
   type PlacementContext,
 } from './gpu.js';
-import { piecesOf } from './loraplan.js';
+import { byMaxLoraRank, piecesOf } from './loraplan.js';
 
 export interface LowerBound {
   /** No placement that serves the catalog uses fewer GPUs (as far as the twin can tell). */
@@ -42,11 +42,7 @@ export async function lowerBound(
 ): Promise<LowerBound> {
   const tokens = ctx.lengths.prompt + ctx.lengths.output;
   // Adapters hotter than half a GPU count as their replicas, as any placement must split them.
-  const groups = new Map<number, Piece[]>();
-  for (const piece of piecesOf(ctx, catalog)) {
-    const rank = maxLoraRankFor(ctx.profile, [piece.rank]);
-    groups.set(rank, [...(groups.get(rank) ?? []), piece]);
-  }
+  const groups = byMaxLoraRank(ctx, piecesOf(ctx, catalog));
   const ranks = [...groups.keys()].sort((a, b) => a - b);
   const best = await Promise.all(
     ranks.map(async (rank) => {
@@ -101,7 +97,7 @@ export async function lowerBound(
   );
   // A GPU that serves completes at least this share of its load (1 - threshold under the
   // published rule): that much of the catalog's load must be completed somewhere.
-  const completed = ctx.objective === 'stable' ? 0.99 : 1 - ctx.starvationThreshold;
+  const completed = requiredCompletion(ctx);
   let loadBound = 0;
   for (const b of best) {
     const offered = groups.get(b.maxLoraRank)!.reduce((s, a) => s + a.rate, 0) * tokens;

@@ -3,6 +3,7 @@ import {
   evaluatedPoint,
   maxLoraRankFor,
   servesObjective,
+  STABLE_COMPLETION,
   type EvaluatedPoint,
   type Objective,
   type PointSimulator,
@@ -102,9 +103,15 @@ export function flagsFor(
 
 /** The estimate's verdict, with the same completion rule the twin's verdict uses. */
 export function estimateServes(ctx: PlacementContext, estimate: GpuEstimate, margin = 0): boolean {
-  const need = ctx.objective === 'stable' ? 0.99 : 1 - ctx.starvationThreshold;
-  return estimate.throughputTokensPerSecond >= (need + margin) * estimate.offeredTokensPerSecond;
+  return (
+    estimate.throughputTokensPerSecond >=
+    (requiredCompletion(ctx) + margin) * estimate.offeredTokensPerSecond
+  );
 }
+
+/** The share of its load a GPU that serves completes at least, under the objective. */
+export const requiredCompletion = (ctx: PlacementContext) =>
+  ctx.objective === 'stable' ? STABLE_COMPLETION : 1 - ctx.starvationThreshold;
 
 /** The estimate's completion is a little optimistic: room is counted this far under the rule. */
 export const CAPACITY_MARGIN = 0.02;

@@ -16,10 +16,8 @@ import {
   PLACEMENT_CONCURRENCY,
   mapLimited,
   placeLoraplan,
-  settle,
-  unplacedOf,
+  withinBudget,
   type PlacedGpu,
-  type PlanOutcome,
 } from './loraplan.js';
 import { replace, type CurrentPlacement } from './replace.js';
 import type { PlacementRequest, PlacementResponse } from './schema.js';
@@ -59,32 +57,6 @@ function currentOf(request: PlacementRequest): CurrentPlacement | undefined {
       typeof a === 'string' ? { id: a, weight: 1 } : { id: a.id, weight: a.weight ?? 1 },
     ),
   );
-}
-
-/** Over budget: keep the most loaded GPUs, list what the others held as unplaced. */
-async function withinBudget(
-  ctx: PlacementContext,
-  plan: PlanOutcome,
-  budget: number | undefined,
-  catalog: ReadonlyMap<string, CatalogAdapter>,
-): Promise<PlanOutcome> {
-  if (budget === undefined || plan.gpus.length <= budget) return plan;
-  const order = [...plan.gpus].sort(
-    (a, b) => b.verdict.point.offeredTokensPerSecond - a.verdict.point.offeredTokensPerSecond,
-  );
-  const kept = order.slice(0, budget);
-  const keptIds = new Set(kept.flatMap((g) => g.pieces.map((p) => p.id)));
-  const dropped = order.slice(budget).flatMap((g) => g.pieces);
-  const unplaced = [
-    ...plan.unplaced,
-    ...unplacedOf(
-      dropped.filter((p) => !keptIds.has(p.id)),
-      catalog,
-      `the GPU budget of ${budget} is spent: serving this adapter needs more GPUs`,
-    ),
-  ];
-  const inOrder = plan.gpus.filter((g) => kept.includes(g));
-  return settle(ctx, inOrder, unplaced, catalog);
 }
 
 /**

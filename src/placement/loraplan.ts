@@ -93,6 +93,18 @@ export function piecesOf(ctx: PlacementContext, catalog: readonly CatalogAdapter
   return pieces;
 }
 
+/** Pieces grouped by the --max-lora-rank vLLM would be started with for them alone. */
+export function byMaxLoraRank(ctx: PlacementContext, pieces: readonly Piece[]) {
+  const groups = new Map<number, Piece[]>();
+  for (const piece of pieces) {
+    const rank = maxLoraRankFor(ctx.profile, [piece.rank]);
+    const group = groups.get(rank);
+    if (group) group.push(piece);
+    else groups.set(rank, [piece]);
+  }
+  return groups;
+}
+
 /** Every GPU's verdict from the twin; undefined where vLLM cannot start. */
 async function judgeAll(
   ctx: PlacementContext,
@@ -298,11 +310,7 @@ export async function placeLoraplan(
   options: { gpuBudget?: number } = {},
 ): Promise<PlanOutcome> {
   const byId = new Map(catalog.map((a) => [a.id, a]));
-  const groups = new Map<number, Piece[]>();
-  for (const piece of piecesOf(ctx, catalog)) {
-    const rank = maxLoraRankFor(ctx.profile, [piece.rank]);
-    groups.set(rank, [...(groups.get(rank) ?? []), piece]);
-  }
+  const groups = byMaxLoraRank(ctx, piecesOf(ctx, catalog));
   // Groups pack at once: each probe round of one group is a few simulations, together they fill
   // the pool.
   const ranks = [...groups.keys()].sort((a, b) => b - a);
@@ -323,38 +331,62 @@ export async function placeLoraplan(
       ...unplacedOf(
         dropped.filter((p) => !keptIds.has(p.id)),
         byId,
-        `the GPU budget of ${options.gpuBudget} is spent: serving this adapter needs more GPUs`,
+        budgetReason(options.gpuBudget),
       ),
     );
-    // A replicated adapter that lost some replicas keeps the rest, reweighted below.
+    // A replicated adapter that lost some replicas keeps the rest, reweighted by settle.
   }
   const { gpus, failed } = await verifyAndRepair(ctx, merged);
-  let final = gpus;
-  if (options.gpuBudget !== undefined && final.length > options.gpuBudget) {
-    // Repairs opened GPUs beyond the budget: give up the lightest.
-    const order = [...final].sort(
-      (a, b) => b.verdict.point.offeredTokensPerSecond - a.verdict.point.offeredTokensPerSecond,
-    );
-    final = order.slice(0, options.gpuBudget);
-    const dropped = order.slice(options.gpuBudget).flatMap((g) => g.pieces);
-    const keptIds = new Set(final.flatMap((g) => g.pieces.map((p) => p.id)));
-    unplaced.push(
-      ...unplacedOf(
-        dropped.filter((p) => !keptIds.has(p.id)),
-        byId,
-        `the GPU budget of ${options.gpuBudget} is spent: serving this adapter needs more GPUs`,
-      ),
-    );
-  }
-  const finalIds = new Set(final.flatMap((g) => g.pieces.map((p) => p.id)));
+  const placedIds = new Set(gpus.flatMap((g) => g.pieces.map((p) => p.id)));
   unplaced.push(
     ...unplacedOf(
-      failed.filter((p) => !finalIds.has(p.id)),
+      failed.filter((p) => !placedIds.has(p.id)),
       byId,
       'no GPU holding it passed the one-hour twin verification after repairs',
     ),
   );
-  return settle(ctx, final, unplaced, byId);
+  // Repairs may have opened GPUs beyond the budget.
+  return withinBudget(ctx, await settle(ctx, gpus, unplaced, byId), options.gpuBudget, byId);
+}
+
+const budgetReason = (budget: number) =>
+  `the GPU budget of ${budget} is spent: serving this adapter needs more GPUs`;
+
+/**
+ * Over budget: keep the most loaded verified GPUs (the budget serves as much traffic as it can),
+ * in their order; what only the others held is unplaced, and replicas left behind take their
+ * siblings' traffic (settle re-verifies them).
+ */
+export async function withinBudget(
+  ctx: PlacementContext,
+  plan: PlanOutcome,
+  budget: number | undefined,
+  catalog: ReadonlyMap<string, CatalogAdapter>,
+): Promise<PlanOutcome> {
+  if (budget === undefined || plan.gpus.length <= budget) return plan;
+  const kept = new Set(
+    [...plan.gpus]
+      .sort(
+        (a, b) => b.verdict.point.offeredTokensPerSecond - a.verdict.point.offeredTokensPerSecond,
+      )
+      .slice(0, budget),
+  );
+  const keptIds = new Set([...kept].flatMap((g) => g.pieces.map((p) => p.id)));
+  const dropped = plan.gpus.filter((g) => !kept.has(g)).flatMap((g) => g.pieces);
+  const unplaced = [
+    ...plan.unplaced,
+    ...unplacedOf(
+      dropped.filter((p) => !keptIds.has(p.id)),
+      catalog,
+      budgetReason(budget),
+    ),
+  ];
+  return settle(
+    ctx,
+    plan.gpus.filter((g) => kept.has(g)),
+    unplaced,
+    catalog,
+  );
 }
 
 /**
