@@ -4,7 +4,6 @@ import { SingleBar } from 'cli-progress';
 import { buildRow, datasetPath, readDataset } from '../model/dataset.js';
 import { loadProfile } from '../profiles/store.js';
 import { SimulationPool } from '../runtime/pool.js';
-import { QueueRunner } from '../runtime/queue.js';
 import type { TwinRunner } from '../runtime/runner.js';
 import { intOption, parseOptions, UsageError } from './options.js';
 
@@ -45,7 +44,9 @@ export async function datasetCommand(argv: string[]): Promise<number> {
     `${profile.id}: ${n - todo.length} of ${n} workloads already in ${out}, ${todo.length} to go\n`,
   );
 
-  const runner: TwinRunner = redisUrl ? new QueueRunner(redisUrl) : new SimulationPool();
+  const runner: TwinRunner = redisUrl
+    ? new (await import('../runtime/queue.js')).QueueRunner(redisUrl)
+    : new SimulationPool();
   const bar = process.stderr.isTTY
     ? new SingleBar({
         format:

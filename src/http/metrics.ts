@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RunnerStats } from '../runtime/runner.js';
 import type { ServiceCore } from '../service/core.js';
 
 /** Prometheus metrics of the service, on a registry of its own (tests build many apps). */
@@ -7,8 +8,10 @@ export class ServiceMetrics {
   readonly requests: Counter<'route' | 'method' | 'status'>;
   readonly latency: Histogram<'route' | 'method'>;
   readonly errors: Counter<'status'>;
+  /** The twin runner's counts as of the last render (undefined when they could not be read). */
+  private queueStats: RunnerStats | undefined;
 
-  constructor(core: ServiceCore) {
+  constructor(private readonly core: ServiceCore) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.requests = new Counter({
@@ -62,31 +65,31 @@ export class ServiceMetrics {
         this.set(core.cache.stats.cancelled);
       },
     });
-    // The queue's own counts (every instance's jobs, with the queue backend); the in-process
-    // pool knows only its depth.
-    const stats = () => core.runner.stats().catch(() => undefined);
+    // The queue's own counts (every instance's jobs, with the queue backend), fetched once per
+    // scrape by render(); the in-process pool knows only its depth.
+    const queue = () => this.queueStats;
     new Gauge({
       name: 'loraplan_twin_queue_depth',
       help: 'Twin tasks waiting for a worker',
       registers,
-      async collect() {
-        this.set((await stats())?.waiting ?? core.runner.queueSize);
+      collect() {
+        this.set(queue()?.waiting ?? core.runner.queueSize);
       },
     });
     new Gauge({
       name: 'loraplan_twin_jobs_active',
       help: 'Twin jobs running on workers (queue backend)',
       registers,
-      async collect() {
-        this.set((await stats())?.active ?? 0);
+      collect() {
+        this.set(queue()?.active ?? 0);
       },
     });
     new Gauge({
       name: 'loraplan_twin_jobs_failed',
       help: 'Twin jobs that failed on every attempt and are still kept (queue backend)',
       registers,
-      async collect() {
-        this.set((await stats())?.failed ?? 0);
+      collect() {
+        this.set(queue()?.failed ?? 0);
       },
     });
     new Gauge({
@@ -94,9 +97,9 @@ export class ServiceMetrics {
       help: 'Twin jobs each worker completed (queue backend; rate() gives its throughput)',
       labelNames: ['worker'],
       registers,
-      async collect() {
+      collect() {
         this.reset();
-        for (const w of (await stats())?.workers ?? []) this.set({ worker: w.name }, w.completed);
+        for (const w of queue()?.workers ?? []) this.set({ worker: w.name }, w.completed);
       },
     });
   }
@@ -110,7 +113,8 @@ export class ServiceMetrics {
     this.latency.observe({ route, method }, elapsedMs / 1000);
   }
 
-  render(): Promise<string> {
+  async render(): Promise<string> {
+    this.queueStats = await this.core.runner.stats().catch(() => undefined);
     return this.registry.metrics();
   }
 }

@@ -6,7 +6,7 @@ import { UnknownProfileError } from '../profiles/store.js';
 import { NoServingConfigurationError } from '../recommend/index.js';
 import { InputError, type FieldIssue } from '../runtime/errors.js';
 import { SearchInputError } from '../search/index.js';
-import { QueueUnavailableError, TwinJobFailedError } from '../runtime/queue.js';
+import { QueueUnavailableError, TwinJobFailedError } from '../runtime/runner.js';
 import { PoolSaturatedError } from '../runtime/pool.js';
 import { ClientGoneError, ComputationTimeoutError } from '../service/core.js';
 import { BadCursorError } from '../storage/runs.js';

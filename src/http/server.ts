@@ -1,5 +1,4 @@
 import { pino } from 'pino';
-import { QueueRunner } from '../runtime/queue.js';
 import { ServiceCore } from '../service/core.js';
 import { openDatabase } from '../storage/db.js';
 import { startRetention, type RetentionPolicy } from '../storage/runs.js';
@@ -59,7 +58,10 @@ export async function startServer(config: ServerConfig) {
     maxQueue: config.maxQueue,
     requestTimeoutMs: config.requestTimeoutMs,
     placementTimeoutMs: config.placementTimeoutMs,
-    ...(config.redisUrl ? { runner: new QueueRunner(config.redisUrl) } : {}),
+    // BullMQ loads only with the queue backend: start-up without it stays as it was.
+    ...(config.redisUrl
+      ? { runner: new (await import('../runtime/queue.js')).QueueRunner(config.redisUrl) }
+      : {}),
     ...(config.threads ? { threads: config.threads } : {}),
   });
   const app = await buildApp({ core, logger, rateLimitPerMinute: config.rateLimitPerMinute });

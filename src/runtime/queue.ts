@@ -4,28 +4,17 @@ import { Redis } from 'ioredis';
 import { loadProfile } from '../profiles/store.js';
 import { simulationKey } from '../search/cache.js';
 import { DEFAULT_STARVATION_THRESHOLD } from '../twin/index.js';
-import type { RunnerStats, TwinRunner } from './runner.js';
+import {
+  QueueUnavailableError,
+  TwinJobFailedError,
+  type RunnerStats,
+  type TwinRunner,
+} from './runner.js';
 import type { SimulateTask, SimulateTaskResult } from './simulate-worker.js';
 
 export const QUEUE_NAME = 'loraplan-twin';
 /** Redis hash: jobs completed per worker name (for per-worker throughput in /metrics). */
 const COMPLETED_KEY = 'loraplan:twin:completed-by-worker';
-
-/** A simulation job failed on every attempt: the request gets a problem naming the scenario. */
-export class TwinJobFailedError extends Error {
-  constructor(
-    readonly jobId: string,
-    readonly scenario: string,
-    reason: string,
-  ) {
-    super(
-      `the twin job for ${scenario} (job ${jobId.slice(0, 16)}) failed on every attempt: ${reason}`,
-    );
-  }
-}
-
-/** Redis cannot take the job: the request fails at once rather than waiting for it to return. */
-export class QueueUnavailableError extends Error {}
 
 export interface QueueOptions {
   /** Attempts per job (a killed worker's job counts one), with exponential backoff. */

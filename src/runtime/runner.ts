@@ -25,3 +25,19 @@ export interface TwinRunner {
   stats(): Promise<RunnerStats>;
   close(): Promise<void>;
 }
+
+/** A simulation job failed on every attempt: the request gets a problem naming the scenario. */
+export class TwinJobFailedError extends Error {
+  constructor(
+    readonly jobId: string,
+    readonly scenario: string,
+    reason: string,
+  ) {
+    super(
+      `the twin job for ${scenario} (job ${jobId.slice(0, 16)}) failed on every attempt: ${reason}`,
+    );
+  }
+}
+
+/** Redis cannot take the job: the request fails at once rather than waiting for it to return. */
+export class QueueUnavailableError extends Error {}
