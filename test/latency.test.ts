@@ -7,7 +7,9 @@ import {
   conformalHalfWidth,
   conformalUpper,
   fitLatencyModel,
+  latencyFeatures,
   predictLatency,
+  QUEUEING_TTFT_MS,
   type LatencyModel,
   type LatencyObservation,
   type TwinLatency,
@@ -18,6 +20,7 @@ import { stubOutcome } from './helpers.js';
 const twin = (over: Partial<TwinLatency> = {}): TwinLatency => ({
   maxLoras: 16,
   maxCpuLoras: 64,
+  maxLoraRank: 16,
   meanRunningRequests: 20,
   completionRatio: 1,
   ttftMs: { p50: 100, p99: 400 },
@@ -64,6 +67,7 @@ describe('latency correction', () => {
       });
       observations.push({
         workload: `w${w}`,
+        profile: 'test/gpu',
         twin: t,
         real: {
           ttftP50: t.ttftMs.p50 * (1 + 0.05 * ((w % 3) - 1)),
@@ -74,27 +78,154 @@ describe('latency correction', () => {
       });
     }
   const fit = fitLatencyModel(observations, {
-    profile: 'test/gpu',
     twinVersion: 'test',
     source: 'constructed',
     coverage: 0.9,
   });
+  const model = fit.models['test/gpu']!;
 
   it('recovers a log-linear client-side factor leave-one-workload-out', () => {
     for (const o of fit.outOfFold) {
       expect(o.predicted.itlP99 / o.observation.real.itlP99).toBeCloseTo(1, 6);
       expect(o.covered.itlP99).toBe(true);
     }
-    const m = fit.model.metrics.itlP99;
+    const m = model.metrics.itlP99;
     expect(m.coefficients[m.features.indexOf('logMaxLoras')]!).toBeCloseTo(0.3, 6);
   });
 
-  it('leaves TTFT uncorrected and sizes its interval from the out-of-fold errors', () => {
-    expect(fit.model.metrics.ttftP99.features).toEqual([]);
-    // Errors of 0, +10% and -10%: the 90% half-width is the largest |ln(real / twin)|, ln(1 / 0.9).
-    expect(Math.exp(fit.model.metrics.ttftP99.halfWidthLog.keepsUp)).toBeCloseTo(1 / 0.9, 4);
-    const covered = fit.outOfFold.filter((o) => o.covered.ttftP99).length;
+  it('leaves p50 TTFT uncorrected and sizes its interval from the out-of-fold errors', () => {
+    expect(model.metrics.ttftP50.features).toEqual([]);
+    // Errors of 0, +5% and -5%: the 90% half-width is the largest |ln(real / twin)|, ln(1 / 0.95).
+    expect(Math.exp(model.metrics.ttftP50.halfWidthLog.keepsUp)).toBeCloseTo(1 / 0.95, 4);
+    const covered = fit.outOfFold.filter((o) => o.covered.ttftP50).length;
     expect(covered / fit.outOfFold.length).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it('fits no weight to a queue regime no run is in, instead of failing', () => {
+    // Every constructed twin queue is bounded (p99 TTFT 400 ms).
+    const m = model.metrics.ttftP99;
+    expect(m.coefficients[m.features.indexOf('twinQueueGrows')]).toBe(0);
+    expect(m.coefficients[m.features.indexOf('logShortfallIfGrows')]).toBe(0);
+  });
+});
+
+/** ITL figures that vary across runs, so no ITL feature is collinear with another. */
+const varied = (a: number, b: number) => ({
+  mean: 20 + a + (b % 7),
+  p50: 18,
+  p99: 60 + 3 * a * a + 5 * (b % 5),
+});
+
+describe('p99 TTFT in the two regimes of the queue', () => {
+  it('reads the regime from the twin: a few steps under 2 s, a backlog from 2 s', () => {
+    const bounded = latencyFeatures(twin({ maxCpuLoras: 64, ttftMs: { p50: 100, p99: 1999 } }));
+    expect(bounded.twinQueueBounded).toBe(1);
+    expect(bounded.twinQueueGrows).toBe(0);
+    expect(bounded.logAdaptersIfBounded).toBeCloseTo(Math.log(64), 12);
+    expect(bounded.logShortfallIfGrows).toBe(0);
+    const grows = latencyFeatures(
+      twin({ completionRatio: 0.97, ttftMs: { p50: 900, p99: QUEUEING_TTFT_MS } }),
+    );
+    expect(grows.twinQueueBounded).toBe(0);
+    expect(grows.logAdaptersIfBounded).toBe(0);
+    // 3% of the load left behind.
+    expect(grows.logShortfallIfGrows).toBeCloseTo(Math.log(0.03), 12);
+    // A transient queue with everything completed is floored, not ln 0.
+    const transient = latencyFeatures(twin({ ttftMs: { p50: 900, p99: 5000 } }));
+    expect(transient.logShortfallIfGrows).toBeCloseTo(Math.log(0.002), 12);
+  });
+
+  it("recovers each regime's law leave-one-workload-out", () => {
+    // Bounded: real = twin x e^-2 x adapters^0.8. Growing: real = twin x e^0.5 x shortfall^0.3.
+    const observations: LatencyObservation[] = [];
+    for (let w = 0; w < 6; w++)
+      for (const adapters of [16, 32, 64, 128]) {
+        const bounded = twin({
+          maxCpuLoras: adapters * (w + 1),
+          ttftMs: { p50: 50, p99: 100 },
+          itlMs: varied(w, adapters),
+        });
+        const completionRatio = 0.955 + 0.01 * Math.log2(adapters / 16) + 0.002 * w;
+        const grows = twin({
+          maxCpuLoras: adapters,
+          completionRatio,
+          ttftMs: { p50: 20_000, p99: 60_000 + 1000 * w },
+          itlMs: varied(w + 1, adapters * 3),
+        });
+        const real = (t: TwinLatency, p99: number) => ({
+          ttftP50: t.ttftMs.p50,
+          ttftP99: p99,
+          itlP50: t.itlMs.p50,
+          itlP99: t.itlMs.p99,
+        });
+        const n = bounded.maxCpuLoras;
+        // A saturated run: outside the fit, but its regime needs residuals for an interval.
+        const saturated = twin({ completionRatio: 0.6, ttftMs: { p50: 9e5, p99: 2e6 } });
+        observations.push(
+          { workload: `w${w}`, profile: 'p', twin: saturated, real: real(saturated, 2e6) },
+          {
+            workload: `w${w}`,
+            profile: 'p',
+            twin: bounded,
+            real: real(bounded, 100 * Math.exp(-2) * n ** 0.8),
+          },
+          {
+            workload: `w${w}`,
+            profile: 'p',
+            twin: grows,
+            real: real(grows, grows.ttftMs.p99 * Math.exp(0.5) * (1 - completionRatio) ** 0.3),
+          },
+        );
+      }
+    const fit = fitLatencyModel(observations, { twinVersion: 't', source: 'c', coverage: 0.9 });
+    for (const o of fit.outOfFold.filter((o) => o.observation.twin.completionRatio > 0.95))
+      expect(o.predicted.ttftP99 / o.observation.real.ttftP99).toBeCloseTo(1, 6);
+    const m = fit.models.p!.metrics.ttftP99;
+    const coefficient = (f: string) => m.coefficients[m.features.indexOf(f as never)]!;
+    expect(coefficient('logAdaptersIfBounded')).toBeCloseTo(0.8, 6);
+    expect(coefficient('logShortfallIfGrows')).toBeCloseTo(0.3, 6);
+  });
+});
+
+describe('intervals per profile', () => {
+  it("sizes each profile's interval from its own residuals", () => {
+    // One correction for both (none fits better than the twin here), errors of ±2% on one
+    // profile and ±40% on the other: a pooled quantile would under-cover the second.
+    const observations: LatencyObservation[] = [];
+    for (let w = 0; w < 6; w++)
+      for (const [profile, error] of [
+        ['narrow', 0.02],
+        ['wide', 0.4],
+      ] as const)
+        for (let k = 0; k < 5; k++) {
+          const t = twin({
+            maxLoras: 8 << k,
+            maxCpuLoras: (8 << k) * (1 + ((w + k) % 4)),
+            itlMs: varied(w, k),
+            completionRatio: k >= 3 ? 0.7 : 1,
+          });
+          const factor = 1 + error * (((w + k) % 3) - 1);
+          observations.push({
+            workload: `${profile}/w${w}`,
+            profile,
+            twin: t,
+            real: {
+              ttftP50: t.ttftMs.p50 * factor,
+              ttftP99: t.ttftMs.p99,
+              itlP50: t.itlMs.p50,
+              itlP99: t.itlMs.p99,
+            },
+          });
+        }
+    const fit = fitLatencyModel(observations, { twinVersion: 't', source: 'c', coverage: 0.9 });
+    const width = (p: string) => Math.exp(fit.models[p]!.metrics.ttftP50.halfWidthLog.keepsUp);
+    // Keeps-up runs: k = 0..2 of each workload, one error of -1, 0 and +1 times the spread each.
+    expect(width('narrow')).toBeCloseTo(1 / 0.98, 4);
+    expect(width('wide')).toBeCloseTo(1 / 0.6, 4);
+    for (const profile of ['narrow', 'wide']) {
+      const own = fit.outOfFold.filter((o) => o.observation.profile === profile);
+      expect(own.filter((o) => o.covered.ttftP50).length / own.length).toBeGreaterThanOrEqual(0.9);
+    }
   });
 });
 
@@ -166,10 +297,11 @@ describe('latency predictions and the SLO', () => {
       meanRunningRequests: 20,
     };
     // Predicted p99 ITL 120 ms, 90% bound 150 ms: a 140 ms SLO is met by the point, not the bound.
-    const tight = evaluatedPoint(64, 16, outcome, { slo: { itlP99Ms: 140 }, latencyModel: model });
+    const flags = { maxCpuLoras: 64, maxLoras: 16, maxLoraRank: 16 };
+    const tight = evaluatedPoint(flags, outcome, { slo: { itlP99Ms: 140 }, latencyModel: model });
     expect(tight.itlP99Ms).toBeCloseTo(120, 9);
     expect(tight.sloViolated).toBe(true);
-    const loose = evaluatedPoint(64, 16, outcome, { slo: { itlP99Ms: 150 }, latencyModel: model });
+    const loose = evaluatedPoint(flags, outcome, { slo: { itlP99Ms: 150 }, latencyModel: model });
     expect(loose.sloViolated).toBe(false);
   });
 });

@@ -1,7 +1,6 @@
 import { ols } from '../calibrate/ols.js';
 import {
   KEEPS_UP_RATIO,
-  LATENCY_FEATURES,
   LATENCY_METRICS,
   latencyFeatures,
   pointPrediction,
@@ -13,26 +12,47 @@ import {
   type TwinLatency,
 } from './model.js';
 
+const ITL_FEATURES: readonly LatencyFeature[] = [
+  'intercept',
+  'logMaxLoras',
+  'logTwinMeanItlMs',
+  'logTwinItlTail',
+  'logAdaptersPerSlot',
+  'logMaxLoraRank',
+];
+
 /** One real run beside the twin's simulation of it. */
 export interface LatencyObservation {
   workload: string;
+  /**
+   * The profile (GPU and model) the run belongs to. The correction is pooled over profiles, but
+   * each profile's intervals come from its own residuals: one model's errors are wider than
+   * another's, and a pooled quantile under-covers the wider one.
+   */
+  profile: string;
   twin: TwinLatency;
   real: Record<LatencyMetric, number>;
 }
 
 /**
- * Which metrics are corrected. ITL: the engine's step times are right at the median but the
- * client-side tail widens with slots and requests in flight, and the correction generalises
- * leave-one-workload-out (docs/latency.md). TTFT: no correction beat the twin's own figure out of
- * fold, so it is taken as is and only given an interval.
+ * Which features correct which metric (docs/latency.md).
+ * - p99 TTFT: two regimes of the twin's queue. With a bounded queue the real tail grows with the
+ *   adapters served while the twin's stays flat; with a growing one, TTFT is the backlog's, which
+ *   scales with the share of the load the twin leaves behind.
+ * - p50 TTFT: no correction beat the twin's own figure out of fold, so it is taken as is and only
+ *   given an interval.
+ * - ITL: the engine's step times are right at the median but the client-side tail widens with
+ *   slots and requests in flight. The p99 also depends on the twin's queue regime: a twin whose
+ *   queue grows runs a larger batch than the real server did.
  */
-// The ITL features were chosen among subsets of eight candidates by this same out-of-fold error
-// (docs/latency.md), which makes the reported figure slightly optimistic.
+// The ITL features were chosen among subsets of eight candidates, and the TTFT and ITL regime
+// terms among a handful, by this same out-of-fold error (docs/latency.md), which makes the
+// reported figures slightly optimistic.
 export const CORRECTED_FEATURES: Record<LatencyMetric, readonly LatencyFeature[]> = {
   ttftP50: [],
-  ttftP99: [],
-  itlP50: LATENCY_FEATURES,
-  itlP99: LATENCY_FEATURES,
+  ttftP99: ['twinQueueBounded', 'twinQueueGrows', 'logAdaptersIfBounded', 'logShortfallIfGrows'],
+  itlP50: ITL_FEATURES,
+  itlP99: [...ITL_FEATURES, 'twinQueueGrows'],
 };
 
 const keepsUp = (o: LatencyObservation) => o.twin.completionRatio >= KEEPS_UP_RATIO;
@@ -53,8 +73,41 @@ function fitCoefficients(
     const x = latencyFeatures(o.twin);
     return features.map((f) => x[f]);
   });
+  // A feature the earlier ones already determine (a regime no fit run is in leaves its features
+  // all zero; a constant one repeats the intercept) gets no weight instead of a singular design.
   const ys = fitRows.map((o) => Math.log(o.real[metric] / twinValue(o.twin, metric)));
-  return ols(xs, ys, false).coefficients;
+  const kept: number[] = [];
+  for (let j = 0; j < features.length; j++) {
+    const trial = [...kept, j];
+    if (isFullRank(xs.map((x) => trial.map((k) => x[k]!)))) kept.push(j);
+  }
+  const fitted = ols(
+    xs.map((x) => kept.map((k) => x[k]!)),
+    ys,
+    false,
+  ).coefficients;
+  return features.map((_, j) => (kept.includes(j) ? fitted[kept.indexOf(j)]! : 0));
+}
+
+/** Whether the columns of a design are linearly independent (Gaussian elimination on X'X). */
+function isFullRank(xs: number[][]): boolean {
+  const p = xs[0]?.length ?? 0;
+  const m = Array.from({ length: p }, (_, a) =>
+    Array.from({ length: p }, (_, b) => xs.reduce((s, x) => s + x[a]! * x[b]!, 0)),
+  );
+  const scale = Math.max(1, ...m.map((row, a) => Math.abs(row[a]!)));
+  for (let col = 0; col < p; col++) {
+    let pivot = col;
+    for (let r = col + 1; r < p; r++)
+      if (Math.abs(m[r]![col]!) > Math.abs(m[pivot]![col]!)) pivot = r;
+    if (Math.abs(m[pivot]![col]!) < 1e-9 * scale) return false;
+    [m[col], m[pivot]] = [m[pivot]!, m[col]!];
+    for (let r = col + 1; r < p; r++) {
+      const f = m[r]![col]! / m[col]![col]!;
+      for (let c = col; c < p; c++) m[r]![c]! -= f * m[col]![c]!;
+    }
+  }
+  return true;
 }
 
 /** The k-th smallest |residual| with k = ceil((n + 1) * coverage): split-conformal. */
@@ -85,7 +138,8 @@ export interface OutOfFold {
 }
 
 export interface LatencyFit {
-  model: LatencyModel;
+  /** Per profile: the pooled correction with that profile's own intervals. */
+  models: Record<string, LatencyModel>;
   outOfFold: OutOfFold[];
 }
 
@@ -95,11 +149,11 @@ const emptyMetrics = <T>(f: (m: LatencyMetric) => T): Record<LatencyMetric, T> =
 /**
  * Fits the correction on all runs, and measures it leave-one-workload-out: each workload's runs
  * are predicted by a model fitted on the other workloads, and covered by an interval whose width
- * comes from the other workloads' out-of-fold residuals only.
+ * comes from the out-of-fold residuals of the other workloads of the same profile only.
  */
 export function fitLatencyModel(
   observations: readonly LatencyObservation[],
-  meta: { profile: string; twinVersion: string; source: string; coverage: number },
+  meta: { twinVersion: string; source: string; coverage: number },
 ): LatencyFit {
   const workloads = [...new Set(observations.map((o) => o.workload))];
   const regimeOf = (o: LatencyObservation) => (keepsUp(o) ? 'keepsUp' : 'saturated');
@@ -137,61 +191,73 @@ export function fitLatencyModel(
           predicted[i]![metric] > 0,
       );
 
+  // The residuals an interval for o is sized from: its profile and regime, other workloads.
+  const poolsWith = (x: LatencyObservation, o: LatencyObservation) =>
+    x.workload !== o.workload && x.profile === o.profile && regimeOf(x) === regimeOf(o);
+
   const outOfFold: OutOfFold[] = observations.map((o, i) => ({
     observation: o,
     predicted: predicted[i]!,
     covered: emptyMetrics((metric) => {
       if (!usable(o, metric) || !(predicted[i]![metric] > 0)) return false;
-      const others = usableIdx(
-        metric,
-        (x) => x.workload !== o.workload && regimeOf(x) === regimeOf(o),
-      ).map((j) => residual(j, metric));
+      const others = usableIdx(metric, (x) => poolsWith(x, o)).map((j) => residual(j, metric));
       // 1e-9: rounding noise must not uncover an exact prediction.
       return residual(i, metric) <= conformalHalfWidth(others, meta.coverage) + 1e-9;
     }),
     underSloBound: emptyMetrics((metric) => {
       if (!usable(o, metric) || !(predicted[i]![metric] > 0)) return false;
-      const others = usableIdx(
-        metric,
-        (x) => x.workload !== o.workload && regimeOf(x) === regimeOf(o),
-      ).map((j) => signed(j, metric));
+      const others = usableIdx(metric, (x) => poolsWith(x, o)).map((j) => signed(j, metric));
       return signed(i, metric) <= Math.max(0, conformalUpper(others, meta.coverage)) + 1e-9;
     }),
   }));
 
-  const metrics = emptyMetrics((metric): MetricModel => {
-    const halfWidth = (regime: 'keepsUp' | 'saturated') => {
-      const w = conformalHalfWidth(
-        usableIdx(metric, (o) => regimeOf(o) === regime).map((i) => residual(i, metric)),
-        meta.coverage,
-      );
-      if (!Number.isFinite(w))
-        throw new Error(`too few ${regime} runs to bound ${metric} at ${meta.coverage} coverage`);
-      return Number(w.toFixed(5));
-    };
-    const upper = (regime: 'keepsUp' | 'saturated') =>
-      Number(
-        conformalUpper(
-          usableIdx(metric, (o) => regimeOf(o) === regime).map((i) => signed(i, metric)),
+  const coefficients = emptyMetrics((metric) =>
+    fitCoefficients(observations, metric, CORRECTED_FEATURES[metric]).map((c) =>
+      Number(c.toPrecision(6)),
+    ),
+  );
+  const modelOf = (profile: string): LatencyModel => {
+    const ofProfile = (o: LatencyObservation) => o.profile === profile;
+    const metrics = emptyMetrics((metric): MetricModel => {
+      const inRegime = (regime: 'keepsUp' | 'saturated') =>
+        usableIdx(metric, (o) => ofProfile(o) && regimeOf(o) === regime);
+      const halfWidth = (regime: 'keepsUp' | 'saturated') => {
+        const w = conformalHalfWidth(
+          inRegime(regime).map((i) => residual(i, metric)),
           meta.coverage,
-        ).toFixed(5),
-      );
+        );
+        if (!Number.isFinite(w))
+          throw new Error(
+            `too few ${regime} runs of ${profile} to bound ${metric} at ${meta.coverage} coverage`,
+          );
+        return Number(w.toFixed(5));
+      };
+      const upper = (regime: 'keepsUp' | 'saturated') =>
+        Number(
+          conformalUpper(
+            inRegime(regime).map((i) => signed(i, metric)),
+            meta.coverage,
+          ).toFixed(5),
+        );
+      return {
+        features: [...CORRECTED_FEATURES[metric]],
+        coefficients: coefficients[metric],
+        halfWidthLog: { keepsUp: halfWidth('keepsUp'), saturated: halfWidth('saturated') },
+        sloQuantileLog: { keepsUp: upper('keepsUp'), saturated: upper('saturated') },
+      };
+    });
     return {
-      features: [...CORRECTED_FEATURES[metric]],
-      coefficients: fitCoefficients(observations, metric, CORRECTED_FEATURES[metric]).map((c) =>
-        Number(c.toPrecision(6)),
-      ),
-      halfWidthLog: { keepsUp: halfWidth('keepsUp'), saturated: halfWidth('saturated') },
-      sloQuantileLog: { keepsUp: upper('keepsUp'), saturated: upper('saturated') },
-    };
-  });
-  return {
-    model: {
+      profile,
       ...meta,
+      // What the correction was fitted on (every profile); the intervals use this profile's runs.
       runs: observations.length,
       workloads: workloads.length,
       metrics,
-    },
+    };
+  };
+  const profiles = [...new Set(observations.map((o) => o.profile))];
+  return {
+    models: Object.fromEntries(profiles.map((p) => [p, modelOf(p)])),
     outOfFold,
   };
 }

@@ -4,10 +4,11 @@ import { z } from 'zod';
  * Latency the client sees, from the twin's simulated latency. The twin models what happens inside
  * the engine (prefill chunks sharing a step with decodes, adapter loads stalling a step, recompute
  * after preemption, requests skipped for want of a slot, scheduler time growing with the queue).
- * What it cannot see, the API server streaming hundreds of requests' tokens from one Python
- * process, widens the real ITL tail with the number of slots and requests in flight: that part is
- * a log-linear correction fitted on real runs (src/latency/fit.ts), and every figure carries a
- * split-conformal interval whose coverage is measured leave-one-workload-out.
+ * What it does not see is a log-linear correction fitted on real runs (src/latency/fit.ts): the
+ * API server streaming hundreds of requests' tokens from one Python process, the step cost of
+ * --max-lora-rank, first tokens that wait longer the more adapters a server holds, and a backlog
+ * the twin over-counts near saturation. Every figure carries a split-conformal interval whose
+ * coverage is measured leave-one-workload-out.
  */
 export const LATENCY_METRICS = ['ttftP50', 'ttftP99', 'itlP50', 'itlP99'] as const;
 export type LatencyMetric = (typeof LATENCY_METRICS)[number];
@@ -19,6 +20,11 @@ export const LATENCY_FEATURES = [
   'logTwinMeanItlMs',
   'logTwinItlTail',
   'logAdaptersPerSlot',
+  'twinQueueBounded',
+  'twinQueueGrows',
+  'logAdaptersIfBounded',
+  'logShortfallIfGrows',
+  'logMaxLoraRank',
 ] as const;
 export type LatencyFeature = (typeof LATENCY_FEATURES)[number];
 
@@ -26,6 +32,7 @@ export type LatencyFeature = (typeof LATENCY_FEATURES)[number];
 export interface TwinLatency {
   maxLoras: number;
   maxCpuLoras: number;
+  maxLoraRank: number;
   meanRunningRequests: number;
   /** Twin's tokens served over tokens offered: above KEEPS_UP_RATIO the queue does not grow. */
   completionRatio: number;
@@ -38,6 +45,16 @@ export interface TwinLatency {
  * set by the batch; below it by a queue that grows all window, which no correction predicts.
  */
 export const KEEPS_UP_RATIO = 0.95;
+
+/**
+ * Past this p99 TTFT the twin's slowest requests waited behind a queue of other requests rather
+ * than a few busy steps: TTFT is then set by the backlog, not by the batch, and the real server's
+ * figure relates to the twin's differently (docs/latency.md).
+ */
+export const QUEUEING_TTFT_MS = 2000;
+
+/** The floor of the share of load left behind in logShortfallIfGrows. */
+const MIN_SHORTFALL = 0.002;
 
 const metricModelSchema = z.object({
   /** Features used, a prefix-free subset of LATENCY_FEATURES; empty = the twin's figure as is. */
@@ -99,6 +116,7 @@ export const latencyPredictionSchema = z.object({
 export type LatencyPrediction = z.infer<typeof latencyPredictionSchema>;
 
 export function latencyFeatures(t: TwinLatency): Record<LatencyFeature, number> {
+  const bounded = t.ttftMs.p99 < QUEUEING_TTFT_MS;
   return {
     intercept: 1,
     logMaxLoras: Math.log(Math.max(1, t.maxLoras)),
@@ -107,6 +125,20 @@ export function latencyFeatures(t: TwinLatency): Record<LatencyFeature, number> 
     logTwinItlTail: Math.log(Math.max(1e-3, t.itlMs.p99) / Math.max(1e-3, t.itlMs.mean)),
     // How often adapters must be swapped into a slot: the adapter-load stalls.
     logAdaptersPerSlot: Math.log(Math.max(1, t.maxCpuLoras) / Math.max(1, t.maxLoras)),
+    // The regime of the twin's queue: TTFT of a few steps, or of a backlog.
+    twinQueueBounded: bounded ? 1 : 0,
+    twinQueueGrows: bounded ? 0 : 1,
+    // Without a queue, the real p99 TTFT grows with the adapters served where the twin's stays
+    // flat (2x its figure at 32 adapters, 4-5x at 128: docs/latency.md).
+    logAdaptersIfBounded: bounded ? Math.log(Math.max(1, t.maxCpuLoras)) : 0,
+    // With a growing queue, TTFT is the backlog's, and the backlog is the share of the load left
+    // behind (floored: a queue that grows while nearly everything completes is a transient one).
+    logShortfallIfGrows: bounded
+      ? 0
+      : Math.log(Math.max(MIN_SHORTFALL, 1 - Math.min(1, t.completionRatio))),
+    // vLLM's LoRA kernels pad every slot to --max-lora-rank, a step cost the twin's LoRA terms do
+    // not separate (they were fitted across ranks): the same pair decodes slower at rank 32.
+    logMaxLoraRank: Math.log(Math.max(1, t.maxLoraRank)),
   };
 }
 

@@ -167,7 +167,7 @@ export async function judgeGpu(
     seed: 1,
   });
   const outcome = await ctx.simulate(scenario, ctx.profile, ctx.starvationThreshold);
-  const point = evaluatedPoint(flags.maxCpuLoras, flags.maxLoras, outcome, {
+  const point = evaluatedPoint(flags, outcome, {
     ...(ctx.slo ? { slo: ctx.slo } : {}),
     ...(ctx.latencyModel ? { latencyModel: ctx.latencyModel } : {}),
   });

@@ -543,7 +543,11 @@ export class Recommender {
           profile,
           request.starvationThreshold,
         );
-        return evaluatedPoint(c, p, r, this.pointOptions(profile, request));
+        return evaluatedPoint(
+          { maxCpuLoras: c, maxLoras: p, maxLoraRank },
+          r,
+          this.pointOptions(profile, request),
+        );
       }),
     );
   }

@@ -226,10 +226,17 @@ export function assertSimulable(
     );
 }
 
+/** The three LoRA flags of a vLLM server: what a simulated pair's latency depends on. */
+export interface VllmFlags {
+  maxCpuLoras: number;
+  maxLoras: number;
+  maxLoraRank: number;
+}
+
 /** A simulated pair's latency: the profile's corrected figures with intervals. */
 export function pairLatency(
   r: SimulationOutcome,
-  pair: { maxLoras: number; maxCpuLoras: number },
+  pair: VllmFlags,
   latencyModel?: LatencyModel,
 ): LatencyPrediction {
   return predictLatency(latencyModel, {
@@ -268,19 +275,14 @@ export interface PointOptions {
 
 /** One simulated pair as the search reports it, with its SLO verdict. */
 export function evaluatedPoint(
-  concurrent: number,
-  parallel: number,
+  flags: VllmFlags,
   r: SimulationOutcome,
   options: PointOptions = {},
 ): EvaluatedPoint {
-  const latency = pairLatency(
-    r,
-    { maxLoras: parallel, maxCpuLoras: concurrent },
-    options.latencyModel,
-  );
+  const latency = pairLatency(r, flags, options.latencyModel);
   return {
-    concurrentAdapters: concurrent,
-    parallelAdapters: parallel,
+    concurrentAdapters: flags.maxCpuLoras,
+    parallelAdapters: flags.maxLoras,
     feasible: r.feasible,
     simulated: true,
     throughputTokensPerSecond: r.throughputTokensPerSecond,
@@ -442,7 +444,8 @@ export async function searchOptimum(
     );
     simulations += results.length;
     probes.forEach(({ line, index }, i) => {
-      const point = evaluatedPoint(line.candidates[index]!, line.p, results[i]!, {
+      const flags = { maxCpuLoras: line.candidates[index]!, maxLoras: line.p, maxLoraRank };
+      const point = evaluatedPoint(flags, results[i]!, {
         ...(slo ? { slo } : {}),
         ...(latencyModel ? { latencyModel } : {}),
       });

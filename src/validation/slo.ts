@@ -13,7 +13,7 @@ import { NoServingConfigurationError, Recommender } from '../recommend/index.js'
 import { localRecommender } from '../runtime/local.js';
 import { TWIN_VERSION } from '../twin/index.js';
 import { pct } from './metrics.js';
-import { fitPooled } from './latency.js';
+import { fitPooled, profileOf } from './latency.js';
 import { measuredWorkloads, type MeasuredPoint } from './recommend.js';
 import { compareRuns, DEFAULT_DATA_DIR } from './twin.js';
 
@@ -79,7 +79,7 @@ async function main(): Promise<void> {
       const fitted = fitPooled(
         runs.filter((r) => !(r.model === w.model && r.workload === w.workload)),
         'validation runs without the held-out workload',
-      ).model;
+      ).models[profileOf(w.model)]!;
       const variants: Array<[Variant, LatencyModel]> = [
         ['90% bound', fitted],
         ['point estimate', pointOnly(fitted)],

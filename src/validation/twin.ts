@@ -28,6 +28,7 @@ export interface RunComparison {
   run: string;
   maxLoras: number;
   maxCpuLoras: number;
+  maxLoraRank: number;
   realOk: boolean;
   realFailure: string;
   twinFeasible: boolean;
@@ -85,6 +86,7 @@ export async function compareRuns(
         run: row.run_id!,
         maxLoras: num(row, 'max_loras'),
         maxCpuLoras: row.max_cpu_loras === '' ? num(row, 'max_loras') : num(row, 'max_cpu_loras'),
+        maxLoraRank: num(row, 'max_lora_rank'),
         realOk,
         realFailure: row.failure_reason ?? '',
         twinFeasible: r.feasible,
@@ -395,7 +397,7 @@ async function main(): Promise<void> {
       runs.filter((r) => r.model === m),
     ),
   );
-  // Latency correction and intervals: one pooled fit, written for each profile.
+  // Latency correction: one pooled fit, written for each profile with that profile's intervals.
   const fit = fitPooled(
     runs,
     `${relative(PACKAGE_ROOT, dataDir)}/validation_runs.csv (runs the real server completed, both models)`,
@@ -413,11 +415,10 @@ async function main(): Promise<void> {
         .filter((f) => f.model === model),
     ),
   }));
-  for (const model of models) {
-    const profile = `h100-64gb/${model}`;
+  for (const [profile, latencyModel] of Object.entries(fit.models)) {
     const file = latencyModelPath(profile);
     mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, `${JSON.stringify({ ...fit.model, profile }, null, 1)}\n`);
+    writeFileSync(file, `${JSON.stringify(latencyModel, null, 1)}\n`);
   }
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'latency-tail.md'), tailReport(dataDir, runs));
