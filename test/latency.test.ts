@@ -121,13 +121,16 @@ describe('p99 TTFT in the two regimes of the queue', () => {
     const bounded = latencyFeatures(twin({ maxCpuLoras: 64, ttftMs: { p50: 100, p99: 1999 } }));
     expect(bounded.twinQueueBounded).toBe(1);
     expect(bounded.twinQueueGrows).toBe(0);
-    expect(bounded.logAdaptersIfBounded).toBeCloseTo(Math.log(64), 12);
+    expect(bounded.logAdaptersOver16IfBounded).toBeCloseTo(Math.log(64 / 16), 12);
+    // Up to 16 adapters the twin's own figure: a server of 1 adapter is promised no better.
+    const few = latencyFeatures(twin({ maxCpuLoras: 1, ttftMs: { p50: 100, p99: 400 } }));
+    expect(few.logAdaptersOver16IfBounded).toBe(0);
     expect(bounded.logShortfallIfGrows).toBe(0);
     const grows = latencyFeatures(
       twin({ completionRatio: 0.97, ttftMs: { p50: 900, p99: QUEUEING_TTFT_MS } }),
     );
     expect(grows.twinQueueBounded).toBe(0);
-    expect(grows.logAdaptersIfBounded).toBe(0);
+    expect(grows.logAdaptersOver16IfBounded).toBe(0);
     // 3% of the load left behind.
     expect(grows.logShortfallIfGrows).toBeCloseTo(Math.log(0.03), 12);
     // A transient queue with everything completed is floored, not ln 0.
@@ -136,7 +139,8 @@ describe('p99 TTFT in the two regimes of the queue', () => {
   });
 
   it("recovers each regime's law leave-one-workload-out", () => {
-    // Bounded: real = twin x e^-2 x adapters^0.8. Growing: real = twin x e^0.5 x shortfall^0.3.
+    // Bounded: real = twin x e^-2 x (adapters / 16)^0.8 from 16 adapters on.
+    // Growing: real = twin x e^0.5 x shortfall^0.3.
     const observations: LatencyObservation[] = [];
     for (let w = 0; w < 6; w++)
       for (const adapters of [16, 32, 64, 128]) {
@@ -167,7 +171,7 @@ describe('p99 TTFT in the two regimes of the queue', () => {
             workload: `w${w}`,
             profile: 'p',
             twin: bounded,
-            real: real(bounded, 100 * Math.exp(-2) * n ** 0.8),
+            real: real(bounded, 100 * Math.exp(-2) * (n / 16) ** 0.8),
           },
           {
             workload: `w${w}`,
@@ -182,7 +186,7 @@ describe('p99 TTFT in the two regimes of the queue', () => {
       expect(o.predicted.ttftP99 / o.observation.real.ttftP99).toBeCloseTo(1, 6);
     const m = fit.models.p!.metrics.ttftP99;
     const coefficient = (f: string) => m.coefficients[m.features.indexOf(f as never)]!;
-    expect(coefficient('logAdaptersIfBounded')).toBeCloseTo(0.8, 6);
+    expect(coefficient('logAdaptersOver16IfBounded')).toBeCloseTo(0.8, 6);
     expect(coefficient('logShortfallIfGrows')).toBeCloseTo(0.3, 6);
   });
 });

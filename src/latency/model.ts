@@ -22,7 +22,7 @@ export const LATENCY_FEATURES = [
   'logAdaptersPerSlot',
   'twinQueueBounded',
   'twinQueueGrows',
-  'logAdaptersIfBounded',
+  'logAdaptersOver16IfBounded',
   'logShortfallIfGrows',
   'logMaxLoraRank',
 ] as const;
@@ -52,6 +52,9 @@ export const KEEPS_UP_RATIO = 0.95;
  * figure relates to the twin's differently (docs/latency.md).
  */
 export const QUEUEING_TTFT_MS = 2000;
+
+/** Up to this many adapters the real p99 TTFT without a queue is the twin's (measured 8 and 16). */
+const ADAPTERS_BEFORE_TTFT_GROWTH = 16;
 
 /** The floor of the share of load left behind in logShortfallIfGrows. */
 const MIN_SHORTFALL = 0.002;
@@ -128,9 +131,12 @@ export function latencyFeatures(t: TwinLatency): Record<LatencyFeature, number> 
     // The regime of the twin's queue: TTFT of a few steps, or of a backlog.
     twinQueueBounded: bounded ? 1 : 0,
     twinQueueGrows: bounded ? 0 : 1,
-    // Without a queue, the real p99 TTFT grows with the adapters served where the twin's stays
-    // flat (2x its figure at 32 adapters, 4-5x at 128: docs/latency.md).
-    logAdaptersIfBounded: bounded ? Math.log(Math.max(1, t.maxCpuLoras)) : 0,
+    // Without a queue, the real p99 TTFT is the twin's up to 16 adapters and then grows with the
+    // adapters served where the twin's stays flat (2x at 32, 4-5x at 128: docs/latency.md). A
+    // hinge, not a line through ln(adapters): fewer adapters must not promise less than the twin.
+    logAdaptersOver16IfBounded: bounded
+      ? Math.log(Math.max(ADAPTERS_BEFORE_TTFT_GROWTH, t.maxCpuLoras) / ADAPTERS_BEFORE_TTFT_GROWTH)
+      : 0,
     // With a growing queue, TTFT is the backlog's, and the backlog is the share of the load left
     // behind (floored: a queue that grows while nearly everything completes is a transient one).
     logShortfallIfGrows: bounded
