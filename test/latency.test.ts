@@ -145,11 +145,12 @@ describe('p99 TTFT in the two regimes of the queue', () => {
     for (let w = 0; w < 6; w++)
       for (const adapters of [16, 32, 64, 128]) {
         const bounded = twin({
-          maxCpuLoras: adapters * (w + 1),
+          // Every value in two workloads: a held-out one stays inside the others' range.
+          maxCpuLoras: adapters * (1 + (w % 3)),
           ttftMs: { p50: 50, p99: 100 },
           itlMs: varied(w, adapters),
         });
-        const completionRatio = 0.955 + 0.01 * Math.log2(adapters / 16) + 0.002 * w;
+        const completionRatio = 0.955 + 0.01 * Math.log2(adapters / 16) + 0.002 * (w % 3);
         const grows = twin({
           maxCpuLoras: adapters,
           completionRatio,
@@ -245,18 +246,21 @@ describe('latency predictions and the SLO', () => {
       ttftP50: {
         features: [],
         coefficients: [],
+        featureRanges: [],
         halfWidthLog: { keepsUp: 0, saturated: 0 },
         sloQuantileLog: { keepsUp: 0, saturated: 0 },
       },
       ttftP99: {
         features: [],
         coefficients: [],
+        featureRanges: [],
         halfWidthLog: { keepsUp: Math.log(2), saturated: Math.log(10) },
         sloQuantileLog: { keepsUp: Math.log(1.5), saturated: Math.log(8) },
       },
       itlP50: {
         features: [],
         coefficients: [],
+        featureRanges: [],
         halfWidthLog: { keepsUp: 0, saturated: 0 },
         sloQuantileLog: { keepsUp: 0, saturated: 0 },
       },
@@ -264,6 +268,7 @@ describe('latency predictions and the SLO', () => {
       itlP99: {
         features: ['intercept'],
         coefficients: [Math.log(2)],
+        featureRanges: [[1, 1]],
         halfWidthLog: { keepsUp: Math.log(1.5), saturated: Math.log(3) },
         sloQuantileLog: { keepsUp: Math.log(1.25), saturated: Math.log(2) },
       },
@@ -281,6 +286,47 @@ describe('latency predictions and the SLO', () => {
     const saturated = predictLatency(model, twin({ completionRatio: 0.8 }));
     expect(saturated.ttftMs.p99.highMs).toBeCloseTo(4000, 9);
     expect(p.calibrated).toBe(true);
+  });
+
+  it('never extrapolates the correction past the slots it was fitted on', () => {
+    // p99 ITL = twin x slots^0.3, fitted on 8 to 128 slots.
+    const fitted: LatencyModel = {
+      ...model,
+      metrics: {
+        ...model.metrics,
+        itlP99: {
+          ...model.metrics.itlP99,
+          features: ['logMaxLoras'],
+          coefficients: [0.3],
+          featureRanges: [[Math.log(8), Math.log(128)]],
+        },
+      },
+    };
+    const p99 = (maxLoras: number) => predictLatency(fitted, twin({ maxLoras })).itlMs.p99.ms;
+    expect(p99(32)).toBeCloseTo(60 * 32 ** 0.3, 9);
+    // One slot is corrected as 8 are, 512 as 128 are: flat past the measurements.
+    expect(p99(1)).toBeCloseTo(60 * 8 ** 0.3, 9);
+    expect(p99(512)).toBeCloseTo(60 * 128 ** 0.3, 9);
+  });
+
+  it('never predicts a p99 under its own p50', () => {
+    // A p50 correction of x10 and x2 for the p99: the p99 (120 ms) is raised to the p50 (180 ms).
+    const skewed: LatencyModel = {
+      ...model,
+      metrics: {
+        ...model.metrics,
+        itlP50: {
+          ...model.metrics.itlP50,
+          features: ['intercept'],
+          coefficients: [Math.log(10)],
+          featureRanges: [[1, 1]],
+        },
+      },
+    };
+    const p = predictLatency(skewed, twin({ itlMs: { mean: 20, p50: 18, p99: 60 } }));
+    expect(p.itlMs.p50.ms).toBeCloseTo(180, 9);
+    expect(p.itlMs.p99.ms).toBeCloseTo(180, 9);
+    expect(p.itlMs.p99.highMs).toBeCloseTo(180 * 1.5, 9);
   });
 
   it("without a model returns the twin's figures, marked uncalibrated", () => {

@@ -69,11 +69,12 @@ function fitCoefficients(
   rows: readonly LatencyObservation[],
   metric: LatencyMetric,
   features: readonly LatencyFeature[],
-): number[] {
-  if (features.length === 0) return [];
+): Pick<MetricModel, 'coefficients' | 'featureRanges'> {
+  if (features.length === 0) return { coefficients: [], featureRanges: [] };
   const fitRows = rows.filter((o) => keepsUp(o) && usable(o, metric));
   // Too few runs for the features: no correction rather than a singular fit.
-  if (fitRows.length < 2 * features.length) return features.map(() => 0);
+  if (fitRows.length < 2 * features.length)
+    return { coefficients: features.map(() => 0), featureRanges: features.map(() => [0, 0]) };
   const xs = fitRows.map((o) => {
     const x = latencyFeatures(o.twin);
     return features.map((f) => x[f]);
@@ -91,7 +92,13 @@ function fitCoefficients(
     ys,
     false,
   ).coefficients;
-  return features.map((_, j) => (kept.includes(j) ? fitted[kept.indexOf(j)]! : 0));
+  return {
+    coefficients: features.map((_, j) => (kept.includes(j) ? fitted[kept.indexOf(j)]! : 0)),
+    featureRanges: features.map((_, j): [number, number] => [
+      Math.min(...xs.map((x) => x[j]!)),
+      Math.max(...xs.map((x) => x[j]!)),
+    ]),
+  };
 }
 
 /** Whether the columns of a design are linearly independent (Gaussian elimination on X'X). */
@@ -167,14 +174,13 @@ export function fitLatencyModel(
   for (const metric of LATENCY_METRICS) {
     const features = CORRECTED_FEATURES[metric];
     for (const w of workloads) {
-      const coefficients = fitCoefficients(
-        observations.filter((o) => o.workload !== w),
-        metric,
-        features,
-      );
       const m: MetricModel = {
         features: [...features],
-        coefficients,
+        ...fitCoefficients(
+          observations.filter((o) => o.workload !== w),
+          metric,
+          features,
+        ),
         halfWidthLog: { keepsUp: 0, saturated: 0 },
         sloQuantileLog: { keepsUp: 0, saturated: 0 },
       };
@@ -182,6 +188,11 @@ export function fitLatencyModel(
         if (o.workload === w) predicted[i]![metric] = pointPrediction(m, o.twin, metric);
       });
     }
+  }
+  // As the service does (predictLatency): a p99 is never predicted under its own p50.
+  for (const p of predicted) {
+    p.ttftP99 = Math.max(p.ttftP99, p.ttftP50);
+    p.itlP99 = Math.max(p.itlP99, p.itlP50);
   }
   const signed = (i: number, metric: LatencyMetric) =>
     Math.log(observations[i]!.real[metric] / predicted[i]![metric]);
@@ -216,11 +227,18 @@ export function fitLatencyModel(
     }),
   }));
 
-  const coefficients = emptyMetrics((metric) =>
-    fitCoefficients(observations, metric, CORRECTED_FEATURES[metric]).map((c) =>
-      Number(c.toPrecision(6)),
-    ),
-  );
+  const rounded = (x: number) => Number(x.toPrecision(6));
+  const fits = emptyMetrics((metric) => {
+    const fit = fitCoefficients(observations, metric, CORRECTED_FEATURES[metric]);
+    return {
+      coefficients: fit.coefficients.map(rounded),
+      // Widened by the rounding so that no fitted run is clamped.
+      featureRanges: fit.featureRanges.map(([lo, hi]): [number, number] => [
+        Math.floor(lo * 1e4) / 1e4,
+        Math.ceil(hi * 1e4) / 1e4,
+      ]),
+    };
+  });
   const modelOf = (profile: string): LatencyModel => {
     const ofProfile = (o: LatencyObservation) => o.profile === profile;
     const metrics = emptyMetrics((metric): MetricModel => {
@@ -246,7 +264,7 @@ export function fitLatencyModel(
         );
       return {
         features: [...CORRECTED_FEATURES[metric]],
-        coefficients: coefficients[metric],
+        ...fits[metric],
         halfWidthLog: { keepsUp: halfWidth('keepsUp'), saturated: halfWidth('saturated') },
         sloQuantileLog: { keepsUp: upper('keepsUp'), saturated: upper('saturated') },
       };

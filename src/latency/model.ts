@@ -64,6 +64,12 @@ const metricModelSchema = z.object({
   features: z.array(z.enum(LATENCY_FEATURES)),
   coefficients: z.array(z.number()),
   /**
+   * Per feature, the [min, max] it took on the runs the correction was fitted on. Features are
+   * clamped to it: the correction never extrapolates past what was measured (a line through
+   * 8-384 slots says nothing true about 1).
+   */
+  featureRanges: z.array(z.tuple([z.number(), z.number()])),
+  /**
    * Half-widths of the interval in natural-log units, per regime: the conformal quantile of
    * |ln(real / predicted)| over out-of-fold residuals at the model's coverage.
    */
@@ -164,7 +170,10 @@ export function twinValue(t: TwinLatency, metric: LatencyMetric): number {
 /** The corrected point prediction of one metric. */
 export function pointPrediction(m: MetricModel, t: TwinLatency, metric: LatencyMetric): number {
   const x = latencyFeatures(t);
-  const logFactor = m.features.reduce((s, f, i) => s + x[f] * m.coefficients[i]!, 0);
+  const logFactor = m.features.reduce((s, f, i) => {
+    const [min, max] = m.featureRanges[i]!;
+    return s + Math.min(max, Math.max(min, x[f])) * m.coefficients[i]!;
+  }, 0);
   return twinValue(t, metric) * Math.exp(logFactor);
 }
 
@@ -178,19 +187,22 @@ const estimate = (ms: number, halfWidthLog: number, sloQuantileLog: number): Lat
 
 /** p50 and p99 TTFT and ITL with intervals; the twin's figures as is without a model. */
 export function predictLatency(model: LatencyModel | undefined, t: TwinLatency): LatencyPrediction {
-  const one = (metric: LatencyMetric): LatencyEstimate => {
+  // A p99 is never predicted under its own p50: the two are corrected separately.
+  const one = (metric: LatencyMetric, atLeastMs = 0): LatencyEstimate => {
     if (!model) return estimate(twinValue(t, metric), 0, 0);
     const m = model.metrics[metric];
     const regime = t.completionRatio >= KEEPS_UP_RATIO ? 'keepsUp' : 'saturated';
     return estimate(
-      pointPrediction(m, t, metric),
+      Math.max(atLeastMs, pointPrediction(m, t, metric)),
       m.halfWidthLog[regime],
       m.sloQuantileLog[regime],
     );
   };
+  const ttftP50 = one('ttftP50');
+  const itlP50 = one('itlP50');
   return {
-    ttftMs: { p50: one('ttftP50'), p99: one('ttftP99') },
-    itlMs: { p50: one('itlP50'), p99: one('itlP99') },
+    ttftMs: { p50: ttftP50, p99: one('ttftP99', ttftP50.ms) },
+    itlMs: { p50: itlP50, p99: one('itlP99', itlP50.ms) },
     coverage: model?.coverage ?? 0,
     calibrated: model !== undefined,
   };
