@@ -42,8 +42,9 @@ export interface LatencyObservation {
  * - p50 TTFT: no correction beat the twin's own figure out of fold, so it is taken as is and only
  *   given an interval.
  * - ITL: the engine's step times are right at the median but the client-side tail widens with
- *   slots and requests in flight. The p99 also depends on the twin's queue regime: a twin whose
- *   queue grows runs a larger batch than the real server did.
+ *   slots and requests in flight, and every step is slower at a higher --max-lora-rank, which the
+ *   twin's step terms do not separate. The p99 also depends on the twin's queue regime: a twin
+ *   whose queue grows runs a larger batch than the real server did.
  */
 // The ITL features were chosen among subsets of eight candidates, and the TTFT and ITL regime
 // terms among a handful, by this same out-of-fold error (docs/latency.md), which makes the
