@@ -29,18 +29,44 @@ function solve(a: number[][], b: number[]): number[] {
   return m.map((row, i) => row[n]! / row[i]!);
 }
 
+/** X'X of a design's rows. */
+function gram(rows: number[][]): number[][] {
+  const k = rows[0]?.length ?? 0;
+  const xtx = Array.from({ length: k }, () => new Array<number>(k).fill(0));
+  for (const row of rows)
+    for (let a = 0; a < k; a++) for (let b = 0; b < k; b++) xtx[a]![b]! += row[a]! * row[b]!;
+  return xtx;
+}
+
 function fitRaw(xs: number[][], ys: number[], withIntercept: boolean): number[] {
   const rows = xs.map((x) => (withIntercept ? [1, ...x] : x));
-  const k = rows[0]!.length;
-  const xtx = Array.from({ length: k }, () => new Array<number>(k).fill(0));
-  const xty = new Array<number>(k).fill(0);
-  rows.forEach((row, i) => {
-    for (let a = 0; a < k; a++) {
-      xty[a]! += row[a]! * ys[i]!;
-      for (let b = 0; b < k; b++) xtx[a]![b]! += row[a]! * row[b]!;
+  const xty = new Array<number>(rows[0]!.length).fill(0);
+  rows.forEach((row, i) => row.forEach((v, a) => (xty[a]! += v * ys[i]!)));
+  return solve(gram(rows), xty);
+}
+
+/**
+ * The columns of a design, in order, that the columns kept before them do not determine: a
+ * column is kept when what it adds beyond them (its squared residual after projecting on them,
+ * by a Cholesky factor of X'X grown one column at a time) is not ~0. Least squares on the kept
+ * columns never meets a singular design.
+ */
+export function independentColumns(xs: number[][]): number[] {
+  const g = gram(xs);
+  const kept: number[] = [];
+  const factor: number[][] = []; // rows of the Cholesky factor of the kept columns' X'X
+  for (let j = 0; j < g.length; j++) {
+    const v: number[] = [];
+    kept.forEach((k, i) => {
+      v.push((g[k]![j]! - v.reduce((s, x, l) => s + x * factor[i]![l]!, 0)) / factor[i]![i]!);
+    });
+    const residual = g[j]![j]! - v.reduce((s, x) => s + x * x, 0);
+    if (residual > 1e-9 * g[j]![j]!) {
+      kept.push(j);
+      factor.push([...v, Math.sqrt(residual)]);
     }
-  });
-  return solve(xtx, xty);
+  }
+  return kept;
 }
 
 export function ols(xs: number[][], ys: number[], withIntercept = true): OlsFit {

@@ -1,4 +1,4 @@
-import { ols } from '../calibrate/ols.js';
+import { independentColumns, ols } from '../calibrate/ols.js';
 import {
   KEEPS_UP_RATIO,
   LATENCY_METRICS,
@@ -83,11 +83,7 @@ function fitCoefficients(
   // A feature the earlier ones already determine (a regime no fit run is in leaves its features
   // all zero; a constant one repeats the intercept) gets no weight instead of a singular design.
   const ys = fitRows.map((o) => Math.log(o.real[metric] / twinValue(o.twin, metric)));
-  const kept: number[] = [];
-  for (let j = 0; j < features.length; j++) {
-    const trial = [...kept, j];
-    if (isFullRank(xs.map((x) => trial.map((k) => x[k]!)))) kept.push(j);
-  }
+  const kept = independentColumns(xs);
   const fitted = ols(
     xs.map((x) => kept.map((k) => x[k]!)),
     ys,
@@ -100,27 +96,6 @@ function fitCoefficients(
       Math.max(...xs.map((x) => x[j]!)),
     ]),
   };
-}
-
-/** Whether the columns of a design are linearly independent (Gaussian elimination on X'X). */
-function isFullRank(xs: number[][]): boolean {
-  const p = xs[0]?.length ?? 0;
-  const m = Array.from({ length: p }, (_, a) =>
-    Array.from({ length: p }, (_, b) => xs.reduce((s, x) => s + x[a]! * x[b]!, 0)),
-  );
-  const scale = Math.max(1, ...m.map((row, a) => Math.abs(row[a]!)));
-  for (let col = 0; col < p; col++) {
-    let pivot = col;
-    for (let r = col + 1; r < p; r++)
-      if (Math.abs(m[r]![col]!) > Math.abs(m[pivot]![col]!)) pivot = r;
-    if (Math.abs(m[pivot]![col]!) < 1e-9 * scale) return false;
-    [m[col], m[pivot]] = [m[pivot]!, m[col]!];
-    for (let r = col + 1; r < p; r++) {
-      const f = m[r]![col]! / m[col]![col]!;
-      for (let c = col; c < p; c++) m[r]![c]! -= f * m[col]![c]!;
-    }
-  }
-  return true;
 }
 
 /** The k-th smallest |residual| with k = ceil((n + 1) * coverage): split-conformal. */
