@@ -1,4 +1,4 @@
-import { maxLoraRankFor } from '../search/index.js';
+import { maxLoraRankFor, type VllmFlags } from '../search/index.js';
 import { vllmStarts } from '../twin/index.js';
 import { estimateGpu } from './estimate.js';
 import {
@@ -6,7 +6,6 @@ import {
   estimateServes,
   flagsFor,
   type CatalogAdapter,
-  type GpuFlags,
   type Piece,
   type PlacementContext,
 } from './gpu.js';
@@ -27,13 +26,13 @@ export const BASELINES: readonly BaselineName[] = [
 
 /** A baseline's answer: GPUs with their flags, or why it could not place the catalog. */
 export type BaselinePlacement =
-  | { gpus: Array<{ pieces: Piece[]; flags: GpuFlags }>; failure?: undefined }
+  | { gpus: Array<{ pieces: Piece[]; flags: VllmFlags }>; failure?: undefined }
   | { gpus?: undefined; failure: string };
 
 const whole = (a: CatalogAdapter): Piece => ({ id: a.id, rank: a.rank, rate: a.rate, weight: 1 });
 
 /** Our flags for a baseline GPU that sets none itself; a GPU vLLM cannot start keeps 1 slot. */
-function ownFlags(ctx: PlacementContext, pieces: Piece[]): GpuFlags {
+function ownFlags(ctx: PlacementContext, pieces: Piece[]): VllmFlags {
   const chosen = flagsFor(ctx, pieces);
   if (chosen) return chosen.flags;
   return {
@@ -298,10 +297,13 @@ export function loraServe(
       phi,
     );
   }
-  const gpus: Array<{ pieces: Piece[]; flags: GpuFlags }> = Array.from({ length: servers }, () => ({
-    pieces: [],
-    flags: { maxLoras: 1, maxCpuLoras: 1, maxLoraRank: 8 },
-  }));
+  const gpus: Array<{ pieces: Piece[]; flags: VllmFlags }> = Array.from(
+    { length: servers },
+    () => ({
+      pieces: [],
+      flags: { maxLoras: 1, maxCpuLoras: 1, maxLoraRank: 8 },
+    }),
+  );
   for (const a of catalog) {
     const m = share.get(a.id)!;
     const sum = [...m.values()].reduce((s, v) => s + v, 0);

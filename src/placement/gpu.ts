@@ -8,6 +8,7 @@ import {
   type Objective,
   type PointSimulator,
   type Slo,
+  type VllmFlags,
 } from '../search/index.js';
 import type { RequestLengthSpec } from '../twin/lengths.js';
 import { scenarioSchema, vllmStarts, type Profile } from '../twin/index.js';
@@ -27,12 +28,6 @@ export interface Piece {
   /** Requests per second this GPU receives for the adapter: its rate x weight. */
   rate: number;
   weight: number;
-}
-
-export interface GpuFlags {
-  maxLoras: number;
-  maxCpuLoras: number;
-  maxLoraRank: number;
 }
 
 /** Everything a placement needs besides the catalog: the profile, what serving means, the twin. */
@@ -75,13 +70,13 @@ export const offeredOf = (ctx: PlacementContext, pieces: readonly Piece[]) =>
 export function flagsFor(
   ctx: PlacementContext,
   pieces: readonly Piece[],
-): { flags: GpuFlags; estimate: GpuEstimate } | undefined {
+): { flags: VllmFlags; estimate: GpuEstimate } | undefined {
   const maxLoraRank = maxLoraRankFor(
     ctx.profile,
     pieces.map((p) => p.rank),
   );
   const rates = pieces.map((p) => p.rate);
-  let best: { flags: GpuFlags; estimate: GpuEstimate } | undefined;
+  let best: { flags: VllmFlags; estimate: GpuEstimate } | undefined;
   for (const maxLoras of SLOT_LADDER) {
     if (maxLoras > pieces.length) break;
     if (!vllmStarts(ctx.profile, maxLoras, maxLoraRank)) break;
@@ -143,7 +138,7 @@ export function capacityEstimate(
 }
 
 export interface GpuVerdict {
-  flags: GpuFlags;
+  flags: VllmFlags;
   point: EvaluatedPoint;
   serves: boolean;
 }
@@ -152,7 +147,7 @@ export interface GpuVerdict {
 export async function judgeGpu(
   ctx: PlacementContext,
   pieces: readonly Piece[],
-  flags: GpuFlags,
+  flags: VllmFlags,
   durationSeconds: number,
   loadMultiplier = 1,
 ): Promise<GpuVerdict> {

@@ -30,6 +30,7 @@ export {
   type Slo,
   type Objective,
   type PointOptions,
+  type VllmFlags,
 } from './search.js';
 export {
   CachedSimulator,

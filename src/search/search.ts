@@ -1,7 +1,13 @@
 import { capacityTokensPerSecond, mustStarve } from '../twin/capacity.js';
 import { longestRequest, meanLengths, type RequestLengthSpec } from '../twin/lengths.js';
 import { vllmStarts, type Profile } from '../twin/profile.js';
-import { LIMITS, requestsPerSecond, scenarioSchema, type Scenario } from '../twin/scenario.js';
+import {
+  LIMITS,
+  requestsPerSecond,
+  scenarioSchema,
+  type Scenario,
+  type TwinConfig,
+} from '../twin/scenario.js';
 import type { SimulationOutcome } from './cache.js';
 import { predictLatency, type LatencyModel, type LatencyPrediction } from '../latency/index.js';
 
@@ -226,12 +232,8 @@ export function assertSimulable(
     );
 }
 
-/** The three LoRA flags of a vLLM server: what a simulated pair's latency depends on. */
-export interface VllmFlags {
-  maxCpuLoras: number;
-  maxLoras: number;
-  maxLoraRank: number;
-}
+/** The three LoRA flags of a vLLM server (the twin's config without its batch limits). */
+export type VllmFlags = Pick<TwinConfig, 'maxLoras' | 'maxCpuLoras' | 'maxLoraRank'>;
 
 /** A simulated pair's latency: the profile's corrected figures with intervals. */
 export function pairLatency(
