@@ -14,6 +14,7 @@ import { localRecommender } from '../runtime/local.js';
 import { THROUGHPUT_TIE_TOLERANCE } from '../search/index.js';
 import { TWIN_VERSION } from '../twin/index.js';
 import { errorSummary, pct } from './metrics.js';
+import { profileOf } from './latency.js';
 import { DEFAULT_DATA_DIR } from './twin.js';
 
 export interface MeasuredPoint {
@@ -165,7 +166,7 @@ async function main(): Promise<void> {
       const real = realOptimum(w.points);
       const published = publishedOptimum(w.points);
       if (!real) continue;
-      const profile = `h100-64gb/${w.model}`;
+      const profile = profileOf(w.model);
       heldOut = w.workload;
       for (const [method, asked, variant] of METHODS) {
         const objective = objectiveOf(method);
@@ -269,7 +270,7 @@ async function main(): Promise<void> {
     .join('\n');
   const forestInfo = models
     .map((m) => {
-      const f = loadModel(`h100-64gb/${m}`);
+      const f = loadModel(profileOf(m));
       return `- ${m}: ${f.trainingSet.rows} training workloads, CV paper-SMAPE concurrent ${pct(f.targets.concurrent.cv.smapePaper, 2)}, parallel ${pct(f.targets.parallel.cv.smapePaper, 2)}, throughput ${pct(f.targets.throughput.cv.smapePaper, 2)} (against the twin's optimum, not reality)`;
     })
     .join('\n');

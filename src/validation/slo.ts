@@ -102,7 +102,7 @@ async function main(): Promise<void> {
           let recommended: Case['recommended'] = null;
           try {
             const r = await recommender.recommend({
-              profile: `h100-64gb/${w.model}`,
+              profile: profileOf(w.model),
               workload: { rates: w.rates, ranks: w.ranks },
               method: 'twin',
               search: { concurrent: w.concurrentGrid, parallel: w.parallelGrid },

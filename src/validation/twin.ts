@@ -14,7 +14,7 @@ import { SimulationPool } from '../runtime/pool.js';
 import { scenarioForRun } from '../calibrate/runs.js';
 import { TWIN_VERSION, type SimulationResult } from '../twin/index.js';
 import { errorSummary, median, pct, type ErrorSummary } from './metrics.js';
-import { fitPooled, latencyFigures, latencySection } from './latency.js';
+import { fitPooled, latencyFigures, latencySection, profileOf } from './latency.js';
 import { latencyModelPath } from '../profiles/latency.js';
 import { loadProfile } from '../profiles/store.js';
 import { readServingRuns } from '../calibrate/runs.js';
@@ -317,7 +317,7 @@ function tailReport(dataDir: string, runs: RunComparison[]): string {
       (r) => r.model === model && r.realOk && r.twinFeasible && r.realCompletionRatio >= 0.95,
     );
     const keys = new Set(keep.map((r) => `${r.workload}|${r.run}`));
-    const profile = loadProfile(`h100-64gb/${model}`);
+    const profile = loadProfile(profileOf(model));
     const serving = readServingRuns(dataDir, model).filter((r) =>
       keys.has(`${r.workload}|${r.run}`),
     );
@@ -429,7 +429,7 @@ async function main(): Promise<void> {
   writeFileSync(join(outDir, 'twin-runs.csv'), toCsv(runs));
   // The twin's verdict errors, per profile: what the recommender's edge rule reads.
   for (const model of [...new Set(runs.map((r) => r.model))]) {
-    const profile = `h100-64gb/${model}`;
+    const profile = profileOf(model);
     const file = verdictRunsPath(profile);
     mkdirSync(dirname(file), { recursive: true });
     const verdicts: VerdictRuns = {
