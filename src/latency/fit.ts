@@ -3,7 +3,7 @@ import {
   KEEPS_UP_RATIO,
   LATENCY_METRICS,
   latencyFeatures,
-  pointPrediction,
+  pointPredictions,
   twinValue,
   type LatencyFeature,
   type LatencyMetric,
@@ -147,28 +147,18 @@ export function fitLatencyModel(
   const regimeOf = (o: LatencyObservation) => (keepsUp(o) ? 'keepsUp' : 'saturated');
 
   const predicted = observations.map(() => emptyMetrics(() => NaN));
-  for (const metric of LATENCY_METRICS) {
-    const features = CORRECTED_FEATURES[metric];
-    for (const w of workloads) {
-      const m: MetricModel = {
-        features: [...features],
-        ...fitCoefficients(
-          observations.filter((o) => o.workload !== w),
-          metric,
-          features,
-        ),
-        halfWidthLog: { keepsUp: 0, saturated: 0 },
-        sloQuantileLog: { keepsUp: 0, saturated: 0 },
-      };
-      observations.forEach((o, i) => {
-        if (o.workload === w) predicted[i]![metric] = pointPrediction(m, o.twin, metric);
-      });
-    }
-  }
-  // As the service does (predictLatency): a p99 is never predicted under its own p50.
-  for (const p of predicted) {
-    p.ttftP99 = Math.max(p.ttftP99, p.ttftP50);
-    p.itlP99 = Math.max(p.itlP99, p.itlP50);
+  for (const w of workloads) {
+    const others = observations.filter((o) => o.workload !== w);
+    const fold = emptyMetrics((metric): MetricModel => ({
+      features: [...CORRECTED_FEATURES[metric]],
+      ...fitCoefficients(others, metric, CORRECTED_FEATURES[metric]),
+      halfWidthLog: { keepsUp: 0, saturated: 0 },
+      sloQuantileLog: { keepsUp: 0, saturated: 0 },
+    }));
+    // The service's own predictions (predictLatency), from a model that never saw workload w.
+    observations.forEach((o, i) => {
+      if (o.workload === w) predicted[i] = pointPredictions(fold, o.twin);
+    });
   }
   const signed = (i: number, metric: LatencyMetric) =>
     Math.log(observations[i]!.real[metric] / predicted[i]![metric]);

@@ -167,14 +167,31 @@ export function twinValue(t: TwinLatency, metric: LatencyMetric): number {
   }
 }
 
-/** The corrected point prediction of one metric. */
-export function pointPrediction(m: MetricModel, t: TwinLatency, metric: LatencyMetric): number {
+/**
+ * The corrected point predictions of the four metrics, from one computation of the features. A
+ * p99 is never predicted under its own p50: the two are corrected separately.
+ */
+export function pointPredictions(
+  metrics: Record<LatencyMetric, MetricModel>,
+  t: TwinLatency,
+): Record<LatencyMetric, number> {
   const x = latencyFeatures(t);
-  const logFactor = m.features.reduce((s, f, i) => {
-    const [min, max] = m.featureRanges[i]!;
-    return s + Math.min(max, Math.max(min, x[f])) * m.coefficients[i]!;
-  }, 0);
-  return twinValue(t, metric) * Math.exp(logFactor);
+  const one = (metric: LatencyMetric): number => {
+    const m = metrics[metric];
+    const logFactor = m.features.reduce((s, f, i) => {
+      const [min, max] = m.featureRanges[i]!;
+      return s + Math.min(max, Math.max(min, x[f])) * m.coefficients[i]!;
+    }, 0);
+    return twinValue(t, metric) * Math.exp(logFactor);
+  };
+  const ttftP50 = one('ttftP50');
+  const itlP50 = one('itlP50');
+  return {
+    ttftP50,
+    ttftP99: Math.max(ttftP50, one('ttftP99')),
+    itlP50,
+    itlP99: Math.max(itlP50, one('itlP99')),
+  };
 }
 
 const estimate = (ms: number, halfWidthLog: number, sloQuantileLog: number): LatencyEstimate => ({
@@ -187,22 +204,16 @@ const estimate = (ms: number, halfWidthLog: number, sloQuantileLog: number): Lat
 
 /** p50 and p99 TTFT and ITL with intervals; the twin's figures as is without a model. */
 export function predictLatency(model: LatencyModel | undefined, t: TwinLatency): LatencyPrediction {
-  // A p99 is never predicted under its own p50: the two are corrected separately.
-  const one = (metric: LatencyMetric, atLeastMs = 0): LatencyEstimate => {
-    if (!model) return estimate(twinValue(t, metric), 0, 0);
+  const point = model ? pointPredictions(model.metrics, t) : undefined;
+  const regime = t.completionRatio >= KEEPS_UP_RATIO ? 'keepsUp' : 'saturated';
+  const one = (metric: LatencyMetric): LatencyEstimate => {
+    if (!model || !point) return estimate(twinValue(t, metric), 0, 0);
     const m = model.metrics[metric];
-    const regime = t.completionRatio >= KEEPS_UP_RATIO ? 'keepsUp' : 'saturated';
-    return estimate(
-      Math.max(atLeastMs, pointPrediction(m, t, metric)),
-      m.halfWidthLog[regime],
-      m.sloQuantileLog[regime],
-    );
+    return estimate(point[metric], m.halfWidthLog[regime], m.sloQuantileLog[regime]);
   };
-  const ttftP50 = one('ttftP50');
-  const itlP50 = one('itlP50');
   return {
-    ttftMs: { p50: ttftP50, p99: one('ttftP99', ttftP50.ms) },
-    itlMs: { p50: itlP50, p99: one('itlP99', itlP50.ms) },
+    ttftMs: { p50: one('ttftP50'), p99: one('ttftP99') },
+    itlMs: { p50: one('itlP50'), p99: one('itlP99') },
     coverage: model?.coverage ?? 0,
     calibrated: model !== undefined,
   };
