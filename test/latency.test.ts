@@ -10,8 +10,10 @@ import {
   latencyFeatures,
   predictLatency,
   QUEUEING_TTFT_MS,
+  type LatencyMetric,
   type LatencyModel,
   type LatencyObservation,
+  type MetricModel,
   type TwinLatency,
 } from '../src/latency/index.js';
 import { evaluatedPoint } from '../src/search/index.js';
@@ -288,20 +290,22 @@ describe('latency predictions and the SLO', () => {
     expect(p.calibrated).toBe(true);
   });
 
+  /** The model above with another correction for one metric, its intervals kept. */
+  const withCorrection = (
+    metric: LatencyMetric,
+    correction: Pick<MetricModel, 'features' | 'coefficients' | 'featureRanges'>,
+  ): LatencyModel => ({
+    ...model,
+    metrics: { ...model.metrics, [metric]: { ...model.metrics[metric], ...correction } },
+  });
+
   it('never extrapolates the correction past the slots it was fitted on', () => {
     // p99 ITL = twin x slots^0.3, fitted on 8 to 128 slots.
-    const fitted: LatencyModel = {
-      ...model,
-      metrics: {
-        ...model.metrics,
-        itlP99: {
-          ...model.metrics.itlP99,
-          features: ['logMaxLoras'],
-          coefficients: [0.3],
-          featureRanges: [[Math.log(8), Math.log(128)]],
-        },
-      },
-    };
+    const fitted = withCorrection('itlP99', {
+      features: ['logMaxLoras'],
+      coefficients: [0.3],
+      featureRanges: [[Math.log(8), Math.log(128)]],
+    });
     const p99 = (maxLoras: number) => predictLatency(fitted, twin({ maxLoras })).itlMs.p99.ms;
     expect(p99(32)).toBeCloseTo(60 * 32 ** 0.3, 9);
     // One slot is corrected as 8 are, 512 as 128 are: flat past the measurements.
@@ -311,18 +315,11 @@ describe('latency predictions and the SLO', () => {
 
   it('never predicts a p99 under its own p50', () => {
     // A p50 correction of x10 and x2 for the p99: the p99 (120 ms) is raised to the p50 (180 ms).
-    const skewed: LatencyModel = {
-      ...model,
-      metrics: {
-        ...model.metrics,
-        itlP50: {
-          ...model.metrics.itlP50,
-          features: ['intercept'],
-          coefficients: [Math.log(10)],
-          featureRanges: [[1, 1]],
-        },
-      },
-    };
+    const skewed = withCorrection('itlP50', {
+      features: ['intercept'],
+      coefficients: [Math.log(10)],
+      featureRanges: [[1, 1]],
+    });
     const p = predictLatency(skewed, twin({ itlMs: { mean: 20, p50: 18, p99: 60 } }));
     expect(p.itlMs.p50.ms).toBeCloseTo(180, 9);
     expect(p.itlMs.p99.ms).toBeCloseTo(180, 9);
