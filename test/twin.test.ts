@@ -61,7 +61,7 @@ describe('twin: hand-computed scenarios', () => {
     const profile = testProfile({
       stepTime: {
         base: { intercept: 10, perDecodeSeq: 0.25, perPrefillToken: 0.01, perKvKiloToken: 0.5 },
-        lora: { intercept: 1, perSlot: 0.2, perAdapterInBatch: 0.1, perBatchedToken: 0.001 },
+        lora: { intercept: 1, perSlot: 0.2, perAdapterInBatch: 0.1, perBatchedToken: 0.001, perBatchedTokenSlot: 0 },
       },
     });
     const s = scenario({

@@ -220,6 +220,7 @@ export function calibrate(inputs: CalibrationInputs, tables: CalibrationTables):
         perSlot: round(loraFit.intercept / loraSlots),
         perAdapterInBatch: round(loraFit.coefficients[0]!),
         perBatchedToken: 0,
+        perBatchedTokenSlot: 0,
       },
     },
     scheduler: {

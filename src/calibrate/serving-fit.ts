@@ -51,12 +51,13 @@ export async function fitLoraOnServingRuns(
         run.scenario.config.maxLoras,
         s.weightedAdapters / s.decodeTokens,
         s.weightedBatchedTokens / s.decodeTokens,
+        ((run.scenario.config.maxLoras + 1) * s.weightedBatchedTokens) / s.decodeTokens,
       ];
       xs.push(row.map((v) => v / real));
       ys.push(target / real);
     });
     const fit = ols(xs, ys, false);
-    const [intercept, perSlot, perAdapterInBatch, perBatchedToken] = fit.coefficients.map((c) =>
+    const [intercept, perSlot, perAdapterInBatch, perBatchedToken, perBatchedTokenSlot] = fit.coefficients.map((c) =>
       Number(c.toPrecision(6)),
     );
     const lora = {
@@ -64,6 +65,7 @@ export async function fitLoraOnServingRuns(
       perSlot: perSlot!,
       perAdapterInBatch: perAdapterInBatch!,
       perBatchedToken: perBatchedToken!,
+      perBatchedTokenSlot: perBatchedTokenSlot!,
     };
     const itlMape = (100 * ape) / xs.length;
     report.rounds.push({ itlMape, lora });

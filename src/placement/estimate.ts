@@ -104,7 +104,8 @@ export function estimateGpu(profile: Profile, lengths: MeanLengths, load: GpuLoa
       base.perPrefillToken * prefillPerStep +
       (base.perKvKiloToken * kvInUse) / 1000 +
       lora.perAdapterInBatch * adapters +
-      lora.perBatchedToken * (running + prefillPerStep) +
+      (lora.perBatchedToken + lora.perBatchedTokenSlot * (load.maxLoras + 1)) *
+        (running + prefillPerStep) +
       sched.perRunningRequest * running;
     return { ms, adapters, tokens: running + prefillPerStep };
   };

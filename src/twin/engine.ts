@@ -266,6 +266,7 @@ export function runEngine(input: EngineInput): EngineOutput {
   const base = profile.stepTime.base;
   const lora = profile.stepTime.lora;
   const loraFixedMs = lora.intercept + lora.perSlot * maxLoras;
+  const loraPerTokenMs = lora.perBatchedToken + lora.perBatchedTokenSlot * (maxLoras + 1);
   const sched = profile.scheduler;
   const stats = newStepStats();
 
@@ -548,7 +549,7 @@ export function runEngine(input: EngineInput): EngineOutput {
     const loraMs =
       loraFixedMs +
       lora.perAdapterInBatch * stepAdapterCount +
-      lora.perBatchedToken * batchedTokens;
+      loraPerTokenMs * batchedTokens;
     const schedulerMs =
       sched.intercept +
       sched.perRunningRequest * runningCount +

@@ -62,7 +62,8 @@ export const profileSchema = z.object({
    * Step time in ms = base + lora + scheduler + adapter loads, where
    * base = intercept + perDecodeSeq*D + perPrefillToken*P + perKvKiloToken*(KV tokens in use)/1000
    * (fitted on no-LoRA runs) and, with LoRA enabled,
-   * lora = intercept + perSlot*maxLoras + perAdapterInBatch*U + perBatchedToken*(D + P)
+   * lora = intercept + perSlot*maxLoras + perAdapterInBatch*U
+   *        + (perBatchedToken + perBatchedTokenSlot*(maxLoras + 1))*(D + P)
    * (U = distinct adapters in the batch; fitted on serving runs, see docs/profiles.md).
    */
   stepTime: z.object({
@@ -77,6 +78,11 @@ export const profileSchema = z.object({
       perSlot: z.number(),
       perAdapterInBatch: z.number(),
       perBatchedToken: z.number(),
+      /**
+       * vLLM 0.8.5's LoRA kernels launch thread blocks for every 32-token block times every slot
+       * (max_loras + 1), the idle ones exiting at once: a cost in tokens x slots.
+       */
+      perBatchedTokenSlot: z.number(),
     }),
   }),
   scheduler: z.object({
