@@ -8,8 +8,12 @@ import {
   tablesIn,
 } from '../src/calibrate/calibrate.js';
 import { ols } from '../src/calibrate/ols.js';
+import type { ServingRun } from '../src/calibrate/runs.js';
+import { fitLoraOnServingRuns, type SimulateMany } from '../src/calibrate/serving-fit.js';
+import type { SimulationResult, StepStats } from '../src/twin/index.js';
 import { knotMoments } from '../src/twin/lengths.js';
 import { PACKAGE_ROOT, loadProfile } from '../src/profiles/store.js';
+import { scenario, testProfile } from './helpers.js';
 
 const DATA = MEASUREMENTS_DIR;
 const inputs = JSON.parse(
@@ -53,5 +57,86 @@ describe('calibration', () => {
     expect(output.mean).toBeCloseTo(194.1, 0);
     expect(Math.abs(prompt.std - 244.4) / 244.4).toBeLessThan(0.02);
     expect(llama.requestLengths.prompt[1]).toEqual([0.25, 20.4]);
+  });
+});
+
+describe('serving fit of the LoRA step cost', () => {
+  // The cost the stand-in server really has, and a stand-in twin whose batch does not depend on
+  // its step time, so one round must recover it exactly.
+  const truth = {
+    intercept: 1,
+    perSlot: 0.05,
+    perAdapterInBatch: 0.5,
+    perBatchedToken: 0.01,
+    perBatchedTokenSlot: 0.0002,
+  };
+  const baseMs = 20;
+  const tokensPerStep = 1000;
+  type Lora = typeof truth;
+  const loraMs = (l: Lora, maxLoras: number, u: number, t: number) =>
+    l.intercept +
+    l.perSlot * maxLoras +
+    l.perAdapterInBatch * u +
+    (l.perBatchedToken + l.perBatchedTokenSlot * (maxLoras + 1)) * t;
+  const pairs: Array<[maxLoras: number, u: number, t: number, keepsUp: boolean]> = [
+    [4, 2, 120, true],
+    [8, 5, 300, true],
+    [16, 9, 250, true],
+    [32, 12, 900, true],
+    [64, 20, 600, true],
+    [8, 8, 2048, false],
+    [16, 16, 1500, false],
+    [32, 30, 2048, false],
+    [64, 60, 2048, false],
+    [128, 100, 1800, false],
+  ];
+  const runs: ServingRun[] = pairs.map(([maxLoras, u, t, keepsUp], i) => {
+    const stepMs = baseMs + loraMs(truth, maxLoras, u, t);
+    return {
+      row: {
+        // A run that falls behind reports a client-side ITL far above its step time (the API
+        // server and client lag); only its throughput tells the step time.
+        mean_itl_ms: String(keepsUp ? stepMs : 3 * stepMs),
+        throughput_vs_ideal: keepsUp ? '1' : '0.5',
+        total_tok_s: String((tokensPerStep * 1000) / stepMs),
+      },
+      model: 'gpu',
+      workload: `w${i}`,
+      run: `r${i}`,
+      ok: true,
+      scenario: scenario({
+        config: { maxLoras, maxCpuLoras: maxLoras, maxLoraRank: 8 },
+        workload: { rates: [1], ranks: [8] },
+        durationSeconds: 60,
+      }),
+    };
+  });
+  const stats = new Map(runs.map((r, i) => [r.scenario, pairs[i]!]));
+  const twin: SimulateMany = (tasks) =>
+    Promise.resolve(
+      tasks.map(({ scenario: s, profile }) => {
+        const [maxLoras, u, t] = stats.get(s)!;
+        const lora = loraMs(profile.stepTime.lora, maxLoras, u, t);
+        const stepMs = baseMs + lora;
+        return {
+          feasible: true,
+          itlMs: { mean: stepMs },
+          throughputTokensPerSecond: (tokensPerStep * 1000) / stepMs,
+          stepStats: {
+            decodeTokens: 1,
+            weightedStepMs: stepMs,
+            weightedLoraMs: lora,
+            weightedAdapters: u,
+            weightedBatchedTokens: t,
+          },
+        } as unknown as SimulationResult & { stepStats: StepStats };
+      }),
+    );
+
+  it('recovers the cost from the ITL of runs that keep up and the throughput of runs that fall behind', async () => {
+    const { profile } = await fitLoraOnServingRuns(testProfile(), runs, twin, 1);
+    const fitted = profile.stepTime.lora;
+    for (const key of Object.keys(truth) as Array<keyof Lora>)
+      expect(fitted[key], key).toBeCloseTo(truth[key], 6);
   });
 });

@@ -20,7 +20,13 @@ export function testProfile(overrides: Partial<Profile> = {}, stepMs = 10): Prof
     kvCache: { intercept: 100_000, perSlotRank: 10, measured: [] },
     stepTime: {
       base: { intercept: stepMs, perDecodeSeq: 0, perPrefillToken: 0, perKvKiloToken: 0 },
-      lora: { intercept: 0, perSlot: 0, perAdapterInBatch: 0, perBatchedToken: 0, perBatchedTokenSlot: 0 },
+      lora: {
+        intercept: 0,
+        perSlot: 0,
+        perAdapterInBatch: 0,
+        perBatchedToken: 0,
+        perBatchedTokenSlot: 0,
+      },
     },
     scheduler: { intercept: 0, perRunningRequest: 0, perVisitedWaitingRequest: 0 },
     adapterLoad: {

@@ -28,7 +28,13 @@ describe('twin latency tail mechanisms', () => {
       maxModelLen: 8192,
       stepTime: {
         base: { intercept: 10, perDecodeSeq: 0, perPrefillToken: 0.05, perKvKiloToken: 0 },
-        lora: { intercept: 0, perSlot: 0, perAdapterInBatch: 0, perBatchedToken: 0, perBatchedTokenSlot: 0 },
+        lora: {
+          intercept: 0,
+          perSlot: 0,
+          perAdapterInBatch: 0,
+          perBatchedToken: 0,
+          perBatchedTokenSlot: 0,
+        },
       },
     });
     const s = scenario({
@@ -95,7 +101,13 @@ describe('twin latency tail mechanisms', () => {
       kvCache: { intercept: 1600 + 10 * 8, perSlotRank: 10, measured: [] },
       stepTime: {
         base: { intercept: 10, perDecodeSeq: 0, perPrefillToken: 0.01, perKvKiloToken: 0 },
-        lora: { intercept: 0, perSlot: 0, perAdapterInBatch: 0, perBatchedToken: 0, perBatchedTokenSlot: 0 },
+        lora: {
+          intercept: 0,
+          perSlot: 0,
+          perAdapterInBatch: 0,
+          perBatchedToken: 0,
+          perBatchedTokenSlot: 0,
+        },
       },
     });
     const s = scenario({
@@ -123,7 +135,13 @@ describe('twin latency tail mechanisms', () => {
     const profile = testProfile({
       stepTime: {
         base: { intercept: 5, perDecodeSeq: 0.1, perPrefillToken: 0.02, perKvKiloToken: 0.3 },
-        lora: { intercept: 1, perSlot: 0.05, perAdapterInBatch: 0.4, perBatchedToken: 0.001, perBatchedTokenSlot: 0 },
+        lora: {
+          intercept: 1,
+          perSlot: 0.05,
+          perAdapterInBatch: 0.4,
+          perBatchedToken: 0.001,
+          perBatchedTokenSlot: 0,
+        },
       },
       scheduler: { intercept: 0.2, perRunningRequest: 0.01, perVisitedWaitingRequest: 0.02 },
     });

@@ -61,7 +61,13 @@ describe('twin: hand-computed scenarios', () => {
     const profile = testProfile({
       stepTime: {
         base: { intercept: 10, perDecodeSeq: 0.25, perPrefillToken: 0.01, perKvKiloToken: 0.5 },
-        lora: { intercept: 1, perSlot: 0.2, perAdapterInBatch: 0.1, perBatchedToken: 0.001, perBatchedTokenSlot: 0 },
+        lora: {
+          intercept: 1,
+          perSlot: 0.2,
+          perAdapterInBatch: 0.1,
+          perBatchedToken: 0.001,
+          perBatchedTokenSlot: 0,
+        },
       },
     });
     const s = scenario({
@@ -77,6 +83,38 @@ describe('twin: hand-computed scenarios', () => {
     const r = simulate(s, profile);
     expect(r.ttftMs.mean).toBeCloseTo(12.456, 6);
     expect(r.itlMs.mean).toBeCloseTo(11.607, 6);
+  });
+
+  it("charges the LoRA kernels' thread blocks for every slot: batched tokens x (max_loras + 1)", () => {
+    // vLLM 0.8.5 launches the shrink and expand kernels' blocks for every slot, idle ones
+    // included. The same isolated request as above on a server with 3 slots:
+    // prefill step = 10 + 1 + 0.056 + lora(1 + 0.2*3 + 0.1*1 + (0.001 + 0.002*4)*100) = 13.656 ms
+    // decode step  = 10 + 0.25 + 0.056 + lora(1 + 0.6 + 0.1 + 0.009*1)                  = 12.015 ms
+    const profile = testProfile({
+      stepTime: {
+        base: { intercept: 10, perDecodeSeq: 0.25, perPrefillToken: 0.01, perKvKiloToken: 0.5 },
+        lora: {
+          intercept: 1,
+          perSlot: 0.2,
+          perAdapterInBatch: 0.1,
+          perBatchedToken: 0.001,
+          perBatchedTokenSlot: 0.002,
+        },
+      },
+    });
+    const s = scenario({
+      config: { maxLoras: 3, maxCpuLoras: 3, maxLoraRank: 8 },
+      workload: {
+        rates: [0.001],
+        ranks: [8],
+        requestLengths: { kind: 'fixed', input: 100, output: 3 },
+      },
+      durationSeconds: 36_000,
+      seed: 5,
+    });
+    const r = simulate(s, profile);
+    expect(r.ttftMs.mean).toBeCloseTo(13.656, 6);
+    expect(r.itlMs.mean).toBeCloseTo(12.015, 6);
   });
 
   it('counts only requests completed inside the window', () => {

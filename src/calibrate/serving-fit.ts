@@ -13,13 +13,23 @@ export interface ServingFitReport {
 }
 
 /**
+ * Below this share of its offered load a run falls behind: its step time is read from its
+ * throughput, not from its ITL (see fitLoraOnServingRuns).
+ */
+export const KEEPS_UP_THROUGHPUT_RATIO = 0.95;
+
+/**
  * Fits the LoRA step cost on real serving runs. The LoRA-overhead table covers 300 slots of rank
  * 8 at one batch size only, while the cost depends on slots, distinct adapters and batched tokens.
- * Each run's mean ITL is a decode-token-weighted mean of step times, so with the twin's weighted
- * means of U and tokens per step the LoRA terms enter linearly:
- *   realItl - (twinItl - twinLoraMs) = intercept + perSlot*maxLoras + perAdapterInBatch*U + perBatchedToken*T.
+ * The twin's decode-token-weighted means of U (distinct adapters in the step) and T (batched
+ * tokens) make the terms linear in the mean step time:
+ *   realStep - (twinStep - twinLoraMs)
+ *     = intercept + perSlot*maxLoras + perAdapterInBatch*U + (perBatchedToken + perBatchedTokenSlot*(maxLoras + 1))*T.
+ * realStep is the run's mean ITL when it keeps up. When it falls behind, the client's ITL is no
+ * longer the engine's step (the API server and the client lag behind a thousand requests in
+ * flight), while the tokens it completes are: realStep = twinStep x twinThroughput / realThroughput.
  * The batch the twin forms depends on its step times, so the fit is repeated until it settles.
- * Rows are scaled by 1/realItl, so that relative errors are minimised.
+ * Rows are scaled by 1/realStep, so that relative errors are minimised.
  */
 export async function fitLoraOnServingRuns(
   profile: Profile,
@@ -41,37 +51,38 @@ export async function fitLoraOnServingRuns(
     usable.forEach((run, i) => {
       const res = results[i]!;
       const s = res.stepStats;
-      const real = num(run.row, 'mean_itl_ms');
-      if (!s || s.decodeTokens === 0 || !(real > 0) || !res.feasible) return;
-      ape += Math.abs(res.itlMs.mean - real) / real;
+      const realItl = num(run.row, 'mean_itl_ms');
+      const realThroughput = num(run.row, 'total_tok_s');
+      if (!s || s.decodeTokens === 0 || !(realItl > 0) || !res.feasible) return;
+      const twinStep = res.itlMs.mean;
+      ape += Math.abs(twinStep - realItl) / realItl;
+      const keepsUp = num(run.row, 'throughput_vs_ideal') >= KEEPS_UP_THROUGHPUT_RATIO;
+      const realStep =
+        keepsUp || !(realThroughput > 0) || !(res.throughputTokensPerSecond > 0)
+          ? realItl
+          : (twinStep * res.throughputTokensPerSecond) / realThroughput;
       const loraMs = s.weightedLoraMs / s.decodeTokens;
-      // Runs that fall behind: their throughput, not their client-side ITL, says how long a step takes.
-      const realRatio = num(run.row, 'throughput_vs_ideal');
-      const hybrid = process.env.SERVING_FIT_TARGET === 'hybrid' && realRatio < 0.95;
-      const stepTarget = hybrid
-        ? res.itlMs.mean * (res.throughputTokensPerSecond / num(run.row, 'total_tok_s'))
-        : real;
-      const target = stepTarget - (res.itlMs.mean - loraMs);
+      const maxLoras = run.scenario.config.maxLoras;
+      const tokens = s.weightedBatchedTokens / s.decodeTokens;
       const row = [
         1,
-        run.scenario.config.maxLoras,
+        maxLoras,
         s.weightedAdapters / s.decodeTokens,
-        s.weightedBatchedTokens / s.decodeTokens,
-        ((run.scenario.config.maxLoras + 1) * s.weightedBatchedTokens) / s.decodeTokens,
-      ].slice(0, process.env.SERVING_FIT_TS === 'off' ? 4 : 5);
-      xs.push(row.map((v) => v / stepTarget));
-      ys.push(target / stepTarget);
+        tokens,
+        (maxLoras + 1) * tokens,
+      ];
+      xs.push(row.map((v) => v / realStep));
+      ys.push((realStep - (twinStep - loraMs)) / realStep);
     });
     const fit = ols(xs, ys, false);
-    const [intercept, perSlot, perAdapterInBatch, perBatchedToken, perBatchedTokenSlot] = fit.coefficients.map((c) =>
-      Number(c.toPrecision(6)),
-    );
+    const [intercept, perSlot, perAdapterInBatch, perBatchedToken, perBatchedTokenSlot] =
+      fit.coefficients.map((c) => Number(c.toPrecision(6)));
     const lora = {
       intercept: intercept!,
       perSlot: perSlot!,
       perAdapterInBatch: perAdapterInBatch!,
       perBatchedToken: perBatchedToken!,
-      perBatchedTokenSlot: perBatchedTokenSlot ?? 0,
+      perBatchedTokenSlot: perBatchedTokenSlot!,
     };
     const itlMape = (100 * ape) / xs.length;
     report.rounds.push({ itlMape, lora });

@@ -547,9 +547,7 @@ export function runEngine(input: EngineInput): EngineOutput {
       (base.perKvKiloToken * kvTokensInUse) / 1000;
     const batchedTokens = decodeSeqs + prefillTokens;
     const loraMs =
-      loraFixedMs +
-      lora.perAdapterInBatch * stepAdapterCount +
-      loraPerTokenMs * batchedTokens;
+      loraFixedMs + lora.perAdapterInBatch * stepAdapterCount + loraPerTokenMs * batchedTokens;
     const schedulerMs =
       sched.intercept +
       sched.perRunningRequest * runningCount +
