@@ -1,4 +1,4 @@
-import { kvCacheTokens, type Profile } from '../twin/index.js';
+import { kvCacheTokens, loraMsPerBatchedToken, type Profile } from '../twin/index.js';
 import { createLengthSampler, meanLengths, type RequestLengthSpec } from '../twin/lengths.js';
 import { seededStream } from '../twin/random.js';
 
@@ -104,8 +104,7 @@ export function estimateGpu(profile: Profile, lengths: MeanLengths, load: GpuLoa
       base.perPrefillToken * prefillPerStep +
       (base.perKvKiloToken * kvInUse) / 1000 +
       lora.perAdapterInBatch * adapters +
-      (lora.perBatchedToken + lora.perBatchedTokenSlot * (load.maxLoras + 1)) *
-        (running + prefillPerStep) +
+      loraMsPerBatchedToken(profile, load.maxLoras) * (running + prefillPerStep) +
       sched.perRunningRequest * running;
     return { ms, adapters, tokens: running + prefillPerStep };
   };

@@ -1,7 +1,7 @@
 import { Fenwick, IndexedMinHeap } from './heap.js';
 import { LatencyHistogram } from './histogram.js';
 import type { RequestLengthSampler } from './lengths.js';
-import { cpuToGpuLoadMs, type Profile } from './profile.js';
+import { cpuToGpuLoadMs, loraMsPerBatchedToken, type Profile } from './profile.js';
 import { exponential, type UniformSource } from './random.js';
 import type { TwinConfig } from './scenario.js';
 
@@ -266,7 +266,7 @@ export function runEngine(input: EngineInput): EngineOutput {
   const base = profile.stepTime.base;
   const lora = profile.stepTime.lora;
   const loraFixedMs = lora.intercept + lora.perSlot * maxLoras;
-  const loraPerTokenMs = lora.perBatchedToken + lora.perBatchedTokenSlot * (maxLoras + 1);
+  const loraPerTokenMs = loraMsPerBatchedToken(profile, maxLoras);
   const sched = profile.scheduler;
   const stats = newStepStats();
 

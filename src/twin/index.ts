@@ -14,7 +14,13 @@ export {
   type TwinConfig,
   type Workload,
 } from './scenario.js';
-export { profileSchema, kvCacheTokens, vllmStarts, type Profile } from './profile.js';
+export {
+  profileSchema,
+  kvCacheTokens,
+  loraMsPerBatchedToken,
+  vllmStarts,
+  type Profile,
+} from './profile.js';
 export { capacityTokensPerSecond, mustStarve } from './capacity.js';
 export { meanLengths } from './lengths.js';
 export {

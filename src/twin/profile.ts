@@ -122,6 +122,15 @@ export function kvCacheTokens(profile: Profile, maxLoras: number, maxLoraRank: n
   return Math.max(0, Math.floor(estimate / profile.blockSize) * profile.blockSize);
 }
 
+/**
+ * LoRA ms per batched token on a server with `maxLoras` slots: the kernels' own per-token work
+ * plus the thread blocks they launch for every slot (max_loras + 1) per token block.
+ */
+export function loraMsPerBatchedToken(profile: Profile, maxLoras: number): number {
+  const lora = profile.stepTime.lora;
+  return lora.perBatchedToken + lora.perBatchedTokenSlot * (maxLoras + 1);
+}
+
 /** vLLM starts only when its KV cache can hold one max_model_len sequence beside the slots. */
 export function vllmStarts(profile: Profile, maxLoras: number, maxLoraRank: number): boolean {
   return kvCacheTokens(profile, maxLoras, maxLoraRank) >= profile.maxModelLen;
