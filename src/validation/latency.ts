@@ -91,6 +91,8 @@ export interface MetricFigures {
   coverage: number;
   /** Share of runs under the one-sided SLO bound built without their workload. */
   sloCoverage: number;
+  /** Runs whose real figure is under 1 ms, where a percentage error says little. */
+  realUnder1Ms: number;
 }
 
 const twinOf = (o: LatencyObservation, m: LatencyMetric) => twinValue(o.twin, m);
@@ -125,6 +127,7 @@ export function latencyFigures(
         bias: corrected.bias,
         coverage: usable.filter((r) => r.covered[m]).length / Math.max(1, usable.length),
         sloCoverage: usable.filter((r) => r.underSloBound[m]).length / Math.max(1, usable.length),
+        realUnder1Ms: usable.filter((r) => r.observation.real[m] < 1).length,
       };
     }
   }
@@ -159,7 +162,13 @@ export function latencySection(
       });
       return `| ${METRIC_LABEL[m]} | ${cells.join(' | ')} |`;
     });
-    parts.push(`### ${SUBSETS[subset].label}\n${head}\n${lines.join('\n')}`);
+    // A run so far behind that the client receives its tokens in bursts measures most gaps as
+    // 0.01 ms: its median ITL is not a step time, and its percentage error swamps the MAPE.
+    const nearZero = perModel.map(({ figures }) => figures[subset].itlP50.realUnder1Ms);
+    const note = nearZero.some((n) => n > 0)
+      ? `\n\np50 ITL: ${nearZero.join(' / ')} of these runs (${perModel.map((p) => p.model).join(' / ')}) have a real median ITL under 1 ms (0.01 ms): runs so far behind that the client receives tokens in bursts, so most measured gaps are zero. Their percentage errors swamp this row's MAPE and bias.`
+      : '';
+    parts.push(`### ${SUBSETS[subset].label}\n${head}\n${lines.join('\n')}${note}`);
   }
   const profiles = Object.keys(fit.models);
   const first = fit.models[profiles[0]!]!;
