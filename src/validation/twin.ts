@@ -243,9 +243,11 @@ ranks, adapter count and 3600 s window, seed 1, with the measurements' client li
 in flight. The published twin's numbers are the \`sim_*\` columns of
 \`${src}/published_twin_vs_real.csv\` on the same runs. Per-run numbers: [twin-runs.csv](twin-runs.csv).
 
-The LoRA terms of the step-time model are fitted on these runs' mean ITL (docs/profiles.md,
-the calibration table only covers 300 slots of rank 8), so for that part of the model these are
-in-sample figures; every other coefficient comes from the calibration tables.
+The LoRA terms of the step-time model are fitted on these runs (docs/profiles.md: their mean ITL
+where they keep up, their throughput where they fall behind; the calibration table only covers
+300 slots of rank 8), so for that part of the model these are in-sample figures; every other
+coefficient comes from the calibration tables. Refitted without each workload:
+[twin-lowo.md](twin-lowo.md).
 
 ![twin vs real throughput](twin-throughput.svg)
 
