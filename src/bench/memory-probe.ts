@@ -1,4 +1,5 @@
 // One overloaded hour in a fresh process; prints arrivals and peak resident memory (bench/service.ts).
+import { readFileSync } from 'node:fs';
 import { resourceUsage } from 'node:process';
 import { runScenario } from '../runtime/scenario-runner.js';
 import { scenarioSchema } from '../twin/index.js';
@@ -12,10 +13,21 @@ const result = runScenario(
     durationSeconds: 3600,
   }),
 );
+/**
+ * Peak resident memory of this process alone. Linux keeps getrusage's maxRSS across fork and
+ * exec, so a probe spawned by a bench that had grown to 460 MB reported 460 MB whatever it did;
+ * VmHWM belongs to the address space, which exec replaces.
+ */
+function peakRssMb(): number {
+  try {
+    const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (hwm) return Number(hwm[1]) / 1024;
+  } catch {
+    // Not Linux: maxRSS is the best there is.
+  }
+  return resourceUsage().maxRSS / 1024;
+}
+
 process.stdout.write(
-  JSON.stringify({
-    rate,
-    arrived: result.arrivedRequests,
-    maxRssMb: resourceUsage().maxRSS / 1024,
-  }),
+  JSON.stringify({ rate, arrived: result.arrivedRequests, maxRssMb: peakRssMb() }),
 );
