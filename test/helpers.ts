@@ -6,6 +6,15 @@ import { scenarioSchema, type Scenario, type ScenarioInput } from '../src/twin/s
  * A synthetic profile with round numbers, so expected results can be computed by hand: every
  * step takes `stepMs` unless a test sets other terms.
  */
+/** A step-time model's LoRA terms all zero: the cases that isolate another mechanism. */
+export const NO_LORA_COST: Profile['stepTime']['lora'] = {
+  intercept: 0,
+  perSlot: 0,
+  perAdapterInBatch: 0,
+  perBatchedToken: 0,
+  perBatchedTokenSlot: 0,
+};
+
 export function testProfile(overrides: Partial<Profile> = {}, stepMs = 10): Profile {
   return profileSchema.parse({
     schemaVersion: 1,
@@ -20,13 +29,7 @@ export function testProfile(overrides: Partial<Profile> = {}, stepMs = 10): Prof
     kvCache: { intercept: 100_000, perSlotRank: 10, measured: [] },
     stepTime: {
       base: { intercept: stepMs, perDecodeSeq: 0, perPrefillToken: 0, perKvKiloToken: 0 },
-      lora: {
-        intercept: 0,
-        perSlot: 0,
-        perAdapterInBatch: 0,
-        perBatchedToken: 0,
-        perBatchedTokenSlot: 0,
-      },
+      lora: NO_LORA_COST,
     },
     scheduler: { intercept: 0, perRunningRequest: 0, perVisitedWaitingRequest: 0 },
     adapterLoad: {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { simulate, type StepView } from '../src/twin/index.js';
-import { scenario, testProfile } from './helpers.js';
+import { NO_LORA_COST, scenario, testProfile } from './helpers.js';
 
 // The mechanisms behind the twin's latency tail, each in a hand-computed case: a decode token
 // scheduled in a step waits for the whole step, so whatever else the step carries is its ITL.
@@ -28,13 +28,7 @@ describe('twin latency tail mechanisms', () => {
       maxModelLen: 8192,
       stepTime: {
         base: { intercept: 10, perDecodeSeq: 0, perPrefillToken: 0.05, perKvKiloToken: 0 },
-        lora: {
-          intercept: 0,
-          perSlot: 0,
-          perAdapterInBatch: 0,
-          perBatchedToken: 0,
-          perBatchedTokenSlot: 0,
-        },
+        lora: NO_LORA_COST,
       },
     });
     const s = scenario({
@@ -101,13 +95,7 @@ describe('twin latency tail mechanisms', () => {
       kvCache: { intercept: 1600 + 10 * 8, perSlotRank: 10, measured: [] },
       stepTime: {
         base: { intercept: 10, perDecodeSeq: 0, perPrefillToken: 0.01, perKvKiloToken: 0 },
-        lora: {
-          intercept: 0,
-          perSlot: 0,
-          perAdapterInBatch: 0,
-          perBatchedToken: 0,
-          perBatchedTokenSlot: 0,
-        },
+        lora: NO_LORA_COST,
       },
     });
     const s = scenario({

@@ -53,11 +53,9 @@ describe('twin: hand-computed scenarios', () => {
     expect(steps.slice(0, 4).map((v) => v.scheduledTokens)).toEqual([2048, 2048, 904, 1]);
   });
 
-  it('times each step from its decode sequences, prefill tokens, KV in use and LoRA terms', () => {
-    // One isolated request of 100 prompt and 3 output tokens, rank 8 in one slot:
-    // prefill step = 10 + 0.01*100 + 0.5*(7 blocks * 16 / 1000) + lora(1 + 0.2*1 + 0.1*1 + 0.001*100)
-    //             = 10 + 1 + 0.056 + 1.4 = 12.456 ms
-    // decode step  = 10 + 0.25*1 + 0.5*(7*16/1000) + lora(1 + 0.2 + 0.1 + 0.001) = 11.607 ms
+  // One isolated request of 100 prompt and 3 output tokens, rank 8, on a step-time model whose
+  // every term is set, so that each term's share of the step can be computed by hand.
+  function isolatedRequest(maxLoras: number, perBatchedTokenSlot: number) {
     const profile = testProfile({
       stepTime: {
         base: { intercept: 10, perDecodeSeq: 0.25, perPrefillToken: 0.01, perKvKiloToken: 0.5 },
@@ -66,12 +64,12 @@ describe('twin: hand-computed scenarios', () => {
           perSlot: 0.2,
           perAdapterInBatch: 0.1,
           perBatchedToken: 0.001,
-          perBatchedTokenSlot: 0,
+          perBatchedTokenSlot,
         },
       },
     });
     const s = scenario({
-      config: { maxLoras: 1, maxCpuLoras: 1, maxLoraRank: 8 },
+      config: { maxLoras, maxCpuLoras: maxLoras, maxLoraRank: 8 },
       workload: {
         rates: [0.001],
         ranks: [8],
@@ -80,39 +78,25 @@ describe('twin: hand-computed scenarios', () => {
       durationSeconds: 36_000,
       seed: 5,
     });
-    const r = simulate(s, profile);
+    return simulate(s, profile);
+  }
+
+  it('times each step from its decode sequences, prefill tokens, KV in use and LoRA terms', () => {
+    // One slot:
+    // prefill step = 10 + 0.01*100 + 0.5*(7 blocks * 16 / 1000) + lora(1 + 0.2*1 + 0.1*1 + 0.001*100)
+    //             = 10 + 1 + 0.056 + 1.4 = 12.456 ms
+    // decode step  = 10 + 0.25*1 + 0.5*(7*16/1000) + lora(1 + 0.2 + 0.1 + 0.001) = 11.607 ms
+    const r = isolatedRequest(1, 0);
     expect(r.ttftMs.mean).toBeCloseTo(12.456, 6);
     expect(r.itlMs.mean).toBeCloseTo(11.607, 6);
   });
 
   it("charges the LoRA kernels' thread blocks for every slot: batched tokens x (max_loras + 1)", () => {
     // vLLM 0.8.5 launches the shrink and expand kernels' blocks for every slot, idle ones
-    // included. The same isolated request as above on a server with 3 slots:
+    // included. The same request on a server with 3 slots:
     // prefill step = 10 + 1 + 0.056 + lora(1 + 0.2*3 + 0.1*1 + (0.001 + 0.002*4)*100) = 13.656 ms
     // decode step  = 10 + 0.25 + 0.056 + lora(1 + 0.6 + 0.1 + 0.009*1)                  = 12.015 ms
-    const profile = testProfile({
-      stepTime: {
-        base: { intercept: 10, perDecodeSeq: 0.25, perPrefillToken: 0.01, perKvKiloToken: 0.5 },
-        lora: {
-          intercept: 1,
-          perSlot: 0.2,
-          perAdapterInBatch: 0.1,
-          perBatchedToken: 0.001,
-          perBatchedTokenSlot: 0.002,
-        },
-      },
-    });
-    const s = scenario({
-      config: { maxLoras: 3, maxCpuLoras: 3, maxLoraRank: 8 },
-      workload: {
-        rates: [0.001],
-        ranks: [8],
-        requestLengths: { kind: 'fixed', input: 100, output: 3 },
-      },
-      durationSeconds: 36_000,
-      seed: 5,
-    });
-    const r = simulate(s, profile);
+    const r = isolatedRequest(3, 0.002);
     expect(r.ttftMs.mean).toBeCloseTo(13.656, 6);
     expect(r.itlMs.mean).toBeCloseTo(12.015, 6);
   });
