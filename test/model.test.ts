@@ -24,6 +24,7 @@ import { decodePrediction, encodeOptimum } from '../src/model/targets.js';
 import { trainModel } from '../src/model/train.js';
 import { loadProfile } from '../src/profiles/store.js';
 import type { PointSimulator } from '../src/search/index.js';
+import { TWIN_VERSION } from '../src/twin/index.js';
 import { kvCacheTokens } from '../src/twin/profile.js';
 import { seededStream } from '../src/twin/random.js';
 import { stubOutcome } from './helpers.js';
@@ -74,6 +75,7 @@ function fakeRows(n: number): DatasetRow[] {
       index,
       seed: 1,
       durationSeconds: DATASET_DURATION_SECONDS,
+      twinVersion: TWIN_VERSION,
       workload,
       features,
       optimum: {
@@ -215,5 +217,25 @@ describe('dataset builder', () => {
       throughputTokensPerSecond: 959.92,
     });
     expect(row.evaluated.length).toBe(row.simulations);
+    expect(row.twinVersion).toBe(TWIN_VERSION);
+  });
+
+  it("refuses to resume or train on rows another twin labelled: their optimum is that twin's", async () => {
+    const row = await buildRow(profile, 1, 3, fake, () => 0);
+    const dir = mkdtempSync(join(tmpdir(), 'loraplan-dataset-'));
+    const file = join(dir, 'set.jsonl');
+    writeFileSync(file, `${JSON.stringify(row)}\n`);
+    expect(readDataset(file, 1).map((r) => r.index)).toEqual([3]);
+    writeFileSync(
+      file,
+      `${JSON.stringify(row)}\n${JSON.stringify({ ...row, index: 4, twinVersion: '0.9.0' })}\n`,
+    );
+    expect(() => readDataset(file, 1)).toThrow(
+      /workload 4 was labelled by twin 0\.9\.0; this build runs twin/,
+    );
+    const old: Partial<DatasetRow> = { ...row };
+    delete old.twinVersion;
+    writeFileSync(file, `${JSON.stringify(old)}\n`);
+    expect(() => readDataset(file, 1)).toThrow(/labelled by twin \(unrecorded\)/);
   });
 });

@@ -11,7 +11,8 @@ const USAGE = `usage: loraplan dataset --profile P --workloads N [--seed S] [--o
 
 Samples N workloads (seed S, default 1), finds each one's optimum with the twin and appends one
 JSON line per workload to FILE (default models/datasets/<profile>.jsonl). Resumable: workloads
-already in FILE are skipped, so an interrupted run continues where it stopped. With
+already in FILE are skipped, so an interrupted run continues where it stopped; a FILE built with
+another seed, window or twin version is refused rather than mixed. With
 LORAPLAN_REDIS_URL set, the simulations run as queue jobs on \`loraplan worker\` processes
 (K defaults to 16 workloads in flight, else 2); the rows are the same as a local build's.`;
 

@@ -7,6 +7,7 @@ import {
   type PointSimulator,
   type SearchWorkload,
 } from '../search/index.js';
+import { TWIN_VERSION } from '../twin/index.js';
 import { seededStream } from '../twin/random.js';
 import { vllmStarts, type Profile } from '../twin/profile.js';
 import { workloadFeatures } from './features.js';
@@ -58,6 +59,8 @@ export interface DatasetRow {
   /** Sampling seed and search window of the row: a file never mixes either. */
   seed: number;
   durationSeconds: number;
+  /** The twin whose optimum labels the row: another twin's optimum is another label. */
+  twinVersion: string;
   workload: SearchWorkload;
   features: number[];
   /** null when every configuration starves. */
@@ -142,6 +145,7 @@ export async function buildRow(
     index,
     seed,
     durationSeconds: DATASET_DURATION_SECONDS,
+    twinVersion: TWIN_VERSION,
     workload,
     features: workloadFeatures(workload, profile),
     optimum: result.best
@@ -183,8 +187,9 @@ export class MixedDatasetError extends Error {}
 
 /**
  * The rows of a dataset file in index order (none when the file does not exist yet). Throws
- * MixedDatasetError unless every row has the same seed (`expectedSeed` when given) and this build's window:
- * labels from another window describe another optimum.
+ * MixedDatasetError unless every row has the same seed (`expectedSeed` when given), this build's
+ * window and this build's twin: labels from another window or another twin describe another
+ * optimum, and a forest trained on them would answer for a twin the service does not run.
  */
 export function readDataset(path: string, expectedSeed?: number): DatasetRow[] {
   if (!existsSync(path)) return [];
@@ -195,6 +200,12 @@ export function readDataset(path: string, expectedSeed?: number): DatasetRow[] {
     .sort((a, b) => a.index - b.index);
   const seed = expectedSeed ?? rows[0]?.seed;
   const stray = rows.find((r) => r.durationSeconds !== DATASET_DURATION_SECONDS || r.seed !== seed);
+  const otherTwin = rows.find((r) => r.twinVersion !== TWIN_VERSION);
+  if (otherTwin)
+    throw new MixedDatasetError(
+      `${path}: workload ${otherTwin.index} was labelled by twin ${otherTwin.twinVersion ?? '(unrecorded)'}; ` +
+        `this build runs twin ${TWIN_VERSION}. Rebuild the set (move the file aside or pass --out).`,
+    );
   if (stray)
     throw new MixedDatasetError(
       `${path}: workload ${stray.index} was built with seed ${stray.seed ?? 'unknown'} and ` +
