@@ -1,4 +1,10 @@
-import type { Profile, Scenario, SimulationResult, StepStats } from '../twin/index.js';
+import {
+  KEEPS_UP_RATIO,
+  type Profile,
+  type Scenario,
+  type SimulationResult,
+  type StepStats,
+} from '../twin/index.js';
 import { num } from './csv.js';
 import { ols } from './ols.js';
 import type { ServingRun } from './runs.js';
@@ -11,12 +17,6 @@ export interface ServingFitReport {
   runs: number;
   rounds: Array<{ itlMape: number; lora: Profile['stepTime']['lora'] }>;
 }
-
-/**
- * Below this share of its offered load a run falls behind: its step time is read from its
- * throughput, not from its ITL (see fitLoraOnServingRuns).
- */
-export const KEEPS_UP_THROUGHPUT_RATIO = 0.95;
 
 /**
  * Fits the LoRA step cost on real serving runs. The LoRA-overhead table covers 300 slots of rank
@@ -56,7 +56,8 @@ export async function fitLoraOnServingRuns(
       if (!s || s.decodeTokens === 0 || !(realItl > 0) || !res.feasible) return;
       const twinStep = res.itlMs.mean;
       ape += Math.abs(twinStep - realItl) / realItl;
-      const keepsUp = num(run.row, 'throughput_vs_ideal') >= KEEPS_UP_THROUGHPUT_RATIO;
+      // Below it the step time is read from the run's throughput, not its ITL (above).
+      const keepsUp = num(run.row, 'throughput_vs_ideal') >= KEEPS_UP_RATIO;
       const realStep =
         keepsUp || !(realThroughput > 0) || !(res.throughputTokensPerSecond > 0)
           ? realItl

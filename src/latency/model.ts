@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { KEEPS_UP_RATIO } from '../twin/index.js';
 
 /**
  * Latency the client sees, from the twin's simulated latency. The twin models what happens inside
@@ -40,11 +41,8 @@ export interface TwinLatency {
   itlMs: { mean: number; p50: number; p99: number };
 }
 
-/**
- * A run "keeps up" when its throughput is at least 95% of what is offered. Above it latency is
- * set by the batch; below it by a queue that grows all window, which no correction predicts.
- */
-export const KEEPS_UP_RATIO = 0.95;
+// The regime boundary of the correction and its intervals is the twin's definition of keeping up.
+export { KEEPS_UP_RATIO };
 
 /**
  * Past this p99 TTFT the twin's slowest requests waited behind a queue of other requests rather

@@ -199,13 +199,13 @@ export function readDataset(path: string, expectedSeed?: number): DatasetRow[] {
     .map((l) => JSON.parse(l) as DatasetRow)
     .sort((a, b) => a.index - b.index);
   const seed = expectedSeed ?? rows[0]?.seed;
-  const stray = rows.find((r) => r.durationSeconds !== DATASET_DURATION_SECONDS || r.seed !== seed);
   const otherTwin = rows.find((r) => r.twinVersion !== TWIN_VERSION);
   if (otherTwin)
     throw new MixedDatasetError(
       `${path}: workload ${otherTwin.index} was labelled by twin ${otherTwin.twinVersion ?? '(unrecorded)'}; ` +
         `this build runs twin ${TWIN_VERSION}. Rebuild the set (move the file aside or pass --out).`,
     );
+  const stray = rows.find((r) => r.durationSeconds !== DATASET_DURATION_SECONDS || r.seed !== seed);
   if (stray)
     throw new MixedDatasetError(
       `${path}: workload ${stray.index} was built with seed ${stray.seed ?? 'unknown'} and ` +

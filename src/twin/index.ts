@@ -6,6 +6,7 @@ export {
   workloadSchema,
   requestLengthsSchema,
   DEFAULT_STARVATION_THRESHOLD,
+  KEEPS_UP_RATIO,
   LIMITS,
   expectedArrivals,
   type Scenario,

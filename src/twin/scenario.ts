@@ -214,3 +214,10 @@ export type SimulationResult = z.infer<typeof simulationResultSchema>;
 export type Latency = z.infer<typeof latencySchema>;
 
 export const DEFAULT_STARVATION_THRESHOLD = 0.1;
+
+/**
+ * A run "keeps up" when its throughput is at least 95% of what is offered (issue 9's definition,
+ * for real runs and simulated ones alike). Above it latency is set by the batch; below it by a
+ * queue that grows all window, and a client-side ITL no longer reads the engine's step.
+ */
+export const KEEPS_UP_RATIO = 0.95;

@@ -10,7 +10,7 @@ import {
   type LatencyObservation,
   type OutOfFold,
 } from '../latency/index.js';
-import { TWIN_VERSION } from '../twin/index.js';
+import { KEEPS_UP_RATIO, TWIN_VERSION } from '../twin/index.js';
 import { errorSummary, median, pct } from './metrics.js';
 import type { RunComparison } from './twin.js';
 
@@ -62,7 +62,7 @@ export const SUBSETS = {
   all: { label: 'all runs', test: () => true },
   keepsUp: {
     label: 'runs that keep up (real throughput ≥ 95% of offered)',
-    test: (o: LatencyObservation & { realRatio: number }) => o.realRatio >= 0.95,
+    test: (o: LatencyObservation & { realRatio: number }) => o.realRatio >= KEEPS_UP_RATIO,
   },
   sloRange: {
     label: 'runs with real p99 TTFT under 10 s',
@@ -74,7 +74,7 @@ export const SUBSETS = {
   keepsUpQueueAgrees: {
     label: `runs that keep up where the twin and the real server agree on the queue (p99 TTFT both under or both over ${QUEUEING_TTFT_MS / 1000} s)`,
     test: (o: LatencyObservation & { realRatio: number }) =>
-      o.realRatio >= 0.95 &&
+      o.realRatio >= KEEPS_UP_RATIO &&
       o.real.ttftP99 < QUEUEING_TTFT_MS === o.twin.ttftMs.p99 < QUEUEING_TTFT_MS,
   },
 } as const;

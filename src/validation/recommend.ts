@@ -11,7 +11,7 @@ import { loadProfile } from '../profiles/store.js';
 import { loadVerdictRuns } from '../profiles/verdicts.js';
 import { Recommender, type RecommendResponse } from '../recommend/index.js';
 import { localRecommender } from '../runtime/local.js';
-import { THROUGHPUT_TIE_TOLERANCE } from '../search/index.js';
+import { STABLE_COMPLETION, THROUGHPUT_TIE_TOLERANCE } from '../search/index.js';
 import { TWIN_VERSION } from '../twin/index.js';
 import { errorSummary, pct } from './metrics.js';
 import { profileOf } from './latency.js';
@@ -82,7 +82,7 @@ export function realOptimum(
   objective: 'paper' | 'stable' = 'paper',
 ): MeasuredPoint | null {
   return points
-    .filter((p) => p.ok && !p.starving && (objective === 'paper' || p.ratio >= 0.99))
+    .filter((p) => p.ok && !p.starving && (objective === 'paper' || p.ratio >= STABLE_COMPLETION))
     .reduce<MeasuredPoint | null>(
       (best, p) => (!best || p.throughput > best.throughput ? p : best),
       null,
@@ -160,6 +160,9 @@ async function main(): Promise<void> {
   const objectiveOf = (method: string) =>
     method.endsWith('objective stable') ? 'stable' : 'paper';
   const outcomes: Outcome[] = [];
+  /** One method's outcome on one workload of one model. */
+  const outcomeOf = (method: string, model: string, workload: string) =>
+    outcomes.find((x) => x.method === method && x.model === model && x.workload === workload);
   const table: string[] = [];
   try {
     for (const w of workloads) {
@@ -204,8 +207,7 @@ async function main(): Promise<void> {
           wallMs: performance.now() - started,
         });
       }
-      const o = (m: string) =>
-        outcomes.find((x) => x.method === m && x.workload === w.workload && x.model === w.model);
+      const o = (m: string) => outcomeOf(m, w.model, w.workload);
       const cell = (x: Outcome | undefined) =>
         x
           ? `${x.c} x ${x.p}${x.measured ? (x.measured.starving ? ' (starves)' : ` (${Math.round(x.measured.throughput)})`) : ' (not measured)'}`
@@ -244,7 +246,7 @@ async function main(): Promise<void> {
     const measuredLost = lost.filter(Number.isFinite);
     const starving = rows.filter((o) => o.measured?.starving).length;
     // Objective "stable" promises the pair keeps up: count those that really do not.
-    const behind = rows.filter((o) => o.measured && o.measured.ratio < 0.99).length;
+    const behind = rows.filter((o) => o.measured && o.measured.ratio < STABLE_COMPLETION).length;
     const unmeasured = rows.filter((o) => !o.measured).length;
     const medianWall =
       [...rows.map((o) => o.wallMs)].sort((a, b) => a - b)[rows.length >> 1] ?? NaN;
@@ -256,10 +258,7 @@ async function main(): Promise<void> {
   const steppedBack = (m: string) =>
     outcomes.filter((o) => {
       if (o.method !== m) return false;
-      const off = outcomes.find(
-        (x) =>
-          x.method === `${m}, edge rule off` && x.model === o.model && x.workload === o.workload,
-      );
+      const off = outcomeOf(`${m}, edge rule off`, o.model, o.workload);
       return off !== undefined && (off.c !== o.c || off.p !== o.p);
     });
   const edgeReport = (['model', 'twin', 'auto'] as const)
@@ -285,15 +284,12 @@ async function main(): Promise<void> {
   // there, since a pair that falls short of 99% is exactly what the objective promises against.
   const measuredCell = (x: MeasuredPoint | undefined) =>
     x
-      ? `${Math.round(x.throughput)}, ${pct(100 * x.ratio, 1)} completed${x.ratio < 0.99 ? ' **behind**' : ''}`
+      ? `${Math.round(x.throughput)}, ${pct(100 * x.ratio, 1)} completed${x.ratio < STABLE_COMPLETION ? ' **behind**' : ''}`
       : 'not measured';
   const stableTable = outcomes
     .filter((o) => o.method === 'twin, objective stable')
     .map((o) => {
-      const auto = outcomes.find(
-        (x) =>
-          x.method === 'auto, objective stable' && x.model === o.model && x.workload === o.workload,
-      );
+      const auto = outcomeOf('auto, objective stable', o.model, o.workload);
       return `| ${o.model} | ${o.workload} | ${o.real.c} x ${o.real.p} (${measuredCell(o.real)}) | ${o.c} x ${o.p} (${measuredCell(o.measured)}) | ${auto ? `${auto.c} x ${auto.p} (${measuredCell(auto.measured)})` : 'n/a'} |`;
     })
     .join('\n');

@@ -12,7 +12,7 @@ import { verdictRunsPath } from '../profiles/verdicts.js';
 import type { VerdictRuns } from '../recommend/edge.js';
 import { SimulationPool } from '../runtime/pool.js';
 import { scenarioForRun } from '../calibrate/runs.js';
-import { TWIN_VERSION, type SimulationResult } from '../twin/index.js';
+import { KEEPS_UP_RATIO, TWIN_VERSION, type SimulationResult } from '../twin/index.js';
 import { errorSummary, median, pct, type ErrorSummary } from './metrics.js';
 import { fitPooled, latencyFigures, latencySection, profileOf } from './latency.js';
 import { latencyModelPath } from '../profiles/latency.js';
@@ -316,7 +316,8 @@ function tailReport(dataDir: string, runs: RunComparison[]): string {
   const models = [...new Set(runs.map((r) => r.model))];
   const perModel = models.map((model) => {
     const keep = runs.filter(
-      (r) => r.model === model && r.realOk && r.twinFeasible && r.realCompletionRatio >= 0.95,
+      (r) =>
+        r.model === model && r.realOk && r.twinFeasible && r.realCompletionRatio >= KEEPS_UP_RATIO,
     );
     const keys = new Set(keep.map((r) => `${r.workload}|${r.run}`));
     const profile = loadProfile(profileOf(model));
