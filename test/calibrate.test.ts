@@ -7,6 +7,7 @@ import {
   MEASUREMENTS_DIR,
   tablesIn,
 } from '../src/calibrate/calibrate.js';
+import { levenbergMarquardt } from '../src/calibrate/nls.js';
 import { ols } from '../src/calibrate/ols.js';
 import type { ServingRun } from '../src/calibrate/runs.js';
 import { fitLoraOnServingRuns, type SimulateMany } from '../src/calibrate/serving-fit.js';
@@ -138,5 +139,26 @@ describe('serving fit of the LoRA step cost', () => {
     const fitted = profile.stepTime.lora;
     for (const key of Object.keys(truth) as Array<keyof Lora>)
       expect(fitted[key], key).toBeCloseTo(truth[key], 6);
+  });
+});
+
+describe('nonlinear least squares', () => {
+  it('recovers y = a e^(b x) from a poor start, and stays put on a parameter nothing feels', () => {
+    const xs = Array.from({ length: 20 }, (_, i) => i / 4);
+    const ys = xs.map((x) => 3 * Math.exp(-0.7 * x));
+    const fit = levenbergMarquardt(
+      (p) => xs.map((x, i) => p[0]! * Math.exp(p[1]! * x) - ys[i]!),
+      [1, 0],
+    );
+    expect(fit.parameters[0]).toBeCloseTo(3, 8);
+    expect(fit.parameters[1]).toBeCloseTo(-0.7, 8);
+    expect(fit.sse).toBeLessThan(1e-16);
+    // A third parameter the residuals ignore: a zero Jacobian column, no singular system.
+    const idle = levenbergMarquardt(
+      (p) => xs.map((x, i) => p[0]! * Math.exp(p[1]! * x) - ys[i]!),
+      [1, 0, 5],
+    );
+    expect(idle.parameters[0]).toBeCloseTo(3, 8);
+    expect(idle.parameters[2]).toBe(5);
   });
 });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadLatencyModel } from '../src/profiles/latency.js';
 import {
+  CEILING_MIN_COMPLETION,
   conformalHalfWidth,
   conformalUpper,
   fitLatencyModel,
@@ -191,6 +192,92 @@ describe('p99 TTFT in the two regimes of the queue', () => {
     const coefficient = (f: string) => m.coefficients[m.features.indexOf(f as never)]!;
     expect(coefficient('logAdaptersOver16IfBounded')).toBeCloseTo(0.8, 6);
     expect(coefficient('logShortfallIfGrows')).toBeCloseTo(0.3, 6);
+  });
+});
+
+describe('a p99 ITL that levels off', () => {
+  // real = twin x slots^0.5 bent under 600 ms: v / (1 + (v / 600)^2)^(1/2).
+  const bend = (v: number) => v / Math.sqrt(1 + (v / 600) ** 2);
+  const observations: LatencyObservation[] = [];
+  for (let w = 0; w < 8; w++) {
+    // Saturated runs: outside the fit, but their regime needs residuals for an interval.
+    for (const b of [3, 5]) {
+      const saturated = twin({ completionRatio: 0.6, itlMs: varied(w, b) });
+      observations.push({
+        workload: `w${w}`,
+        profile: 'p',
+        twin: saturated,
+        real: {
+          ttftP50: saturated.ttftMs.p50,
+          ttftP99: saturated.ttftMs.p99,
+          itlP50: saturated.itlMs.p50,
+          itlP99: saturated.itlMs.p99,
+        },
+      });
+    }
+    for (const maxLoras of [8, 16, 32, 64, 128, 256]) {
+      const t = twin({
+        maxLoras,
+        maxCpuLoras: maxLoras * (1 + (w % 3)),
+        itlMs: varied(w, maxLoras),
+      });
+      observations.push({
+        workload: `w${w}`,
+        profile: 'p',
+        twin: t,
+        real: {
+          ttftP50: t.ttftMs.p50,
+          ttftP99: t.ttftMs.p99,
+          itlP50: t.itlMs.p50,
+          itlP99: bend(t.itlMs.p99 * Math.sqrt(maxLoras)),
+        },
+      });
+    }
+  }
+  const serving = (o: LatencyObservation) => o.twin.completionRatio === 1;
+  const fit = fitLatencyModel(observations, { twinVersion: 't', source: 'c', coverage: 0.9 });
+  const m = fit.models.p!.metrics.itlP99;
+
+  it('recovers the level and the law under it leave-one-workload-out', () => {
+    expect(m.ceiling?.ms).toBeCloseTo(600, 2);
+    expect(m.ceiling!.coefficients[m.features.indexOf('logMaxLoras')]!).toBeCloseTo(0.5, 4);
+    for (const o of fit.outOfFold.filter((o) => serving(o.observation)))
+      expect(o.predicted.itlP99 / o.observation.real.itlP99).toBeCloseTo(1, 4);
+    // Every figure sits under the level, where the unbent law would pass it.
+    const largest = Math.max(...observations.filter(serving).map((o) => o.real.itlP99));
+    expect(largest).toBeLessThan(600);
+  });
+
+  it('bends only where the twin serves its load, by hand', () => {
+    // A correction of x10 under a 800 ms ceiling where the twin serves; x2 below.
+    const model = fit.models.p!;
+    const itlP99: MetricModel = {
+      ...model.metrics.itlP99,
+      features: ['intercept'],
+      coefficients: [Math.log(2)],
+      featureRanges: [[1, 1]],
+      ceiling: { ms: 800, coefficients: [Math.log(10)] },
+    };
+    const ceiled: LatencyModel = { ...model, metrics: { ...model.metrics, itlP99 } };
+    const at = (completionRatio: number) =>
+      predictLatency(ceiled, twin({ completionRatio, itlMs: { mean: 20, p50: 18, p99: 100 } }))
+        .itlMs.p99.ms;
+    // 1000 ms bent under 800: 1000 / sqrt(1 + 1.25^2) = 624.695 ms.
+    expect(at(1)).toBeCloseTo(1000 / Math.sqrt(1 + 1.25 ** 2), 9);
+    expect(at(CEILING_MIN_COMPLETION)).toBeCloseTo(1000 / Math.sqrt(1 + 1.25 ** 2), 9);
+    // Deeper in saturation the log-linear correction, unbent: 200 ms.
+    expect(at(0.85)).toBeCloseTo(200, 9);
+  });
+
+  it('keeps no ceiling the data do not show', () => {
+    // The same runs following twin x slots^0.5 with no level.
+    const unbent = observations.map((o) =>
+      serving(o)
+        ? { ...o, real: { ...o.real, itlP99: o.twin.itlMs.p99 * Math.sqrt(o.twin.maxLoras) } }
+        : o,
+    );
+    const plain = fitLatencyModel(unbent, { twinVersion: 't', source: 'c', coverage: 0.9 });
+    expect(plain.models.p!.metrics.itlP99.ceiling).toBeUndefined();
   });
 });
 

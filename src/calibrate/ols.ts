@@ -9,7 +9,8 @@ export interface OlsFit {
   n: number;
 }
 
-function solve(a: number[][], b: number[]): number[] {
+/** Solves a x = b by Gauss-Jordan elimination with partial pivoting (small, dense systems). */
+export function solve(a: number[][], b: number[]): number[] {
   const n = b.length;
   const m = a.map((row, i) => [...row, b[i]!]);
   for (let col = 0; col < n; col++) {

@@ -1,3 +1,4 @@
+import { levenbergMarquardt } from '../calibrate/nls.js';
 import { independentColumns, ols } from '../calibrate/ols.js';
 import {
   KEEPS_UP_RATIO,
@@ -5,6 +6,7 @@ import {
   latencyFeatures,
   pointPredictions,
   twinValue,
+  underCeilingLog,
   type LatencyFeature,
   type LatencyMetric,
   type LatencyModel,
@@ -61,16 +63,29 @@ export const CORRECTED_FEATURES: Record<LatencyMetric, readonly LatencyFeature[]
   itlP99: [...ITL_FEATURES, 'twinQueueGrows'],
 };
 
+/**
+ * Metrics whose correction bends under a fitted ceiling (docs/latency.md): the real p99 ITL of
+ * servers that keep up levels off at about 0.8 s from 128 slots on.
+ */
+const WITH_CEILING: readonly LatencyMetric[] = ['itlP99'];
+
+/** A fitted ceiling this many times the largest figure it was fitted on is no ceiling. */
+const NO_CEILING_ABOVE = 10;
+
 const keepsUp = (o: LatencyObservation) => o.twin.completionRatio >= KEEPS_UP_RATIO;
 const usable = (o: LatencyObservation, metric: LatencyMetric) =>
   o.real[metric] > 0 && twinValue(o.twin, metric) > 0;
 
-/** Least squares of ln(real / twin) on the features, over runs where the twin keeps up. */
+/**
+ * Least squares of ln(real / twin) on the features, over runs where the twin keeps up; for a
+ * metric with a ceiling, the coefficients and the ceiling are fitted together (Levenberg-Marquardt
+ * from the log-linear fit, on the same log errors).
+ */
 function fitCoefficients(
   rows: readonly LatencyObservation[],
   metric: LatencyMetric,
   features: readonly LatencyFeature[],
-): Pick<MetricModel, 'coefficients' | 'featureRanges'> {
+): Pick<MetricModel, 'coefficients' | 'featureRanges' | 'ceiling'> {
   if (features.length === 0) return { coefficients: [], featureRanges: [] };
   const fitRows = rows.filter((o) => keepsUp(o) && usable(o, metric));
   // Too few runs for the features: no correction rather than a singular fit.
@@ -84,13 +99,35 @@ function fitCoefficients(
   // all zero; a constant one repeats the intercept) gets no weight instead of a singular design.
   const ys = fitRows.map((o) => Math.log(o.real[metric] / twinValue(o.twin, metric)));
   const kept = independentColumns(xs);
-  const fitted = ols(
-    xs.map((x) => kept.map((k) => x[k]!)),
-    ys,
-    false,
-  ).coefficients;
+  const design = xs.map((x) => kept.map((k) => x[k]!));
+  const fitted = ols(design, ys, false).coefficients;
+  const spread = (c: readonly number[]) =>
+    features.map((_, j) => (kept.includes(j) ? c[kept.indexOf(j)]! : 0));
+  let ceiling: MetricModel['ceiling'];
+  if (WITH_CEILING.includes(metric)) {
+    const logTwin = fitRows.map((o) => Math.log(twinValue(o.twin, metric)));
+    const logReal = fitRows.map((o) => Math.log(o.real[metric]));
+    // Parameters: the kept coefficients, then the log of the level (started from the log-linear
+    // fit and the largest real figure, where a ceiling first bites).
+    const nls = levenbergMarquardt(
+      (p) =>
+        design.map(
+          (x, i) =>
+            underCeilingLog(
+              logTwin[i]! + x.reduce((s, v, j) => s + v * p[j]!, 0),
+              p[kept.length]!,
+            ) - logReal[i]!,
+        ),
+      [...fitted, Math.max(...logReal)],
+    );
+    const ms = Math.exp(nls.parameters[kept.length]!);
+    // A level far above every measured figure bends none of them: the data show no ceiling.
+    if (ms <= NO_CEILING_ABOVE * Math.exp(Math.max(...logReal)))
+      ceiling = { ms, coefficients: spread(nls.parameters.slice(0, kept.length)) };
+  }
   return {
-    coefficients: features.map((_, j) => (kept.includes(j) ? fitted[kept.indexOf(j)]! : 0)),
+    ...(ceiling ? { ceiling } : {}),
+    coefficients: spread(fitted),
     featureRanges: features.map((_, j): [number, number] => [
       Math.min(...xs.map((x) => x[j]!)),
       Math.max(...xs.map((x) => x[j]!)),
@@ -197,6 +234,14 @@ export function fitLatencyModel(
   const fits = emptyMetrics((metric) => {
     const fit = fitCoefficients(observations, metric, CORRECTED_FEATURES[metric]);
     return {
+      ...(fit.ceiling
+        ? {
+            ceiling: {
+              ms: rounded(fit.ceiling.ms),
+              coefficients: fit.ceiling.coefficients.map(rounded),
+            },
+          }
+        : {}),
       coefficients: fit.coefficients.map(rounded),
       // Widened by the rounding so that no fitted run is clamped.
       featureRanges: fit.featureRanges.map(([lo, hi]): [number, number] => [

@@ -1,6 +1,8 @@
 // Latency figures of validate:twin: p50 and p99 TTFT and ITL, the twin as is and corrected
 // leave-one-workload-out, with the coverage of the intervals.
 import {
+  CEILING_MIN_COMPLETION,
+  CEILING_SHARPNESS,
   fitLatencyModel,
   LATENCY_METRICS,
   QUEUEING_TTFT_MS,
@@ -175,10 +177,14 @@ export function latencySection(
   const bound = (q: number) => Math.exp(Math.max(0, q)).toFixed(2);
   const coefficients = LATENCY_METRICS.map((m) => {
     const mm = first.metrics[m];
+    const sum = (c: readonly number[]) =>
+      mm.features.map((f, i) => `${c[i]!.toFixed(3)}·${f}`).join(' + ');
     const factor =
       mm.features.length === 0
         ? 'none (twin as is)'
-        : mm.features.map((f, i) => `${mm.coefficients[i]!.toFixed(3)}·${f}`).join(' + ');
+        : mm.ceiling
+          ? `where the twin completes ≥ ${100 * CEILING_MIN_COMPLETION}%: ${sum(mm.ceiling.coefficients)}, under a ceiling of ${Math.round(mm.ceiling.ms)} ms (sharpness ${CEILING_SHARPNESS}); below: ${sum(mm.coefficients)}`
+          : sum(mm.coefficients);
     const intervals = profiles.map((p) => {
       const pm = fit.models[p]!.metrics[m];
       return `×/÷ ${Math.exp(pm.halfWidthLog.keepsUp).toFixed(2)}, SLO bound × ${bound(pm.sloQuantileLog.keepsUp)} · ×/÷ ${Math.exp(pm.halfWidthLog.saturated).toFixed(2)}, SLO bound × ${bound(pm.sloQuantileLog.saturated)}`;
@@ -189,7 +195,8 @@ export function latencySection(
 
 ### The shipped correction and intervals (models/latency/)
 ln(client / twin) = the sum below, fitted on the runs of both models where the twin keeps up: one
-correction for both. The interval is the prediction multiplied and divided by the factor shown,
+correction for both. A ceiling C bends a corrected figure v to v / (1 + (v / C)^k)^(1/k), k the
+sharpness; its sum is fitted together with C. The interval is the prediction multiplied and divided by the factor shown,
 sized from each profile's own out-of-fold residuals, per regime: the twin completes ≥ 95% of its
 offered load ("keeps up"), or it does not ("saturated"). Features: docs/latency.md.
 
