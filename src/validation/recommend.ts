@@ -46,9 +46,17 @@ export interface MeasuredWorkload {
   parallelGrid: number[];
 }
 
+/**
+ * Failures that say something about the pair: vLLM could not start it. A run the cluster cancelled
+ * or cut at its time limit (3 of the 327) measured nothing about its pair and is left out: a
+ * recommendation landing there counts as not measured, not as starving.
+ */
+const CONFIGURATION_FAILURES = new Set(['kv_cache_insufficient', 'cuda_oom']);
+
 export function measuredWorkloads(dataDir: string): MeasuredWorkload[] {
   const groups = new Map<string, CsvRow[]>();
   for (const row of readCsv(join(dataDir, 'validation_runs.csv'))) {
+    if (row.parse_ok !== 'True' && !CONFIGURATION_FAILURES.has(row.failure_reason ?? '')) continue;
     const key = `${row.model}|${row.workload_id}`;
     groups.set(key, [...(groups.get(key) ?? []), row]);
   }
