@@ -323,6 +323,70 @@ describe('intervals per profile', () => {
   });
 });
 
+describe('TTFT intervals per queue regime', () => {
+  // Twins that keep up, half with a bounded queue (p99 TTFT 400 ms, errors of ±2%) and half
+  // queued (p99 TTFT 60 s, errors of ±40%); ITL errors of ±10% in both. One TTFT interval over
+  // both would be too wide for the first and too narrow for the second.
+  const observations: LatencyObservation[] = [];
+  for (let w = 0; w < 6; w++)
+    for (let k = 0; k < 10; k++) {
+      const queued = k >= 5;
+      const t = twin({
+        maxLoras: 8 << (k % 5),
+        maxCpuLoras: (8 << (k % 5)) * (1 + ((w + k) % 4)),
+        itlMs: varied(w, k),
+        ttftMs: queued ? { p50: 20_000, p99: 60_000 } : { p50: 100, p99: 400 },
+        completionRatio: k === 4 || k === 9 ? 0.7 : 1,
+      });
+      const sign = ((w + k) % 3) - 1;
+      const ttft = 1 + (queued ? 0.4 : 0.02) * sign;
+      observations.push({
+        workload: `w${w}`,
+        profile: 'p',
+        twin: t,
+        real: {
+          ttftP50: t.ttftMs.p50 * ttft,
+          ttftP99: t.ttftMs.p99 * ttft,
+          itlP50: t.itlMs.p50 * (1 + 0.1 * sign),
+          itlP99: t.itlMs.p99 * (1 + 0.1 * sign),
+        },
+      });
+    }
+  const fit = fitLatencyModel(observations, { twinVersion: 't', source: 'c', coverage: 0.9 });
+  const m = fit.models.p!.metrics;
+
+  it('sizes each queue regime from its own runs, and ITL from the regime alone', () => {
+    expect(Math.exp(m.ttftP50.halfWidthLog.keepsUpBounded!)).toBeCloseTo(1 / 0.98, 4);
+    expect(Math.exp(m.ttftP50.halfWidthLog.keepsUpQueued!)).toBeCloseTo(1 / 0.6, 4);
+    // Six saturated runs in each queue regime: too few for a finite 90% bound, so those cells are
+    // absent and the twelve saturated runs together size the interval.
+    expect(m.ttftP50.halfWidthLog.saturatedQueued).toBeUndefined();
+    expect(m.ttftP50.halfWidthLog.saturatedBounded).toBeUndefined();
+    expect(m.itlP50.halfWidthLog.keepsUpBounded).toBeUndefined();
+    const bounded = predictLatency(fit.models.p!, observations[0]!.twin).ttftMs.p50;
+    expect(bounded.highMs / bounded.ms).toBeCloseTo(1 / 0.98, 4);
+    const queued = predictLatency(fit.models.p!, observations[5]!.twin).ttftMs.p50;
+    expect(queued.highMs / queued.ms).toBeCloseTo(1 / 0.6, 4);
+    // A saturated pair reads the coarse regime's interval.
+    const saturated = predictLatency(fit.models.p!, observations[9]!.twin).ttftMs.p50;
+    expect(saturated.highMs / saturated.ms).toBeCloseTo(
+      Math.exp(m.ttftP50.halfWidthLog.saturated),
+      9,
+    );
+  });
+
+  it('covers each regime out of fold', () => {
+    for (const queuedRuns of [false, true]) {
+      const own = fit.outOfFold.filter(
+        (o) =>
+          o.observation.twin.completionRatio === 1 &&
+          o.observation.twin.ttftMs.p99 >= QUEUEING_TTFT_MS === queuedRuns,
+      );
+      expect(own.filter((o) => o.covered.ttftP50).length / own.length).toBeGreaterThanOrEqual(0.9);
+    }
+  });
+});
+
 describe('latency predictions and the SLO', () => {
   const model: LatencyModel = {
     profile: 'test/gpu',

@@ -5,12 +5,16 @@ import {
   LATENCY_METRICS,
   latencyFeatures,
   pointPredictions,
+  QUEUE_REGIMES,
+  QUEUE_SPLIT_METRICS,
+  regimesOf,
   twinValue,
   underCeilingLog,
   type LatencyFeature,
   type LatencyMetric,
   type LatencyModel,
   type MetricModel,
+  type PerRegime,
   type TwinLatency,
 } from './model.js';
 
@@ -181,7 +185,9 @@ export function fitLatencyModel(
   meta: { twinVersion: string; source: string; coverage: number },
 ): LatencyFit {
   const workloads = [...new Set(observations.map((o) => o.workload))];
-  const regimeOf = (o: LatencyObservation) => (keepsUp(o) ? 'keepsUp' : 'saturated');
+  const regimes = (o: LatencyObservation) => regimesOf(o.twin);
+  /** Enough residuals for a finite bound at the coverage. */
+  const enough = (n: number) => n > 0 && Math.ceil((n + 1) * meta.coverage) <= n;
 
   const predicted = observations.map(() => emptyMetrics(() => NaN));
   for (const w of workloads) {
@@ -210,22 +216,31 @@ export function fitLatencyModel(
           predicted[i]![metric] > 0,
       );
 
-  // The residuals an interval for o is sized from: its profile and regime, other workloads.
-  const poolsWith = (x: LatencyObservation, o: LatencyObservation) =>
-    x.workload !== o.workload && x.profile === o.profile && regimeOf(x) === regimeOf(o);
+  // The residuals an interval for o is sized from: other workloads of its profile in its regime,
+  // split by the queue for the metrics that are (where those runs allow a finite bound), as the
+  // service reads its intervals (regimeValue).
+  const poolFor = (o: LatencyObservation, metric: LatencyMetric) => {
+    const near = (x: LatencyObservation) => x.workload !== o.workload && x.profile === o.profile;
+    const r = regimes(o);
+    if (QUEUE_SPLIT_METRICS.includes(metric)) {
+      const split = usableIdx(metric, (x) => near(x) && regimes(x).split === r.split);
+      if (enough(split.length)) return split;
+    }
+    return usableIdx(metric, (x) => near(x) && regimes(x).coarse === r.coarse);
+  };
 
   const outOfFold: OutOfFold[] = observations.map((o, i) => ({
     observation: o,
     predicted: predicted[i]!,
     covered: emptyMetrics((metric) => {
       if (!usable(o, metric) || !(predicted[i]![metric] > 0)) return false;
-      const others = usableIdx(metric, (x) => poolsWith(x, o)).map((j) => residual(j, metric));
+      const others = poolFor(o, metric).map((j) => residual(j, metric));
       // 1e-9: rounding noise must not uncover an exact prediction.
       return residual(i, metric) <= conformalHalfWidth(others, meta.coverage) + 1e-9;
     }),
     underSloBound: emptyMetrics((metric) => {
       if (!usable(o, metric) || !(predicted[i]![metric] > 0)) return false;
-      const others = usableIdx(metric, (x) => poolsWith(x, o)).map((j) => signed(j, metric));
+      const others = poolFor(o, metric).map((j) => signed(j, metric));
       return signed(i, metric) <= Math.max(0, conformalUpper(others, meta.coverage)) + 1e-9;
     }),
   }));
@@ -253,11 +268,9 @@ export function fitLatencyModel(
   const modelOf = (profile: string): LatencyModel => {
     const ofProfile = (o: LatencyObservation) => o.profile === profile;
     const metrics = emptyMetrics((metric): MetricModel => {
-      const inRegime = (regime: 'keepsUp' | 'saturated') =>
-        usableIdx(metric, (o) => ofProfile(o) && regimeOf(o) === regime);
-      const halfWidth = (regime: 'keepsUp' | 'saturated') => {
+      const halfWidth = (idx: number[], regime: string) => {
         const w = conformalHalfWidth(
-          inRegime(regime).map((i) => residual(i, metric)),
+          idx.map((i) => residual(i, metric)),
           meta.coverage,
         );
         if (!Number.isFinite(w))
@@ -266,18 +279,32 @@ export function fitLatencyModel(
           );
         return Number(w.toFixed(5));
       };
-      const upper = (regime: 'keepsUp' | 'saturated') =>
+      const upper = (idx: number[]) =>
         Number(
           conformalUpper(
-            inRegime(regime).map((i) => signed(i, metric)),
+            idx.map((i) => signed(i, metric)),
             meta.coverage,
           ).toFixed(5),
         );
+      const halfWidthLog: PerRegime = { keepsUp: 0, saturated: 0 };
+      const sloQuantileLog: PerRegime = { keepsUp: 0, saturated: 0 };
+      for (const regime of ['keepsUp', 'saturated'] as const) {
+        const idx = usableIdx(metric, (o) => ofProfile(o) && regimes(o).coarse === regime);
+        halfWidthLog[regime] = halfWidth(idx, regime);
+        sloQuantileLog[regime] = upper(idx);
+      }
+      if (QUEUE_SPLIT_METRICS.includes(metric))
+        for (const regime of QUEUE_REGIMES) {
+          const idx = usableIdx(metric, (o) => ofProfile(o) && regimes(o).split === regime);
+          if (!enough(idx.length)) continue; // the coarse regime's value applies
+          halfWidthLog[regime] = halfWidth(idx, regime);
+          sloQuantileLog[regime] = upper(idx);
+        }
       return {
         features: [...CORRECTED_FEATURES[metric]],
         ...fits[metric],
-        halfWidthLog: { keepsUp: halfWidth('keepsUp'), saturated: halfWidth('saturated') },
-        sloQuantileLog: { keepsUp: upper('keepsUp'), saturated: upper('saturated') },
+        halfWidthLog,
+        sloQuantileLog,
       };
     });
     return {

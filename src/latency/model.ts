@@ -78,6 +78,57 @@ export function underCeilingLog(logValue: number, logCeiling: number): number {
   return logValue - softplus / CEILING_SHARPNESS;
 }
 
+/**
+ * Intervals are sized per regime of the twin: it keeps up (completes at least KEEPS_UP_RATIO of
+ * its load) or it is saturated. TTFT is also split by its queue (p99 TTFT under QUEUEING_TTFT_MS
+ * or not), the two laws of its correction: out of fold, one interval over both queues covered
+ * 84.5% of Qwen's runs that keep up, and the one-sided bound held for 85.5% / 84.5% (Llama /
+ * Qwen); split, 93.1% and 96.4% / 94.8% (docs/latency.md).
+ */
+export const QUEUE_SPLIT_METRICS: readonly LatencyMetric[] = ['ttftP50', 'ttftP99'];
+
+export type LatencyRegime = 'keepsUp' | 'saturated';
+export const QUEUE_REGIMES = [
+  'keepsUpBounded',
+  'keepsUpQueued',
+  'saturatedBounded',
+  'saturatedQueued',
+] as const;
+export type QueueRegime = (typeof QUEUE_REGIMES)[number];
+
+/** The regimes an interval for this simulated pair is read from: the split one, then the coarse. */
+export function regimesOf(t: TwinLatency): { coarse: LatencyRegime; split: QueueRegime } {
+  const coarse = t.completionRatio >= KEEPS_UP_RATIO ? 'keepsUp' : 'saturated';
+  return {
+    coarse,
+    split: `${coarse}${t.ttftMs.p99 < QUEUEING_TTFT_MS ? 'Bounded' : 'Queued'}`,
+  };
+}
+
+/**
+ * One value per regime: the coarse two always; a split regime only for QUEUE_SPLIT_METRICS and
+ * only where its runs are enough for a finite bound (else the coarse regime's value applies).
+ */
+const perRegimeSchema = z.object({
+  keepsUp: z.number(),
+  saturated: z.number(),
+  keepsUpBounded: z.number().optional(),
+  keepsUpQueued: z.number().optional(),
+  saturatedBounded: z.number().optional(),
+  saturatedQueued: z.number().optional(),
+});
+export type PerRegime = z.infer<typeof perRegimeSchema>;
+
+/** The value of a regime table for a pair: its split regime where the metric has one, else coarse. */
+export function regimeValue(
+  table: PerRegime,
+  metric: LatencyMetric,
+  regimes: ReturnType<typeof regimesOf>,
+): number {
+  const split = QUEUE_SPLIT_METRICS.includes(metric) ? table[regimes.split] : undefined;
+  return split ?? table[regimes.coarse];
+}
+
 const metricModelSchema = z.object({
   /** Features used, a prefix-free subset of LATENCY_FEATURES; empty = the twin's figure as is. */
   features: z.array(z.enum(LATENCY_FEATURES)),
@@ -101,12 +152,12 @@ const metricModelSchema = z.object({
    * Half-widths of the interval in natural-log units, per regime: the conformal quantile of
    * |ln(real / predicted)| over out-of-fold residuals at the model's coverage.
    */
-  halfWidthLog: z.object({ keepsUp: z.number(), saturated: z.number() }),
+  halfWidthLog: perRegimeSchema,
   /**
    * One-sided: the conformal quantile of the signed ln(real / predicted) at the model's coverage.
    * The real figure stays under prediction x e^this in that share of cases: an SLO's test.
    */
-  sloQuantileLog: z.object({ keepsUp: z.number(), saturated: z.number() }),
+  sloQuantileLog: perRegimeSchema,
 });
 
 export const latencyModelSchema = z.object({
@@ -238,11 +289,15 @@ const estimate = (ms: number, halfWidthLog: number, sloQuantileLog: number): Lat
 /** p50 and p99 TTFT and ITL with intervals; the twin's figures as is without a model. */
 export function predictLatency(model: LatencyModel | undefined, t: TwinLatency): LatencyPrediction {
   const point = model ? pointPredictions(model.metrics, t) : undefined;
-  const regime = t.completionRatio >= KEEPS_UP_RATIO ? 'keepsUp' : 'saturated';
+  const regimes = regimesOf(t);
   const one = (metric: LatencyMetric): LatencyEstimate => {
     if (!model || !point) return estimate(twinValue(t, metric), 0, 0);
     const m = model.metrics[metric];
-    return estimate(point[metric], m.halfWidthLog[regime], m.sloQuantileLog[regime]);
+    return estimate(
+      point[metric],
+      regimeValue(m.halfWidthLog, metric, regimes),
+      regimeValue(m.sloQuantileLog, metric, regimes),
+    );
   };
   return {
     ttftMs: { p50: one('ttftP50'), p99: one('ttftP99') },

@@ -1,6 +1,9 @@
 // Latency figures of validate:twin: p50 and p99 TTFT and ITL, the twin as is and corrected
 // leave-one-workload-out, with the coverage of the intervals.
 import {
+  QUEUE_REGIMES,
+  QUEUE_SPLIT_METRICS,
+  regimeValue,
   CEILING_MIN_COMPLETION,
   CEILING_SHARPNESS,
   fitLatencyModel,
@@ -59,6 +62,15 @@ export function fitPooled(runs: readonly RunComparison[], source: string) {
     coverage: LATENCY_COVERAGE,
   });
 }
+
+const REGIME_LABEL = {
+  keepsUp: 'keeps up',
+  saturated: 'saturated',
+  keepsUpBounded: 'keeps up, queue bounded',
+  keepsUpQueued: 'keeps up, queued',
+  saturatedBounded: 'saturated, queue bounded',
+  saturatedQueued: 'saturated, queued',
+} as const;
 
 export const SUBSETS = {
   all: { label: 'all runs', test: () => true },
@@ -187,7 +199,24 @@ export function latencySection(
           : sum(mm.coefficients);
     const intervals = profiles.map((p) => {
       const pm = fit.models[p]!.metrics[m];
-      return `×/÷ ${Math.exp(pm.halfWidthLog.keepsUp).toFixed(2)}, SLO bound × ${bound(pm.sloQuantileLog.keepsUp)} · ×/÷ ${Math.exp(pm.halfWidthLog.saturated).toFixed(2)}, SLO bound × ${bound(pm.sloQuantileLog.saturated)}`;
+      const cell = (label: string, half: number, upper: number) =>
+        `${label} ×/÷ ${Math.exp(half).toFixed(2)}, SLO bound × ${bound(upper)}`;
+      if (!QUEUE_SPLIT_METRICS.includes(m))
+        return (['keepsUp', 'saturated'] as const)
+          .map((r) => cell(REGIME_LABEL[r], pm.halfWidthLog[r], pm.sloQuantileLog[r]))
+          .join(' · ');
+      return QUEUE_REGIMES.map((r) => {
+        const regimes = {
+          coarse: r.startsWith('keepsUp') ? ('keepsUp' as const) : ('saturated' as const),
+          split: r,
+        };
+        const own = pm.halfWidthLog[r] !== undefined;
+        return cell(
+          `${REGIME_LABEL[r]}${own ? '' : ` (too few runs: ${REGIME_LABEL[regimes.coarse]}'s)`}`,
+          regimeValue(pm.halfWidthLog, m, regimes),
+          regimeValue(pm.sloQuantileLog, m, regimes),
+        );
+      }).join(' · ');
     });
     return `| ${METRIC_LABEL[m]} | ${factor} | ${intervals.join(' | ')} |`;
   }).join('\n');
@@ -198,9 +227,11 @@ ln(client / twin) = the sum below, fitted on the runs of both models where the t
 correction for both. A ceiling C bends a corrected figure v to v / (1 + (v / C)^k)^(1/k), k the
 sharpness; its sum is fitted together with C. The interval is the prediction multiplied and divided by the factor shown,
 sized from each profile's own out-of-fold residuals, per regime: the twin completes ≥ 95% of its
-offered load ("keeps up"), or it does not ("saturated"). Features: docs/latency.md.
+offered load ("keeps up"), or it does not ("saturated"); TTFT's regimes are also split by the
+twin's queue (p99 TTFT under ${QUEUEING_TTFT_MS / 1000} s: "queue bounded"; else "queued"), the two laws of its
+correction, where a regime has enough runs for a finite bound. Features: docs/latency.md.
 
-| metric | ln correction | ${profiles.map((p) => `${p}: interval keeps up · saturated`).join(' | ')} |
+| metric | ln correction | ${profiles.map((p) => `${p}: interval per regime`).join(' | ')} |
 |---|---|${profiles.map(() => '---').join('|')}|
 ${coefficients}`;
 }
