@@ -513,6 +513,22 @@ describe('the shipped latency files', () => {
     expect(loadLatencyModel('gpu/old', dir)).toBeUndefined();
     expect(loadLatencyModel('gpu/broken', dir)).toBeUndefined();
     expect(loadLatencyModel('gpu/absent', dir)).toBeUndefined();
+    // A shipped model with a ceiling whose coefficients do not line up with its features.
+    const shipped = loadLatencyModel('h100-64gb/llama-3.1-8b-instruct')!;
+    const ceiling = shipped.metrics.itlP99.ceiling!;
+    const misaligned = {
+      ...shipped,
+      profile: 'gpu/misaligned',
+      metrics: {
+        ...shipped.metrics,
+        itlP99: {
+          ...shipped.metrics.itlP99,
+          ceiling: { ...ceiling, coefficients: ceiling.coefficients.slice(1) },
+        },
+      },
+    };
+    writeFileSync(join(dir, 'gpu', 'misaligned.json'), JSON.stringify(misaligned));
+    expect(loadLatencyModel('gpu/misaligned', dir)).toBeUndefined();
   });
 
   it('the shipped profiles have a latency model that parses', () => {

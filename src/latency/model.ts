@@ -129,36 +129,45 @@ export function regimeValue(
   return split ?? table[regimes.coarse];
 }
 
-const metricModelSchema = z.object({
-  /** Features used, a prefix-free subset of LATENCY_FEATURES; empty = the twin's figure as is. */
-  features: z.array(z.enum(LATENCY_FEATURES)),
-  coefficients: z.array(z.number()),
-  /**
-   * Per feature, the [min, max] it took on the runs the correction was fitted on. Features are
-   * clamped to it: the correction never extrapolates past what was measured (a line through
-   * 8-384 slots says nothing true about 1).
-   */
-  featureRanges: z.array(z.tuple([z.number(), z.number()])),
-  /**
-   * Where the twin serves its load (CEILING_MIN_COMPLETION), the correction bends under a level:
-   * the real p99 ITL of servers that keep up levels off at about 0.8 s from 128 slots on, for
-   * both models, where a log-linear correction keeps growing (docs/latency.md). Its coefficients
-   * (same features and ranges) are fitted together with the level, and replace `coefficients`
-   * there; deeper in saturation, where the real p99 ITL reaches 4 s, the log-linear correction
-   * applies. Absent: no ceiling.
-   */
-  ceiling: z.object({ ms: z.number().positive(), coefficients: z.array(z.number()) }).optional(),
-  /**
-   * Half-widths of the interval in natural-log units, per regime: the conformal quantile of
-   * |ln(real / predicted)| over out-of-fold residuals at the model's coverage.
-   */
-  halfWidthLog: perRegimeSchema,
-  /**
-   * One-sided: the conformal quantile of the signed ln(real / predicted) at the model's coverage.
-   * The real figure stays under prediction x e^this in that share of cases: an SLO's test.
-   */
-  sloQuantileLog: perRegimeSchema,
-});
+const metricModelSchema = z
+  .object({
+    /** Features used, a prefix-free subset of LATENCY_FEATURES; empty = the twin's figure as is. */
+    features: z.array(z.enum(LATENCY_FEATURES)),
+    coefficients: z.array(z.number()),
+    /**
+     * Per feature, the [min, max] it took on the runs the correction was fitted on. Features are
+     * clamped to it: the correction never extrapolates past what was measured (a line through
+     * 8-384 slots says nothing true about 1).
+     */
+    featureRanges: z.array(z.tuple([z.number(), z.number()])),
+    /**
+     * Where the twin serves its load (CEILING_MIN_COMPLETION), the correction bends under a level:
+     * the real p99 ITL of servers that keep up levels off at about 0.8 s from 128 slots on, for
+     * both models, where a log-linear correction keeps growing (docs/latency.md). Its coefficients
+     * (same features and ranges) are fitted together with the level, and replace `coefficients`
+     * there; deeper in saturation, where the real p99 ITL reaches 4 s, the log-linear correction
+     * applies. Absent: no ceiling.
+     */
+    ceiling: z.object({ ms: z.number().positive(), coefficients: z.array(z.number()) }).optional(),
+    /**
+     * Half-widths of the interval in natural-log units, per regime: the conformal quantile of
+     * |ln(real / predicted)| over out-of-fold residuals at the model's coverage.
+     */
+    halfWidthLog: perRegimeSchema,
+    /**
+     * One-sided: the conformal quantile of the signed ln(real / predicted) at the model's coverage.
+     * The real figure stays under prediction x e^this in that share of cases: an SLO's test.
+     */
+    sloQuantileLog: perRegimeSchema,
+  })
+  // A file whose arrays do not line up with its features would correct by NaN: refused on load.
+  .refine(
+    (m) =>
+      m.coefficients.length === m.features.length &&
+      m.featureRanges.length === m.features.length &&
+      (m.ceiling === undefined || m.ceiling.coefficients.length === m.features.length),
+    { message: 'coefficients, feature ranges and ceiling coefficients must match the features' },
+  );
 
 export const latencyModelSchema = z.object({
   profile: z.string(),
