@@ -2,7 +2,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT, loadProfile } from '../profiles/store.js';
 import { SimulationPool } from '../runtime/pool.js';
-import { estimateGpu, lengthsFor } from '../placement/estimate.js';
+import { estimateGpu } from '../placement/estimate.js';
+import { benchPlacementContext } from './context.js';
 import { mapLimited, piecesOf, PLACEMENT_CONCURRENCY } from '../placement/loraplan.js';
 import {
   flagsFor,
@@ -11,7 +12,6 @@ import {
   spreadLargestFirst,
   VERIFY_SECONDS,
   type Piece,
-  type PlacementContext,
 } from '../placement/gpu.js';
 import { zipfCatalog } from '../placement/index.js';
 import type { VllmFlags } from '../search/index.js';
@@ -72,15 +72,9 @@ async function main() {
   try {
     for (const profileId of PROFILES) {
       const profile = loadProfile(profileId);
-      const ctx: PlacementContext = {
-        profile,
-        lengths: lengthsFor(profile, { kind: 'sharegpt' }),
-        requestLengths: { kind: 'sharegpt' },
-        starvationThreshold: 0.1,
-        objective: 'paper',
-        simulate: (scenario, _profile, starvationThreshold) =>
-          pool.run({ scenario, starvationThreshold }),
-      };
+      const ctx = benchPlacementContext(profile, (scenario, _profile, starvationThreshold) =>
+        pool.run({ scenario, starvationThreshold }),
+      );
       const bins = GPU_COUNTS.flatMap((gpus) =>
         spreadLargestFirst(piecesOf(ctx, zipfCatalog(CATALOG)), gpus).map((bin, gpu) => ({
           gpus,
