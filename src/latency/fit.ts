@@ -69,7 +69,8 @@ export const CORRECTED_FEATURES: Record<LatencyMetric, readonly LatencyFeature[]
 
 /**
  * Metrics whose correction bends under a fitted ceiling (docs/latency.md): the real p99 ITL of
- * servers that keep up levels off at about 0.8 s from 128 slots on.
+ * servers that keep up levels off at 0.7-0.9 s once 128 or more slots serve 192 or more
+ * adapters.
  */
 const WITH_CEILING: readonly LatencyMetric[] = ['itlP99'];
 

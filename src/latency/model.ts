@@ -142,11 +142,11 @@ const metricModelSchema = z
     featureRanges: z.array(z.tuple([z.number(), z.number()])),
     /**
      * Where the twin serves its load (CEILING_MIN_COMPLETION), the correction bends under a level:
-     * the real p99 ITL of servers that keep up levels off at about 0.8 s from 128 slots on, for
-     * both models, where a log-linear correction keeps growing (docs/latency.md). Its coefficients
-     * (same features and ranges) are fitted together with the level, and replace `coefficients`
-     * there; deeper in saturation, where the real p99 ITL reaches 4 s, the log-linear correction
-     * applies. Absent: no ceiling.
+     * the real p99 ITL of servers that keep up levels off at 0.7-0.9 s once 128 or more slots
+     * serve 192 or more adapters, for both models, where a log-linear correction keeps growing
+     * (docs/latency.md). Its coefficients (same features and ranges) are fitted together with
+     * the level, and replace `coefficients` there; deeper in saturation, where the real p99 ITL
+     * reaches 4 s, the log-linear correction applies. Absent: no ceiling.
      */
     ceiling: z.object({ ms: z.number().positive(), coefficients: z.array(z.number()) }).optional(),
     /**
