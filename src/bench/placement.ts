@@ -19,6 +19,7 @@ import { benchPlacementContext } from './context.js';
 import {
   VERIFY_SECONDS,
   judgeGpu,
+  requiredCompletion,
   type CatalogAdapter,
   type PlacementContext,
 } from '../placement/gpu.js';
@@ -143,10 +144,10 @@ async function main() {
         const ctx = benchPlacementContext(profile, (s, p, t) => simulate(s, p, t));
         const tokens = ctx.lengths.prompt + ctx.lengths.output;
         const lowerBound = answer.lowerBound.gpus;
-        // lowerBound.loadBound counts the 90% a serving GPU must complete; the simple bound all.
+        // lowerBound.loadBound counts the share a serving GPU must complete; the simple bound all.
         const simpleBound = Math.max(
           1,
-          Math.ceil(answer.lowerBound.loadBound / (1 - ctx.starvationThreshold) - 1e-9),
+          Math.ceil(answer.lowerBound.loadBound / requiredCompletion(ctx) - 1e-9),
         );
         rows.push({
           profile: profileId,

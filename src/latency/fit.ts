@@ -7,7 +7,8 @@ import {
   pointPredictions,
   QUEUE_REGIMES,
   QUEUE_SPLIT_METRICS,
-  regimesOf,
+  coarseOf,
+  regimeOf,
   twinValue,
   underCeilingLog,
   type LatencyFeature,
@@ -186,7 +187,8 @@ export function fitLatencyModel(
   meta: { twinVersion: string; source: string; coverage: number },
 ): LatencyFit {
   const workloads = [...new Set(observations.map((o) => o.workload))];
-  const regimes = (o: LatencyObservation) => regimesOf(o.twin);
+  const split = (o: LatencyObservation) => regimeOf(o.twin);
+  const coarse = (o: LatencyObservation) => coarseOf(split(o));
   /** Enough residuals for a finite bound at the coverage. */
   const enough = (n: number) => n > 0 && Math.ceil((n + 1) * meta.coverage) <= n;
 
@@ -222,12 +224,11 @@ export function fitLatencyModel(
   // service reads its intervals (regimeValue).
   const poolFor = (o: LatencyObservation, metric: LatencyMetric) => {
     const near = (x: LatencyObservation) => x.workload !== o.workload && x.profile === o.profile;
-    const r = regimes(o);
     if (QUEUE_SPLIT_METRICS.includes(metric)) {
-      const split = usableIdx(metric, (x) => near(x) && regimes(x).split === r.split);
-      if (enough(split.length)) return split;
+      const same = usableIdx(metric, (x) => near(x) && split(x) === split(o));
+      if (enough(same.length)) return same;
     }
-    return usableIdx(metric, (x) => near(x) && regimes(x).coarse === r.coarse);
+    return usableIdx(metric, (x) => near(x) && coarse(x) === coarse(o));
   };
 
   const outOfFold: OutOfFold[] = observations.map((o, i) => ({
@@ -290,13 +291,13 @@ export function fitLatencyModel(
       const halfWidthLog: PerRegime = { keepsUp: 0, saturated: 0 };
       const sloQuantileLog: PerRegime = { keepsUp: 0, saturated: 0 };
       for (const regime of ['keepsUp', 'saturated'] as const) {
-        const idx = usableIdx(metric, (o) => ofProfile(o) && regimes(o).coarse === regime);
+        const idx = usableIdx(metric, (o) => ofProfile(o) && coarse(o) === regime);
         halfWidthLog[regime] = halfWidth(idx, regime);
         sloQuantileLog[regime] = upper(idx);
       }
       if (QUEUE_SPLIT_METRICS.includes(metric))
         for (const regime of QUEUE_REGIMES) {
-          const idx = usableIdx(metric, (o) => ofProfile(o) && regimes(o).split === regime);
+          const idx = usableIdx(metric, (o) => ofProfile(o) && split(o) === regime);
           if (!enough(idx.length)) continue; // the coarse regime's value applies
           halfWidthLog[regime] = halfWidth(idx, regime);
           sloQuantileLog[regime] = upper(idx);

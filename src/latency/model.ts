@@ -96,13 +96,14 @@ export const QUEUE_REGIMES = [
 ] as const;
 export type QueueRegime = (typeof QUEUE_REGIMES)[number];
 
-/** The regimes an interval for this simulated pair is read from: the split one, then the coarse. */
-export function regimesOf(t: TwinLatency): { coarse: LatencyRegime; split: QueueRegime } {
+/** The coarse regime a split one refines. */
+export const coarseOf = (split: QueueRegime): LatencyRegime =>
+  split.startsWith('keepsUp') ? 'keepsUp' : 'saturated';
+
+/** The split regime an interval for this simulated pair is read from (coarseOf: its fallback). */
+export function regimeOf(t: TwinLatency): QueueRegime {
   const coarse = t.completionRatio >= KEEPS_UP_RATIO ? 'keepsUp' : 'saturated';
-  return {
-    coarse,
-    split: `${coarse}${t.ttftMs.p99 < QUEUEING_TTFT_MS ? 'Bounded' : 'Queued'}`,
-  };
+  return `${coarse}${t.ttftMs.p99 < QUEUEING_TTFT_MS ? 'Bounded' : 'Queued'}`;
 }
 
 /**
@@ -120,13 +121,9 @@ const perRegimeSchema = z.object({
 export type PerRegime = z.infer<typeof perRegimeSchema>;
 
 /** The value of a regime table for a pair: its split regime where the metric has one, else coarse. */
-export function regimeValue(
-  table: PerRegime,
-  metric: LatencyMetric,
-  regimes: ReturnType<typeof regimesOf>,
-): number {
-  const split = QUEUE_SPLIT_METRICS.includes(metric) ? table[regimes.split] : undefined;
-  return split ?? table[regimes.coarse];
+export function regimeValue(table: PerRegime, metric: LatencyMetric, regime: QueueRegime): number {
+  const split = QUEUE_SPLIT_METRICS.includes(metric) ? table[regime] : undefined;
+  return split ?? table[coarseOf(regime)];
 }
 
 const metricModelSchema = z
@@ -298,14 +295,14 @@ const estimate = (ms: number, halfWidthLog: number, sloQuantileLog: number): Lat
 /** p50 and p99 TTFT and ITL with intervals; the twin's figures as is without a model. */
 export function predictLatency(model: LatencyModel | undefined, t: TwinLatency): LatencyPrediction {
   const point = model ? pointPredictions(model.metrics, t) : undefined;
-  const regimes = regimesOf(t);
+  const regime = regimeOf(t);
   const one = (metric: LatencyMetric): LatencyEstimate => {
     if (!model || !point) return estimate(twinValue(t, metric), 0, 0);
     const m = model.metrics[metric];
     return estimate(
       point[metric],
-      regimeValue(m.halfWidthLog, metric, regimes),
-      regimeValue(m.sloQuantileLog, metric, regimes),
+      regimeValue(m.halfWidthLog, metric, regime),
+      regimeValue(m.sloQuantileLog, metric, regime),
     );
   };
   return {

@@ -3,6 +3,7 @@
 import {
   QUEUE_REGIMES,
   QUEUE_SPLIT_METRICS,
+  coarseOf,
   regimeValue,
   CEILING_MIN_COMPLETION,
   CEILING_SHARPNESS,
@@ -206,15 +207,11 @@ export function latencySection(
           .map((r) => cell(REGIME_LABEL[r], pm.halfWidthLog[r], pm.sloQuantileLog[r]))
           .join(' · ');
       return QUEUE_REGIMES.map((r) => {
-        const regimes = {
-          coarse: r.startsWith('keepsUp') ? ('keepsUp' as const) : ('saturated' as const),
-          split: r,
-        };
         const own = pm.halfWidthLog[r] !== undefined;
         return cell(
-          `${REGIME_LABEL[r]}${own ? '' : ` (too few runs: ${REGIME_LABEL[regimes.coarse]}'s)`}`,
-          regimeValue(pm.halfWidthLog, m, regimes),
-          regimeValue(pm.sloQuantileLog, m, regimes),
+          `${REGIME_LABEL[r]}${own ? '' : ` (too few runs: ${REGIME_LABEL[coarseOf(r)]}'s)`}`,
+          regimeValue(pm.halfWidthLog, m, r),
+          regimeValue(pm.sloQuantileLog, m, r),
         );
       }).join(' · ');
     });
