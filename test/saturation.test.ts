@@ -8,14 +8,20 @@ import { openDatabase } from '../src/storage/db.js';
 import { scenarioSchema } from '../src/twin/index.js';
 
 const LLAMA = 'h100-64gb/llama-3.1-8b-instruct';
-/** A simulation that takes about a second: 64 busy adapters for an hour. */
+/**
+ * A simulation that takes about half a second: 64 adapters overloading 32 slots for an hour (a
+ * queue that grows all hour, so one arrival realisation answers it).
+ */
 const heavy = (seed: number) => ({
   profile: LLAMA,
   config: { maxLoras: 32, maxCpuLoras: 64, maxLoraRank: 16 },
-  workload: { rates: [0.4], ranks: [16] },
+  workload: { rates: [0.8], ranks: [16] },
   durationSeconds: 3600,
   seed,
 });
+
+/** The same pair at a quarter of the load: it keeps up behind a queue that comes and goes. */
+const knifeEdge = (seed: number) => ({ ...heavy(seed), workload: { rates: [0.2], ranks: [16] } });
 
 describe('a saturated worker pool', () => {
   it('refuses past maxQueue with its own error type', async () => {
@@ -50,6 +56,31 @@ describe('a saturated worker pool', () => {
         expect(r.json().detail).toMatch(/saturated/);
       }
       expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(3);
+    } finally {
+      await app.close();
+      await core.close();
+    }
+  }, 120_000);
+
+  it('answers 503, never 500, when a pair read over five realisations finds the queue full', async () => {
+    // Room for one request's five realisations, not for twelve requests'.
+    const core = new ServiceCore({ db: openDatabase(':memory:'), threads: 1, maxQueue: 4 });
+    const app = await buildApp({ core });
+    try {
+      const responses = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          app.inject({ method: 'POST', url: '/v1/simulate', payload: knifeEdge(10 + i) }),
+        ),
+      );
+      const statuses = responses.map((r) => r.statusCode);
+      expect(statuses.filter((s) => s >= 500 && s !== 503)).toEqual([]);
+      const refused = responses.filter((r) => r.statusCode === 503);
+      expect(refused.length).toBeGreaterThan(0);
+      for (const r of refused) expect(r.json().detail).toMatch(/saturated/);
+      // The first request's other seeds are the next four requests' own, already admitted.
+      expect(responses[0]!.statusCode).toBe(200);
+      for (const r of responses.filter((x) => x.statusCode === 200))
+        expect(r.json().latency.ttftArrivalRealisations).toBe(5);
     } finally {
       await app.close();
       await core.close();

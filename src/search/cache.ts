@@ -44,7 +44,15 @@ export function simulationKey(
     .digest('hex');
 }
 
-export type SimulationOutcome = Omit<SimulationResult, 'wallTimeMs'> & { wallTimeMs?: number };
+export type SimulationOutcome = Omit<SimulationResult, 'wallTimeMs'> & {
+  wallTimeMs?: number;
+  /**
+   * The median p50 and p99 TTFT over several arrival realisations (the scenario's seed and the
+   * next ones), where one realisation's TTFT is a lottery (src/search/arrivals.ts). Never stored:
+   * each realisation is cached on its own.
+   */
+  ttftAcrossArrivals?: { p50: number; p99: number; realisations: number };
+};
 export type RunSimulation = (
   scenario: Scenario,
   profile: Profile,

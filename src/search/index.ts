@@ -4,6 +4,7 @@ export {
   snapLog,
   evaluatedPoint,
   pairLatency,
+  twinLatencyOf,
   breaksSlo,
   isStable,
   servesObjective,
@@ -41,3 +42,4 @@ export {
   type SimulationStore,
   type RunSimulation,
 } from './cache.js';
+export { withTtftAcrossArrivals } from './arrivals.js';

@@ -9,7 +9,12 @@ import {
   type TwinConfig,
 } from '../twin/scenario.js';
 import type { SimulationOutcome } from './cache.js';
-import { predictLatency, type LatencyModel, type LatencyPrediction } from '../latency/index.js';
+import {
+  predictLatency,
+  type LatencyModel,
+  type LatencyPrediction,
+  type TwinLatency,
+} from '../latency/index.js';
 
 /** The measured grid of the validation runs: both axes. */
 export const MEASURED_GRID = [16, 32, 64, 96, 128, 160, 192, 256, 320, 384] as const;
@@ -235,20 +240,27 @@ export function assertSimulable(
 /** The three LoRA flags of a vLLM server (the twin's config without its batch limits). */
 export type VllmFlags = Pick<TwinConfig, 'maxLoras' | 'maxCpuLoras' | 'maxLoraRank'>;
 
+/** What the latency correction reads from a simulated pair (TTFT across arrivals where read). */
+export function twinLatencyOf(r: SimulationOutcome, pair: VllmFlags): TwinLatency {
+  const across = r.ttftAcrossArrivals;
+  return {
+    ...pair,
+    meanRunningRequests: r.meanRunningRequests,
+    completionRatio:
+      r.offeredTokensPerSecond > 0 ? r.throughputTokensPerSecond / r.offeredTokensPerSecond : 1,
+    ttftMs: across ? { p50: across.p50, p99: across.p99 } : r.ttftMs,
+    itlMs: r.itlMs,
+    ttftRealisations: across?.realisations ?? 1,
+  };
+}
+
 /** A simulated pair's latency: the profile's corrected figures with intervals. */
 export function pairLatency(
   r: SimulationOutcome,
   pair: VllmFlags,
   latencyModel?: LatencyModel,
 ): LatencyPrediction {
-  return predictLatency(latencyModel, {
-    ...pair,
-    meanRunningRequests: r.meanRunningRequests,
-    completionRatio:
-      r.offeredTokensPerSecond > 0 ? r.throughputTokensPerSecond / r.offeredTokensPerSecond : 1,
-    ttftMs: r.ttftMs,
-    itlMs: r.itlMs,
-  });
+  return predictLatency(latencyModel, twinLatencyOf(r, pair));
 }
 
 /**

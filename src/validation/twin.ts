@@ -12,7 +12,8 @@ import { verdictRunsPath } from '../profiles/verdicts.js';
 import type { VerdictRuns } from '../recommend/edge.js';
 import { SimulationPool } from '../runtime/pool.js';
 import { scenarioForRun } from '../calibrate/runs.js';
-import { KEEPS_UP_RATIO, TWIN_VERSION, type SimulationResult } from '../twin/index.js';
+import { withTtftAcrossArrivals } from '../search/index.js';
+import { DEFAULT_STARVATION_THRESHOLD, KEEPS_UP_RATIO, TWIN_VERSION } from '../twin/index.js';
 import { errorSummary, median, pct, type ErrorSummary } from './metrics.js';
 import { fitPooled, latencyFigures, latencySection, profileOf } from './latency.js';
 import { latencyModelPath } from '../profiles/latency.js';
@@ -51,6 +52,8 @@ export interface RunComparison {
   realItlP99Ms: number;
   twinTtftP50Ms: number;
   twinTtftP99Ms: number;
+  /** Arrival realisations behind the twin's TTFT figures (src/search/arrivals.ts). */
+  twinTtftRealisations: number;
   twinItlP50Ms: number;
   twinItlP99Ms: number;
   twinMeanRunningRequests: number;
@@ -73,8 +76,13 @@ export async function compareRuns(
   );
   const pool = new SimulationPool(threads ? { threads } : {});
   try {
-    const results: SimulationResult[] = await Promise.all(
-      rows.map((row) => pool.run({ scenario: scenarioForRun(row) })),
+    // As the service simulates: TTFT across arrival realisations where one is a lottery.
+    const simulate = withTtftAcrossArrivals((scenario) => pool.run({ scenario }));
+    const results = await Promise.all(
+      rows.map((row) => {
+        const scenario = scenarioForRun(row);
+        return simulate(scenario, loadProfile(scenario.profile), DEFAULT_STARVATION_THRESHOLD);
+      }),
     );
     return rows.map((row, i) => {
       const r = results[i]!;
@@ -107,12 +115,13 @@ export async function compareRuns(
         realTtftP99Ms: realOk ? num(row, 'p99_ttft_ms') : NaN,
         realItlP50Ms: realOk ? num(row, 'median_itl_ms') : NaN,
         realItlP99Ms: realOk ? num(row, 'p99_itl_ms') : NaN,
-        twinTtftP50Ms: r.ttftMs.p50,
-        twinTtftP99Ms: r.ttftMs.p99,
+        twinTtftP50Ms: r.ttftAcrossArrivals?.p50 ?? r.ttftMs.p50,
+        twinTtftP99Ms: r.ttftAcrossArrivals?.p99 ?? r.ttftMs.p99,
+        twinTtftRealisations: r.ttftAcrossArrivals?.realisations ?? 1,
         twinItlP50Ms: r.itlMs.p50,
         twinItlP99Ms: r.itlMs.p99,
         twinMeanRunningRequests: r.meanRunningRequests,
-        twinWallMs: r.wallTimeMs,
+        twinWallMs: r.wallTimeMs ?? 0,
       };
     });
   } finally {

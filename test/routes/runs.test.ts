@@ -76,6 +76,7 @@ describe('the recommendation heatmap', () => {
       itlMs: { p50: estimate(20, 30), p99: estimate(60, 90) },
       coverage: 0.9,
       calibrated: true,
+      ttftArrivalRealisations: 1,
     });
     const withLatency = recommendationHeatmap(
       {

@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import { TTFT_ARRIVAL_REALISATIONS } from '../src/latency/index.js';
+import {
+  pairLatency,
+  withTtftAcrossArrivals,
+  type RunSimulation,
+  type SimulationOutcome,
+} from '../src/search/index.js';
+import type { Scenario } from '../src/twin/index.js';
+import { scenario, stubOutcome, testProfile } from './helpers.js';
+
+/** A stand-in twin whose TTFT depends on the seed as the table says; it records every seed run. */
+function seededTwin(
+  completion: number,
+  ttftBySeed: (seed: number) => { p50: number; p99: number },
+): { run: RunSimulation; seeds: number[] } {
+  const seeds: number[] = [];
+  const run: RunSimulation = (s: Scenario) => {
+    seeds.push(s.seed);
+    const outcome: SimulationOutcome = {
+      ...stubOutcome({
+        // Throughput depends on the seed too: only the first seed's may be reported.
+        throughputTokensPerSecond: 1000 * completion + s.seed,
+        offeredTokensPerSecond: 1000,
+        starving: false,
+      }),
+      ttftMs: { mean: 0, ...ttftBySeed(s.seed) },
+    };
+    return Promise.resolve(outcome);
+  };
+  return { run, seeds };
+}
+
+const pair = (seed = 1) =>
+  scenario({
+    config: { maxLoras: 32, maxCpuLoras: 32, maxLoraRank: 16 },
+    workload: { rates: [1.6], ranks: [16], adapterCount: 32 },
+    durationSeconds: 60,
+    seed,
+  });
+
+describe('TTFT across arrival realisations', () => {
+  it('reads a queue that comes and goes as the median over five seeds, the rest from the first', async () => {
+    // Seed 1 saw the worst burst of the hour (8.3 s); the others from 0.3 to 5 s.
+    const p99 = { 1: 8300, 2: 1100, 3: 340, 4: 3300, 5: 5000 } as Record<number, number>;
+    const { run, seeds } = seededTwin(0.99, (seed) => ({ p50: p99[seed]! / 10, p99: p99[seed]! }));
+    const out = await withTtftAcrossArrivals(run)(pair(), testProfile(), 0.1);
+    expect(seeds).toEqual([1, 2, 3, 4, 5]);
+    expect(TTFT_ARRIVAL_REALISATIONS).toBe(5);
+    // Sorted p99: 340, 1100, 3300, 5000, 8300.
+    expect(out.ttftAcrossArrivals).toEqual({ p50: 330, p99: 3300, realisations: 5 });
+    expect(out.ttftMs.p99).toBe(8300);
+    expect(out.throughputTokensPerSecond).toBe(991);
+    const latency = pairLatency(out, pair().config);
+    expect(latency.ttftMs.p99.ms).toBe(3300);
+    expect(latency.ttftMs.p50.ms).toBe(330);
+    expect(latency.ttftArrivalRealisations).toBe(5);
+  });
+
+  it('runs one realisation where the queue is bounded or grows all hour', async () => {
+    const bounded = seededTwin(0.99, () => ({ p50: 80, p99: 400 }));
+    const b = await withTtftAcrossArrivals(bounded.run)(pair(), testProfile(), 0.1);
+    expect(bounded.seeds).toEqual([1]);
+    expect(b.ttftAcrossArrivals).toBeUndefined();
+    expect(pairLatency(b, pair().config).ttftArrivalRealisations).toBe(1);
+
+    // 92% completed: the backlog is the hour's, not one burst's.
+    const saturated = seededTwin(0.92, () => ({ p50: 60_000, p99: 300_000 }));
+    const s = await withTtftAcrossArrivals(saturated.run)(pair(), testProfile(), 0.1);
+    expect(saturated.seeds).toEqual([1]);
+    expect(s.ttftAcrossArrivals).toBeUndefined();
+  });
+
+  it('wraps the seeds past the largest a scenario accepts', async () => {
+    const { run, seeds } = seededTwin(0.99, () => ({ p50: 500, p99: 4000 }));
+    await withTtftAcrossArrivals(run)(pair(0xfffffffe), testProfile(), 0.1);
+    expect(seeds).toEqual([0xfffffffe, 0xffffffff, 0, 1, 2]);
+  });
+});
