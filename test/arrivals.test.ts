@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { TTFT_ARRIVAL_REALISATIONS } from '../src/latency/index.js';
+import { loadProfile } from '../src/profiles/store.js';
+import { recommendRequestSchema, Recommender } from '../src/recommend/index.js';
 import {
+  CachedSimulator,
   pairLatency,
   withTtftAcrossArrivals,
   type RunSimulation,
@@ -8,6 +11,7 @@ import {
 } from '../src/search/index.js';
 import type { Scenario } from '../src/twin/index.js';
 import { scenario, stubOutcome, testProfile } from './helpers.js';
+import { constantModel } from './models.js';
 
 /** A stand-in twin whose TTFT depends on the seed as the table says; it records every seed run. */
 function seededTwin(
@@ -71,9 +75,83 @@ describe('TTFT across arrival realisations', () => {
     expect(s.ttftAcrossArrivals).toBeUndefined();
   });
 
+  it('is remembered by the cache: asked again, nothing is simulated', async () => {
+    const { run, seeds } = seededTwin(0.99, (seed) => ({ p50: 100 * seed, p99: 3000 * seed }));
+    const cache = new CachedSimulator(run);
+    const first = await cache.simulateAcrossArrivals(pair(), testProfile(), 0.1);
+    const again = await cache.simulateAcrossArrivals(pair(), testProfile(), 0.1);
+    expect(seeds).toEqual([1, 2, 3, 4, 5]);
+    expect(again).toBe(first);
+    expect(again.ttftAcrossArrivals).toEqual({ p50: 300, p99: 9000, realisations: 5 });
+    // The plain question about the same scenario is its own seed's, from the cache.
+    expect((await cache.simulate(pair(), testProfile(), 0.1)).ttftAcrossArrivals).toBeUndefined();
+    expect(seeds).toHaveLength(5);
+  });
+
   it('wraps the seeds past the largest a scenario accepts', async () => {
     const { run, seeds } = seededTwin(0.99, () => ({ p50: 500, p99: 4000 }));
     await withTtftAcrossArrivals(run)(pair(0xfffffffe), testProfile(), 0.1);
     expect(seeds).toEqual([0xfffffffe, 0xffffffff, 0, 1, 2]);
+  });
+});
+
+describe('a recommendation and arrival realisations', () => {
+  const llama = loadProfile('h100-64gb/llama-3.1-8b-instruct');
+  /** Every pair keeps up behind a queue that comes and goes; p99 TTFT depends on the seed. */
+  function queuedTwin() {
+    const seedsByPair = new Map<string, number[]>();
+    const simulate: RunSimulation = (s: Scenario) => {
+      const pair = `${s.config.maxCpuLoras}x${s.config.maxLoras}@${s.workload.rates![0]}`;
+      seedsByPair.set(pair, [...(seedsByPair.get(pair) ?? []), s.seed]);
+      const offered = 100 * s.config.maxCpuLoras * s.workload.rates![0]!;
+      return Promise.resolve({
+        ...stubOutcome({
+          throughputTokensPerSecond: 0.99 * offered,
+          offeredTokensPerSecond: offered,
+          starving: false,
+        }),
+        ttftMs: { mean: 0, p50: 500, p99: 2000 * s.seed },
+      });
+    };
+    return { simulate, seedsByPair };
+  }
+  const ask = (slo?: object) =>
+    recommendRequestSchema.parse({
+      profile: 'h100-64gb/llama-3.1-8b-instruct',
+      workload: { rates: [0.1], ranks: [16] },
+      method: 'twin',
+      search: { concurrent: [8, 16], parallel: [8] },
+      ...(slo ? { slo } : {}),
+    });
+
+  it('without an SLO judges pairs on one realisation and reads its answer across five', async () => {
+    const twin = queuedTwin();
+    const r = await new Recommender({
+      loadProfile,
+      loadModel: () => constantModel(llama, { rates: [0.1], ranks: [16] }, 16, 8),
+      simulate: twin.simulate,
+    }).recommend(ask());
+    expect(r.recommendation.concurrentAdapters).toBe(16);
+    // Seed 1 twice: once judged, once read again (the service's cache answers the second).
+    expect(twin.seedsByPair.get('16x8@0.1')).toEqual([1, 1, 2, 3, 4, 5]);
+    expect(twin.seedsByPair.get('8x8@0.1') ?? [1]).toEqual([1]);
+    // Median of 2, 4, 6, 8 and 10 s.
+    expect(r.recommendation.latency!.ttftMs.p99.ms).toBe(6000);
+    expect(r.recommendation.latency!.ttftArrivalRealisations).toBe(5);
+    const listed = r.evaluated.find((e) => e.concurrentAdapters === 16)!;
+    expect(listed.latency!.ttftArrivalRealisations).toBe(5);
+  });
+
+  it('under an SLO judges every pair across five realisations', async () => {
+    const twin = queuedTwin();
+    const r = await new Recommender({
+      loadProfile,
+      loadModel: () => constantModel(llama, { rates: [0.1], ranks: [16] }, 16, 8),
+      simulate: twin.simulate,
+    }).recommend(ask({ ttftP99Ms: 7000 }));
+    for (const e of r.evaluated.filter((x) => x.simulated))
+      expect(e.latency!.ttftArrivalRealisations).toBe(5);
+    // One realisation would have put every pair at 2 s; across five they are at 6 s, under 7 s.
+    expect(r.recommendation.latency!.ttftMs.p99.ms).toBe(6000);
   });
 });

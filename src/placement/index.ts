@@ -111,10 +111,10 @@ export async function placeCatalog(
     objective: request.objective,
     ...(request.slo ? { slo: request.slo } : {}),
     ...(latencyModel ? { latencyModel } : {}),
-    // A GPU's TTFT is read across arrival realisations only when a TTFT SLO decides on it: packed
-    // GPUs sit near capacity, where that costs five simulations instead of one.
-    simulate:
-      request.slo?.ttftP99Ms !== undefined ? withTtftAcrossArrivals(deps.simulate) : deps.simulate,
+    // A GPU's TTFT is read across arrival realisations only when an SLO decides on it (ITL's
+    // correction reads the TTFT regime too): packed GPUs sit near capacity, where that costs five
+    // simulations instead of one.
+    simulate: request.slo ? withTtftAcrossArrivals(deps.simulate) : deps.simulate,
   };
   const catalog = request.catalog;
   const byId = new Map(catalog.map((a) => [a.id, a]));

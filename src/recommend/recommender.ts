@@ -27,6 +27,7 @@ import {
   type PointSimulator,
   type SearchWorkload,
   workloadCapacity,
+  withTtftAcrossArrivals,
 } from '../search/index.js';
 import type { LatencyEstimate, LatencyModel } from '../latency/index.js';
 import {
@@ -54,6 +55,11 @@ export interface RecommenderDeps {
   loadModel: (profileId: string) => ModelFile;
   simulate: PointSimulator;
   /**
+   * The same twin with TTFT read across arrival realisations (src/search/arrivals.ts); without
+   * it, `simulate` is wrapped. A cache passes its own, which remembers the combinations.
+   */
+  simulateAcrossArrivals?: PointSimulator;
+  /**
    * The twin's measured verdict errors for a profile (src/recommend/edge.ts); without them, or
    * with `edgeRule: false`, pairs at the edge are taken at the twin's word.
    */
@@ -77,7 +83,22 @@ const latencyText = (e: LatencyEstimate) =>
     : `${fmt(e.ms)} ms (${fmt(e.lowMs)}-${fmt(e.highMs)} ms)`;
 
 export class Recommender {
-  constructor(private readonly deps: RecommenderDeps) {}
+  /** The twin with TTFT read across arrival realisations where one is a lottery. */
+  private readonly simulateAcrossArrivals: PointSimulator;
+
+  constructor(private readonly deps: RecommenderDeps) {
+    this.simulateAcrossArrivals =
+      deps.simulateAcrossArrivals ?? withTtftAcrossArrivals(deps.simulate);
+  }
+
+  /**
+   * The simulator pairs are judged with. Under an SLO latency decides, so TTFT is read across
+   * arrival realisations (ITL's correction reads the TTFT regime too); otherwise one realisation
+   * decides the same verdicts, and only the answer's own pair is read across them (`respond`).
+   */
+  private judging(request: RecommendRequest): PointSimulator {
+    return request.slo ? this.simulateAcrossArrivals : this.deps.simulate;
+  }
 
   async recommend(request: RecommendRequest): Promise<RecommendResponse> {
     const profile = this.deps.loadProfile(request.profile);
@@ -313,7 +334,7 @@ export class Recommender {
         ...this.pointOptions(profile, request),
         ...(startNear !== undefined ? { startNear } : {}),
       },
-      this.deps.simulate,
+      this.judging(request),
     );
     if (!result.best)
       throw new NoServingConfigurationError(
@@ -507,6 +528,38 @@ export class Recommender {
     };
   }
 
+  /**
+   * The answer's own pair with its TTFT read across arrival realisations, where its verdict was
+   * judged on one (no SLO): the same flags and seed, so the verdict and throughput stand.
+   */
+  private async acrossArrivals(
+    profile: Profile,
+    request: RecommendRequest,
+    maxLoraRank: number,
+    chosen: EvaluatedPoint,
+  ): Promise<EvaluatedPoint> {
+    if (request.slo || !chosen.simulated) return chosen;
+    const flags = {
+      maxCpuLoras: chosen.concurrentAdapters,
+      maxLoras: chosen.parallelAdapters,
+      maxLoraRank,
+    };
+    const r = await this.simulateAcrossArrivals(
+      scenarioFor(
+        profile,
+        request.workload,
+        flags.maxCpuLoras,
+        flags.maxLoras,
+        maxLoraRank,
+        3600,
+        1,
+      ),
+      profile,
+      request.starvationThreshold,
+    );
+    return evaluatedPoint(flags, r, this.pointOptions(profile, request));
+  }
+
   private pointOptions(profile: Profile, request: RecommendRequest): PointOptions {
     const latencyModel = this.deps.loadLatencyModel?.(profile.id);
     return {
@@ -538,7 +591,7 @@ export class Recommender {
         );
         if (decided) return decided;
         assertSimulable(request.workload, c, 3600);
-        const r = await this.deps.simulate(
+        const r = await this.judging(request)(
           scenarioFor(profile, request.workload, c, p, maxLoraRank, 3600, 1),
           profile,
           request.starvationThreshold,
@@ -555,12 +608,15 @@ export class Recommender {
   private async respond(
     profile: Profile,
     method: 'twin' | 'auto',
-    best: EvaluatedPoint,
+    chosen: EvaluatedPoint,
     maxLoraRank: number,
     evaluated: EvaluatedPoint[],
     request: RecommendRequest,
     how: string,
   ): Promise<RecommendResponse> {
+    const best = await this.acrossArrivals(profile, request, maxLoraRank, chosen);
+    const at = evaluated.indexOf(chosen);
+    if (at >= 0) evaluated[at] = best;
     const next = nextOnLine(best, evaluated, (e) => e.simulated);
     const why = next
       ? ` With ${next.concurrentAdapters} adapters it would ${next.starving ? `starve (${fmt(next.throughputTokensPerSecond)} of ${fmt(next.offeredTokensPerSecond)} tok/s offered)` : next.sloViolated ? 'break the SLO' : request.objective === 'stable' && !next.stable ? 'let its queue grow' : 'not do better'}.`

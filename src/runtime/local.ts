@@ -3,7 +3,7 @@ import { loadProfile } from '../profiles/store.js';
 import { loadVerdictRuns } from '../profiles/verdicts.js';
 import { loadLatencyModel } from '../profiles/latency.js';
 import { Recommender } from '../recommend/index.js';
-import { CachedSimulator, withTtftAcrossArrivals, type SimulationStore } from '../search/index.js';
+import { CachedSimulator, type SimulationStore } from '../search/index.js';
 import { SimulationPool } from './pool.js';
 
 /** A recommender that runs the twin on a local worker pool, with an in-memory cache. */
@@ -15,14 +15,14 @@ export function localRecommender(options: { threads?: number; store?: Simulation
       ...(options.store ? { store: options.store } : {}),
     },
   );
-  // What the service simulates with: TTFT across arrival realisations where one is a lottery.
-  const simulate = withTtftAcrossArrivals((s, p, t, signal) => cache.simulate(s, p, t, signal));
   const recommender = new Recommender({
     loadProfile,
     loadModel,
     loadVerdictRuns,
     loadLatencyModel,
-    simulate: (scenario, profile, threshold) => simulate(scenario, profile, threshold),
+    simulate: (scenario, profile, threshold) => cache.simulate(scenario, profile, threshold),
+    simulateAcrossArrivals: (scenario, profile, threshold) =>
+      cache.simulateAcrossArrivals(scenario, profile, threshold),
   });
-  return { recommender, cache, simulate, pool, close: () => pool.close() };
+  return { recommender, cache, pool, close: () => pool.close() };
 }

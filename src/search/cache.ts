@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { TWIN_VERSION, type Profile, type Scenario, type SimulationResult } from '../twin/index.js';
+import { withTtftAcrossArrivals } from './arrivals.js';
 
 /** Deterministic JSON: object keys sorted, so equal scenarios hash equally whatever their key order. */
 export function canonicalJson(value: unknown): string {
@@ -86,6 +87,8 @@ interface InFlight {
  */
 export class CachedSimulator {
   private readonly lru: LRUCache<string, SimulationOutcome>;
+  /** Outcomes with TTFT across arrival realisations, by their first scenario's key. */
+  private readonly acrossArrivals: LRUCache<string, SimulationOutcome>;
   private readonly inFlight = new Map<string, InFlight>();
   private readonly store: SimulationStore | undefined;
   readonly stats: CacheStats = { hits: 0, misses: 0, cancelled: 0 };
@@ -95,6 +98,7 @@ export class CachedSimulator {
     options: { maxEntries?: number; store?: SimulationStore } = {},
   ) {
     this.lru = new LRUCache({ max: options.maxEntries ?? 20_000 });
+    this.acrossArrivals = new LRUCache({ max: options.maxEntries ?? 20_000 });
     this.store = options.store;
   }
 
@@ -142,6 +146,33 @@ export class CachedSimulator {
         },
       );
     });
+  }
+
+  /**
+   * As `simulate`, with TTFT read across arrival realisations where one is a lottery
+   * (src/search/arrivals.ts). Each realisation is cached as any simulation; the combination is
+   * remembered too, so a repeated question costs one lookup, not five.
+   */
+  async simulateAcrossArrivals(
+    scenario: Scenario,
+    profile: Profile,
+    starvationThreshold: number,
+    signal?: AbortSignal,
+  ): Promise<SimulationOutcome> {
+    const key = simulationKey(profile, scenario, starvationThreshold);
+    const known = this.acrossArrivals.get(key);
+    if (known) {
+      this.stats.hits++;
+      return known;
+    }
+    const outcome = await withTtftAcrossArrivals((s, p, t, sig) => this.simulate(s, p, t, sig))(
+      scenario,
+      profile,
+      starvationThreshold,
+      signal,
+    );
+    this.acrossArrivals.set(key, outcome);
+    return outcome;
   }
 
   /** Computations under way (for metrics and tests). */

@@ -23,8 +23,6 @@ import {
   isStable,
   pairLatency,
   SearchInputError,
-  withTtftAcrossArrivals,
-  type RunSimulation,
   type SimulationOutcome,
 } from '../search/index.js';
 import {
@@ -151,8 +149,6 @@ export class ServiceCore {
   /** Where simulations run: the in-process pool, or BullMQ jobs (src/runtime/runner.ts). */
   readonly runner: TwinRunner;
   readonly cache: CachedSimulator;
-  /** The cached twin, with TTFT read across arrival realisations where one is a lottery. */
-  private readonly simulateTwin: RunSimulation;
   readonly runs: RunRepository;
   readonly requestTimeoutMs: number;
   readonly placementTimeoutMs: number;
@@ -177,9 +173,6 @@ export class ServiceCore {
       },
       { store: new SqliteSimulationStore(options.db) },
     );
-    this.simulateTwin = withTtftAcrossArrivals((s, p, t, signal) =>
-      this.cache.simulate(s, p, t, signal),
-    );
   }
 
   /** A recommender whose twin work stops when `signal` aborts (unless another request shares it). */
@@ -189,7 +182,8 @@ export class ServiceCore {
       loadModel,
       loadVerdictRuns,
       loadLatencyModel,
-      simulate: (s, p, t) => this.simulateTwin(s, p, t, signal),
+      simulate: (s, p, t) => this.cache.simulate(s, p, t, signal),
+      simulateAcrossArrivals: (s, p, t) => this.cache.simulateAcrossArrivals(s, p, t, signal),
     });
   }
 
@@ -345,7 +339,7 @@ export class ServiceCore {
     const profile = loadProfile(scenario.profile);
     assertFitsModelLen(profile, scenario.workload);
     const outcome = await this.withinLimit(
-      (signal) => this.simulateTwin(scenario, profile, 0.1, signal),
+      (signal) => this.cache.simulateAcrossArrivals(scenario, profile, 0.1, signal),
       clientSignal,
     );
     // The realisations behind the TTFT are reported in latency; the rest is this seed's run.
@@ -385,7 +379,8 @@ export class ServiceCore {
     const scenario = parsedScenario.data;
     assertFitsModelLen(profile, scenario.workload);
     const r = await this.withinLimit(
-      (signal) => this.simulateTwin(scenario, profile, request.starvationThreshold, signal),
+      (signal) =>
+        this.cache.simulateAcrossArrivals(scenario, profile, request.starvationThreshold, signal),
       clientSignal,
     );
     const latency = pairLatency(r, scenario.config, loadLatencyModel(profile.id));

@@ -155,13 +155,13 @@ async function main(): Promise<void> {
     withEdge: new Recommender({
       loadProfile,
       loadModel,
-      simulate: (sc, pr, t) => local.simulate(sc, pr, t),
+      simulate: (sc, pr, t) => local.cache.simulate(sc, pr, t),
       loadVerdictRuns: lowoRuns,
     }),
     withoutEdge: new Recommender({
       loadProfile,
       loadModel,
-      simulate: (sc, pr, t) => local.simulate(sc, pr, t),
+      simulate: (sc, pr, t) => local.cache.simulate(sc, pr, t),
       edgeRule: false,
     }),
   };

@@ -88,7 +88,7 @@ async function main(): Promise<void> {
         const recommender = new Recommender({
           loadProfile,
           loadModel,
-          simulate: (sc, pr, t) => local.simulate(sc, pr, t),
+          simulate: (sc, pr, t) => local.cache.simulate(sc, pr, t),
           loadVerdictRuns: (id) => loadVerdictRuns(id).filter((r) => r.workload !== w.workload),
           loadLatencyModel: () => latencyModel,
         });
