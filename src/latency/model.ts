@@ -103,8 +103,8 @@ export type QueueRegime = (typeof QUEUE_REGIMES)[number];
  * Where a server keeps up but its queue comes and goes, one hour of arrivals decides the p99 TTFT:
  * the twin's p99 TTFT of Llama's high-rate 32 x 32 pair ranged from 0.34 to 8.3 s over eight
  * arrival seeds (the real run measured 1.2 s), while pairs with a bounded queue or a queue that
- * grows all hour moved by a third at most. There the twin's TTFT is read as the median over this many
- * realisations (docs/latency.md: 3, 5 and 9 gave p99 TTFT errors within 1.8 points of each other).
+ * grows all hour moved by a third at most. There the twin's TTFT is read as the median over this
+ * many realisations (docs/latency.md: 3, 5 and 9 gave p99 TTFT errors within 1.8 points).
  */
 export const TTFT_ARRIVAL_REALISATIONS = 5;
 
