@@ -13,10 +13,12 @@ import {
   Recommender,
   type RecommendResponse,
 } from '../src/recommend/index.js';
+import { bindingLimit } from '../src/recommend/answer.js';
 import {
   offeredTokensPerSecond,
   SearchInputError,
   workloadCapacity,
+  type EvaluatedPoint,
   type PointSimulator,
 } from '../src/search/index.js';
 import { requestsPerSecond } from '../src/twin/scenario.js';
@@ -232,4 +234,55 @@ describe('1,000 random workloads the API accepts', () => {
     );
     expect(outcomes.answered).toBeGreaterThan(200);
   }, 120_000);
+});
+
+describe('the binding limit an answer states', () => {
+  const estimate = (ms: number) => ({ ms, lowMs: ms / 2, highMs: ms * 2, sloMs: ms * 1.5 });
+  const pair = (c: number, p: number, ttftP99Ms: number, extra: Partial<EvaluatedPoint> = {}) => ({
+    concurrentAdapters: c,
+    parallelAdapters: p,
+    feasible: true,
+    simulated: true,
+    throughputTokensPerSecond: 100 * c,
+    offeredTokensPerSecond: 100 * c,
+    starving: false,
+    sloViolated: ttftP99Ms * 1.5 > 5000,
+    stable: true,
+    ttftP99Ms,
+    itlP99Ms: 50,
+    latency: {
+      ttftMs: { p50: estimate(ttftP99Ms / 4), p99: estimate(ttftP99Ms) },
+      itlMs: { p50: estimate(20), p99: estimate(50) },
+      coverage: 0.9,
+      calibrated: true,
+      ttftArrivalRealisations: 1,
+    },
+    ...extra,
+  });
+  const slo = { ttftP99Ms: 5000 };
+
+  it('names the next pair on the answer line when it was evaluated', () => {
+    const best = pair(48, 24, 300);
+    const evaluated = [best, pair(64, 24, 60_000, { starving: true }), pair(64, 32, 4000)];
+    expect(bindingLimit(best, evaluated, slo, 'paper')).toEqual({
+      limit: 'starvation',
+      detail: '64 adapters with 24 slots would starve (6400 of 6400 tok/s offered)',
+    });
+  });
+
+  it('falls back to the nearest busier pair with more slots when the line was not climbed', () => {
+    // auto climbed the 32-slot line, then settled on 24 slots at 48 adapters.
+    const best = pair(48, 24, 300);
+    const evaluated = [best, pair(48, 32, 290), pair(96, 32, 90_000), pair(64, 32, 3750)];
+    const binding = bindingLimit(best, evaluated, slo, 'paper');
+    expect(binding?.limit).toBe('ttftP99Ms');
+    expect(binding?.detail).toBe(
+      "64 adapters with 32 slots could reach a p99 TTFT of 5625 ms (90% bound) against the SLO's 5000 ms",
+    );
+  });
+
+  it('states none when no busier pair was evaluated', () => {
+    const best = pair(48, 24, 300);
+    expect(bindingLimit(best, [best, pair(32, 32, 200)], slo, 'paper')).toBeUndefined();
+  });
 });

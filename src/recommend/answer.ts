@@ -161,8 +161,32 @@ export function nextOnLine(
 }
 
 /**
- * What stops the next busier pair on the recommended line (more adapters, same slots): the first
- * of starvation, the SLO's upper bounds and (objective "stable") a growing queue that it breaks.
+ * The busier pair that explains the answer: the next on its line (more adapters, same slots), or,
+ * when its line was not climbed (auto settles the slots after climbing the forest's line), the
+ * evaluated pair with the fewest more adapters and, among those, the fewest more slots.
+ */
+function nextBusier(
+  best: EvaluatedPoint,
+  evaluated: readonly EvaluatedPoint[],
+): EvaluatedPoint | undefined {
+  return (
+    nextOnLine(best, evaluated) ??
+    evaluated
+      .filter(
+        (e) =>
+          e.parallelAdapters > best.parallelAdapters &&
+          e.concurrentAdapters > best.concurrentAdapters,
+      )
+      .sort(
+        (a, b) =>
+          a.concurrentAdapters - b.concurrentAdapters || a.parallelAdapters - b.parallelAdapters,
+      )[0]
+  );
+}
+
+/**
+ * What stops the next busier pair (nextBusier): the first of starvation, the SLO's upper bounds
+ * and (objective "stable") a growing queue that it breaks.
  */
 export function bindingLimit(
   best: EvaluatedPoint,
@@ -170,7 +194,7 @@ export function bindingLimit(
   slo: Slo | undefined,
   objective: Objective,
 ): Binding | undefined {
-  const next = nextOnLine(best, evaluated);
+  const next = nextBusier(best, evaluated);
   if (!next) return undefined;
   const at = `${next.concurrentAdapters} adapters with ${next.parallelAdapters} slots`;
   if (!next.feasible || next.starving)

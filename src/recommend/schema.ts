@@ -151,7 +151,10 @@ export const recommendationSchema = z.object({
       detail: z.string(),
     })
     .optional()
-    .meta({ description: 'What stops a busier pair: the limit with the least margin' }),
+    .meta({
+      description:
+        "What stops a busier pair: the next evaluated pair on the answer's line (same slots), or, where that line was not climbed, the nearest evaluated pair with more adapters and more slots. Absent when no busier pair was evaluated",
+    }),
   warnings: z.array(z.string()).meta({
     description:
       'Plain statements an operator must see: a queue that grows over the hour, uncalibrated latency, an extrapolation',
