@@ -148,6 +148,22 @@ describe('objectives', () => {
       catalog.map((a) => a.id),
     );
   }, 120_000);
+
+  it('meets a TTFT SLO with more slots, not one GPU per light adapter', async () => {
+    // 1 req/s in all: one GPU serves it, but the estimate's 2 slots keep requests waiting for
+    // their adapter to a p99 TTFT of 38 s. This catalog used to take 20 GPUs under the SLO.
+    const catalog = Array.from({ length: 20 }, (_, i) => ({ id: `a${i}`, rate: 0.05, rank: 16 }));
+    const r = await place({ profile: LLAMA, catalog, slo: { ttftP99Ms: 5000 } });
+    expect(r.gpus).toHaveLength(1);
+    const gpu = r.gpus[0]!;
+    expect(gpu.flags.maxLoras).toBeGreaterThan(2);
+    expect(gpu.ttftP99Ms).toBeLessThan(5000);
+    expectFeasibleAndServing(r);
+    expectAccounted(
+      r,
+      catalog.map((a) => a.id),
+    );
+  }, 120_000);
 });
 
 describe('placement inputs', () => {

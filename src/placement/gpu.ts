@@ -169,7 +169,31 @@ export async function judgeGpu(
   return { flags, point, serves: servesObjective(point, ctx.objective) };
 }
 
-/** The twin's verdict with the GPU's own flags, or a refusal when vLLM cannot start at all. */
+/** Whether a verdict fails on its p99 TTFT bound alone: more slots let requests wait less. */
+function failsOnTtftAlone(ctx: PlacementContext, v: GpuVerdict): boolean {
+  const { point } = v;
+  const ttft = ctx.slo?.ttftP99Ms;
+  const itl = ctx.slo?.itlP99Ms;
+  return (
+    !v.serves &&
+    point.feasible &&
+    !point.starving &&
+    point.sloViolated &&
+    point.latency !== undefined &&
+    ttft !== undefined &&
+    point.latency.ttftMs.p99.sloMs > ttft &&
+    (itl === undefined || point.latency.itlMs.p99.sloMs <= itl)
+  );
+}
+
+/**
+ * The twin's verdict with the GPU's own flags, or a refusal when vLLM cannot start at all. The
+ * estimate picks slots for throughput, and on a lightly loaded GPU it picks few: 20 adapters at
+ * 0.05 req/s get 2 slots, whose requests wait for their adapter to a p99 TTFT of 38 s. Where
+ * that alone breaks the SLO, more slots are tried before the adapters are split: the most the GPU
+ * can use, then the fewest of the slot ladder between that still serve (bisected: waiting for a
+ * slot only shrinks as slots are added).
+ */
 export async function judgePieces(
   ctx: PlacementContext,
   pieces: readonly Piece[],
@@ -177,7 +201,29 @@ export async function judgePieces(
 ): Promise<GpuVerdict | undefined> {
   const chosen = flagsFor(ctx, pieces);
   if (!chosen) return undefined;
-  return judgeGpu(ctx, pieces, chosen.flags, durationSeconds);
+  const first = await judgeGpu(ctx, pieces, chosen.flags, durationSeconds);
+  if (!failsOnTtftAlone(ctx, first)) return first;
+  const { maxLoras, maxLoraRank } = chosen.flags;
+  const more = [
+    ...new Set([...SLOT_LADDER.filter((s) => s > maxLoras && s < pieces.length), pieces.length]),
+  ].filter((s) => s > maxLoras && vllmStarts(ctx.profile, s, maxLoraRank));
+  if (more.length === 0) return first;
+  const at = (slots: number) =>
+    judgeGpu(ctx, pieces, { ...chosen.flags, maxLoras: slots }, durationSeconds);
+  let best = await at(more[more.length - 1]!);
+  if (!best.serves) return first;
+  // more[hi] serves; find the fewest slots that do.
+  let lo = -1;
+  let hi = more.length - 1;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    const v = await at(more[mid]!);
+    if (v.serves) {
+      hi = mid;
+      best = v;
+    } else lo = mid;
+  }
+  return best;
 }
 
 /**
