@@ -618,9 +618,13 @@ export class Recommender {
     const at = evaluated.indexOf(chosen);
     if (at >= 0) evaluated[at] = best;
     const next = nextOnLine(best, evaluated, (e) => e.simulated);
+    const binding = bindingLimit(best, evaluated, request.slo, request.objective);
+    // Off its own line (auto settled the slots after climbing another) the binding says why.
     const why = next
       ? ` With ${next.concurrentAdapters} adapters it would ${next.starving ? `starve (${fmt(next.throughputTokensPerSecond)} of ${fmt(next.offeredTokensPerSecond)} tok/s offered)` : next.sloViolated ? 'break the SLO' : request.objective === 'stable' && !next.stable ? 'let its queue grow' : 'not do better'}.`
-      : '';
+      : binding
+        ? ` Not more: ${binding.detail}.`
+        : '';
     const headroom = await headroomByTwin(
       profile,
       request.workload,
@@ -629,7 +633,6 @@ export class Recommender {
       request.starvationThreshold,
       this.deps.simulate,
     );
-    const binding = bindingLimit(best, evaluated, request.slo, request.objective);
     const latency = best.latency
       ? ` Predicted p99 TTFT ${latencyText(best.latency.ttftMs.p99)}, p99 ITL ${latencyText(best.latency.itlMs.p99)}.`
       : '';
