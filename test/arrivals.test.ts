@@ -123,14 +123,16 @@ describe('a recommendation and arrival realisations', () => {
       search: { concurrent: [8, 16], parallel: [8] },
       ...(slo ? { slo } : {}),
     });
+  const recommendOn = (simulate: RunSimulation, slo?: object) =>
+    new Recommender({
+      loadProfile,
+      loadModel: () => constantModel(llama, { rates: [0.1], ranks: [16] }, 16, 8),
+      simulate,
+    }).recommend(ask(slo));
 
   it('without an SLO judges pairs on one realisation and reads its answer across five', async () => {
     const twin = queuedTwin();
-    const r = await new Recommender({
-      loadProfile,
-      loadModel: () => constantModel(llama, { rates: [0.1], ranks: [16] }, 16, 8),
-      simulate: twin.simulate,
-    }).recommend(ask());
+    const r = await recommendOn(twin.simulate);
     expect(r.recommendation.concurrentAdapters).toBe(16);
     // Seed 1 twice: once judged, once read again (the service's cache answers the second).
     expect(twin.seedsByPair.get('16x8@0.1')).toEqual([1, 1, 2, 3, 4, 5]);
@@ -144,11 +146,7 @@ describe('a recommendation and arrival realisations', () => {
 
   it('under an SLO judges every pair across five realisations', async () => {
     const twin = queuedTwin();
-    const r = await new Recommender({
-      loadProfile,
-      loadModel: () => constantModel(llama, { rates: [0.1], ranks: [16] }, 16, 8),
-      simulate: twin.simulate,
-    }).recommend(ask({ ttftP99Ms: 7000 }));
+    const r = await recommendOn(twin.simulate, { ttftP99Ms: 7000 });
     for (const e of r.evaluated.filter((x) => x.simulated))
       expect(e.latency!.ttftArrivalRealisations).toBe(5);
     // One realisation would have put every pair at 2 s; across five they are at 6 s, under 7 s.

@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { loadLatencyModel } from '../profiles/latency.js';
 import { PACKAGE_ROOT, loadProfile } from '../profiles/store.js';
 import { SimulationPool } from '../runtime/pool.js';
@@ -22,13 +23,9 @@ const LEVELS: Array<{ label: string; slo?: Slo }> = [
   { label: 'p99 ITL ≤ 200 ms', slo: { itlP99Ms: 200 } },
 ];
 
-const arg = (name: string) => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-};
-
 async function main() {
-  const adapters = Number(arg('--adapters') ?? 1000);
+  const { values } = parseArgs({ options: { adapters: { type: 'string', default: '1000' } } });
+  const adapters = Number(values.adapters);
   const pool = new SimulationPool({});
   const lines: string[] = [];
   try {

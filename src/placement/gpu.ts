@@ -204,9 +204,9 @@ export async function judgePieces(
   const first = await judgeGpu(ctx, pieces, chosen.flags, durationSeconds);
   if (!failsOnTtftAlone(ctx, first)) return first;
   const { maxLoras, maxLoraRank } = chosen.flags;
-  const more = [
-    ...new Set([...SLOT_LADDER.filter((s) => s > maxLoras && s < pieces.length), pieces.length]),
-  ].filter((s) => s > maxLoras && vllmStarts(ctx.profile, s, maxLoraRank));
+  const more = [...SLOT_LADDER.filter((s) => s < pieces.length), pieces.length].filter(
+    (s) => s > maxLoras && vllmStarts(ctx.profile, s, maxLoraRank),
+  );
   if (more.length === 0) return first;
   const at = (slots: number) =>
     judgeGpu(ctx, pieces, { ...chosen.flags, maxLoras: slots }, durationSeconds);

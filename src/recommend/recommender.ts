@@ -539,25 +539,14 @@ export class Recommender {
     chosen: EvaluatedPoint,
   ): Promise<EvaluatedPoint> {
     if (request.slo || !chosen.simulated) return chosen;
-    const flags = {
-      maxCpuLoras: chosen.concurrentAdapters,
-      maxLoras: chosen.parallelAdapters,
-      maxLoraRank,
-    };
-    const r = await this.simulateAcrossArrivals(
-      scenarioFor(
-        profile,
-        request.workload,
-        flags.maxCpuLoras,
-        flags.maxLoras,
-        maxLoraRank,
-        3600,
-        1,
-      ),
+    const [point] = await this.evaluate(
       profile,
-      request.starvationThreshold,
+      request,
+      maxLoraRank,
+      [[chosen.concurrentAdapters, chosen.parallelAdapters]],
+      this.simulateAcrossArrivals,
     );
-    return evaluatedPoint(flags, r, this.pointOptions(profile, request));
+    return point!;
   }
 
   private pointOptions(profile: Profile, request: RecommendRequest): PointOptions {
@@ -578,6 +567,7 @@ export class Recommender {
     request: RecommendRequest,
     maxLoraRank: number,
     pairs: Array<[number, number]>,
+    simulate: PointSimulator = this.judging(request),
   ): Promise<EvaluatedPoint[]> {
     return Promise.all(
       pairs.map(async ([c, p]) => {
@@ -591,7 +581,7 @@ export class Recommender {
         );
         if (decided) return decided;
         assertSimulable(request.workload, c, 3600);
-        const r = await this.judging(request)(
+        const r = await simulate(
           scenarioFor(profile, request.workload, c, p, maxLoraRank, 3600, 1),
           profile,
           request.starvationThreshold,

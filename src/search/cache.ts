@@ -89,6 +89,9 @@ export class CachedSimulator {
   private readonly lru: LRUCache<string, SimulationOutcome>;
   /** Outcomes with TTFT across arrival realisations, by their first scenario's key. */
   private readonly acrossArrivals: LRUCache<string, SimulationOutcome>;
+  private readonly runAcrossArrivals = withTtftAcrossArrivals((s, p, t, signal) =>
+    this.simulate(s, p, t, signal),
+  );
   private readonly inFlight = new Map<string, InFlight>();
   private readonly store: SimulationStore | undefined;
   readonly stats: CacheStats = { hits: 0, misses: 0, cancelled: 0 };
@@ -165,12 +168,7 @@ export class CachedSimulator {
       this.stats.hits++;
       return known;
     }
-    const outcome = await withTtftAcrossArrivals((s, p, t, sig) => this.simulate(s, p, t, sig))(
-      scenario,
-      profile,
-      starvationThreshold,
-      signal,
-    );
+    const outcome = await this.runAcrossArrivals(scenario, profile, starvationThreshold, signal);
     this.acrossArrivals.set(key, outcome);
     return outcome;
   }
