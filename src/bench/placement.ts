@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import type { TopLevelSpec } from 'vega-lite';
 import { renderSvg } from '../charts/svg.js';
 import { loadLatencyModel } from '../profiles/latency.js';
@@ -60,11 +61,6 @@ interface Row {
   note: string;
 }
 
-const arg = (name: string) => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-};
-
 async function judgeBaseline(
   ctx: PlacementContext,
   placement: BaselinePlacement,
@@ -115,9 +111,16 @@ interface MoveRow {
 }
 
 async function main() {
-  const sizes = arg('--sizes')?.split(',').map(Number) ?? SIZES;
-  const profiles = arg('--profiles')?.split(',') ?? PROFILES;
-  const replaceSizes = arg('--replace-sizes')?.split(',').map(Number) ?? REPLACE_SIZES;
+  const { values } = parseArgs({
+    options: {
+      sizes: { type: 'string' },
+      profiles: { type: 'string' },
+      'replace-sizes': { type: 'string' },
+    },
+  });
+  const sizes = values.sizes?.split(',').map(Number) ?? SIZES;
+  const profiles = values.profiles?.split(',') ?? PROFILES;
+  const replaceSizes = values['replace-sizes']?.split(',').map(Number) ?? REPLACE_SIZES;
   const moves: MoveRow[] = [];
   const pool = new SimulationPool({});
   const rows: Row[] = [];

@@ -4,8 +4,7 @@ import { loadModel, predictWorkload } from '../model/model.js';
 import { loadProfile } from '../profiles/store.js';
 import { SimulationPool } from '../runtime/pool.js';
 import { MEASURED_GRID, searchOptimum } from '../search/index.js';
-
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!;
+import { median, nearestRankQuantile } from '../stats/index.js';
 
 /** Median time of one forest prediction (three forests and the features), over many workloads. */
 export function benchForest(profileId: string, now: () => number = () => performance.now()) {
@@ -26,7 +25,7 @@ export function benchForest(profileId: string, now: () => number = () => perform
     loadMs,
     predictions: times.length,
     medianMs: median(times),
-    p99Ms: [...times].sort((a, b) => a - b)[Math.floor(times.length * 0.99)]!,
+    p99Ms: nearestRankQuantile(times, 0.99),
   };
 }
 

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { buildRow } from '../model/dataset.js';
 import { PACKAGE_ROOT, loadProfile } from '../profiles/store.js';
@@ -10,6 +11,7 @@ import { LocalRedis } from '../runtime/local-redis.js';
 import { QueueRunner } from '../runtime/queue.js';
 import type { TwinRunner } from '../runtime/runner.js';
 import { DEFAULT_GRID, searchOptimum } from '../search/index.js';
+import { median } from '../stats/index.js';
 import { scenarioSchema } from '../twin/index.js';
 
 /**
@@ -21,12 +23,6 @@ import { scenarioSchema } from '../twin/index.js';
 const PROFILE = 'h100-64gb/llama-3.1-8b-instruct';
 const WORKER_COUNTS = [1, 2, 4];
 const TINY_JOBS = 100;
-
-const arg = (name: string) => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-};
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!;
 
 async function until(check: () => Promise<boolean>, what: string) {
   for (let i = 0; i < 400; i++) {
@@ -85,7 +81,8 @@ async function measure(runner: TwinRunner, workloads: number): Promise<Timings> 
 }
 
 async function main() {
-  const workloads = Number(arg('--workloads') ?? 50);
+  const { values } = parseArgs({ options: { workloads: { type: 'string', default: '50' } } });
+  const workloads = Number(values.workloads);
   const dir = mkdtempSync(join(tmpdir(), 'loraplan-scale-'));
   const redis = await LocalRedis.start(dir);
   const url = redis.url;

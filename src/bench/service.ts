@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openDatabase } from '../storage/db.js';
+import { median, nearestRankQuantile } from '../stats/index.js';
 import { RunRepository, type NewRun } from '../storage/runs.js';
 
 /**
@@ -67,8 +68,7 @@ export async function runListing(count: number): Promise<{
       f();
       t.push(performance.now() - s);
     }
-    t.sort((a, b) => a - b);
-    return { median: t[n >> 1]!, p99: t[Math.floor(n * 0.99)]! };
+    return { median: median(t), p99: nearestRankQuantile(t, 0.99) };
   };
   const first = time(() => runs.list({ limit: 200 }), 200);
   let cursor: string | undefined;

@@ -1,5 +1,6 @@
 import { readServingRuns } from '../calibrate/runs.js';
 import { loadProfile } from '../profiles/store.js';
+import { median, nearestRankQuantile } from '../stats/index.js';
 import { simulate, type Scenario } from '../twin/index.js';
 
 export interface TwinBench {
@@ -12,9 +13,6 @@ export interface TwinBench {
   simulatedSecondsPerWallSecond: number;
   heaviest: { run: string; wallMs: number; engineSteps: number; arrivedRequests: number };
 }
-
-const quantile = (sorted: number[], q: number): number =>
-  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 
 function timeOne(scenario: Scenario, now: () => number) {
   const profile = loadProfile(scenario.profile);
@@ -48,8 +46,8 @@ export function benchTwin(
   const h = timeOne(heaviest.scenario, now);
   return {
     runs: runs.length,
-    medianWallMs: quantile(walls, 0.5),
-    p90WallMs: quantile(walls, 0.9),
+    medianWallMs: median(walls),
+    p90WallMs: nearestRankQuantile(walls, 0.9),
     maxWallMs: walls[walls.length - 1]!,
     under1s: `${walls.filter((w) => w < 1000).length} of ${walls.length}`,
     slowest: slowest.label,

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { PACKAGE_ROOT } from '../profiles/store.js';
+import { median } from '../stats/index.js';
 import { profileSchema, type Profile } from '../twin/profile.js';
 import { num, readCsv, type CsvRow } from './csv.js';
 import { fitLengthDistribution } from './lengths.js';
@@ -67,12 +68,6 @@ const summary = (f: OlsFit): Record<string, number> => ({
   looRmse: round(f.looRmse, 4),
   maxAbsPctError: round(f.maxAbsPctError, 3),
 });
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 /**
  * The measurements' client failed requests once it ran out of ephemeral ports: its in-flight

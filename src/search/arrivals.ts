@@ -1,12 +1,7 @@
 import { TTFT_ARRIVAL_REALISATIONS, ttftDependsOnArrivals } from '../latency/index.js';
+import { median } from '../stats/index.js';
 import type { RunSimulation, SimulationOutcome } from './cache.js';
 import { twinLatencyOf } from './search.js';
-
-const median = (values: readonly number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
 
 /**
  * A simulator whose outcomes carry the TTFT across arrival realisations where one realisation's

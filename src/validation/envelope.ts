@@ -15,7 +15,7 @@ import { NoServingConfigurationError, Recommender } from '../recommend/index.js'
 import { localRecommender } from '../runtime/local.js';
 import { DEFAULT_GRID, scenarioFor, searchOptimum, type SearchWorkload } from '../search/index.js';
 import { TWIN_VERSION, vllmStarts } from '../twin/index.js';
-import { pct } from './metrics.js';
+import { median, pct } from './metrics.js';
 
 /** Not the training set's seed (1): these workloads were never trained on. */
 const VALIDATION_SEED = 2;
@@ -143,10 +143,9 @@ async function main(): Promise<void> {
           (100 * (c.optimum!.throughput - c.modelTwinThroughput)) / c.optimum!.throughput,
         ),
       );
-      const sorted = [...lost].sort((a, b) => a - b);
       const mean = lost.reduce((s, v) => s + v, 0) / Math.max(1, lost.length);
-      const median = sorted[sorted.length >> 1] ?? NaN;
-      const row = `| ${profileId} | ${cases.length} (of ${drawn} drawn) | ${answered.length} | **${starving.length} (${pct((100 * starving.length) / Math.max(1, answered.length), 1)})** | ${infeasible.length} | ${refusedButServes.length} | ${pct(mean, 2)} / ${pct(median, 2)} (max ${pct(Math.max(0, ...lost), 1)}) |`;
+      const medianLost = median(lost);
+      const row = `| ${profileId} | ${cases.length} (of ${drawn} drawn) | ${answered.length} | **${starving.length} (${pct((100 * starving.length) / Math.max(1, answered.length), 1)})** | ${infeasible.length} | ${refusedButServes.length} | ${pct(mean, 2)} / ${pct(medianLost, 2)} (max ${pct(Math.max(0, ...lost), 1)}) |`;
       lines.push(row);
       const worst = starving
         .slice(0, 6)

@@ -41,12 +41,7 @@ export function errorSummary(pairs: Array<{ real: number; predicted: number }>):
   };
 }
 
-/** The median, NaN for no values. */
-export function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
+export { median } from '../stats/index.js';
 
 export const pct = (v: number, digits = 1): string =>
   Number.isFinite(v) ? `${v.toFixed(digits)}%` : 'n/a';
