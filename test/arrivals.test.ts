@@ -55,7 +55,7 @@ describe('TTFT across arrival realisations', () => {
     expect(out.ttftAcrossArrivals).toEqual({ p50: 330, p99: 3300, realisations: 5 });
     expect(out.ttftMs.p99).toBe(8300);
     expect(out.throughputTokensPerSecond).toBe(991);
-    const latency = pairLatency(out, pair().config);
+    const latency = pairLatency(out, pair());
     expect(latency.ttftMs.p99.ms).toBe(3300);
     expect(latency.ttftMs.p50.ms).toBe(330);
     expect(latency.ttftArrivalRealisations).toBe(5);
@@ -66,7 +66,7 @@ describe('TTFT across arrival realisations', () => {
     const b = await withTtftAcrossArrivals(bounded.run)(pair(), testProfile(), 0.1);
     expect(bounded.seeds).toEqual([1]);
     expect(b.ttftAcrossArrivals).toBeUndefined();
-    expect(pairLatency(b, pair().config).ttftArrivalRealisations).toBe(1);
+    expect(pairLatency(b, pair()).ttftArrivalRealisations).toBe(1);
 
     // 92% completed: the backlog is the hour's, not one burst's.
     const saturated = seededTwin(0.92, () => ({ p50: 60_000, p99: 300_000 }));

@@ -8,17 +8,33 @@ import {
   conformalHalfWidth,
   conformalUpper,
   fitLatencyModel,
+  latencyEnvelopeOf,
   latencyFeatures,
   predictLatency,
   QUEUEING_TTFT_MS,
   type LatencyMetric,
   type LatencyModel,
   type LatencyObservation,
+  type MeasuredCase,
   type MetricModel,
   type TwinLatency,
 } from '../src/latency/index.js';
 import { evaluatedPoint } from '../src/search/index.js';
+import { parseScenario } from '../src/runtime/scenario-runner.js';
 import { stubOutcome } from './helpers.js';
+
+/** A measured run's workload and flags for a constructed twin: the generator's, at its pair. */
+const measuredOf = (t: TwinLatency): MeasuredCase => ({
+  rates: [0.1, 0.05, 0.025],
+  ranks: [8, 16],
+  lengths: 'sharegpt',
+  maxLoras: t.maxLoras,
+  maxCpuLoras: t.maxCpuLoras,
+  maxLoraRank: t.maxLoraRank,
+  maxNumBatchedTokens: 2048,
+  maxNumSeqs: 2048,
+  durationSeconds: 3600,
+});
 
 const twin = (over: Partial<TwinLatency> = {}): TwinLatency => ({
   maxLoras: 16,
@@ -72,6 +88,7 @@ describe('latency correction', () => {
         workload: `w${w}`,
         profile: 'test/gpu',
         twin: t,
+        measured: measuredOf(t),
         real: {
           ttftP50: t.ttftMs.p50 * (1 + 0.05 * ((w % 3) - 1)),
           ttftP99: t.ttftMs.p99 * (1 + 0.1 * ((w % 3) - 1)),
@@ -170,17 +187,25 @@ describe('p99 TTFT in the two regimes of the queue', () => {
         // A saturated run: outside the fit, but its regime needs residuals for an interval.
         const saturated = twin({ completionRatio: 0.6, ttftMs: { p50: 9e5, p99: 2e6 } });
         observations.push(
-          { workload: `w${w}`, profile: 'p', twin: saturated, real: real(saturated, 2e6) },
+          {
+            workload: `w${w}`,
+            profile: 'p',
+            twin: saturated,
+            measured: measuredOf(saturated),
+            real: real(saturated, 2e6),
+          },
           {
             workload: `w${w}`,
             profile: 'p',
             twin: bounded,
+            measured: measuredOf(bounded),
             real: real(bounded, 100 * Math.exp(0.2) * (n / 16) ** 0.8),
           },
           {
             workload: `w${w}`,
             profile: 'p',
             twin: grows,
+            measured: measuredOf(grows),
             real: real(grows, grows.ttftMs.p99 * Math.exp(1) * (1 - completionRatio) ** 0.3),
           },
         );
@@ -207,6 +232,7 @@ describe('a p99 ITL that levels off', () => {
         workload: `w${w}`,
         profile: 'p',
         twin: saturated,
+        measured: measuredOf(saturated),
         real: {
           ttftP50: saturated.ttftMs.p50,
           ttftP99: saturated.ttftMs.p99,
@@ -225,6 +251,7 @@ describe('a p99 ITL that levels off', () => {
         workload: `w${w}`,
         profile: 'p',
         twin: t,
+        measured: measuredOf(t),
         real: {
           ttftP50: t.ttftMs.p50,
           ttftP99: t.ttftMs.p99,
@@ -303,6 +330,7 @@ describe('intervals per profile', () => {
             workload: `${profile}/w${w}`,
             profile,
             twin: t,
+            measured: measuredOf(t),
             real: {
               ttftP50: t.ttftMs.p50 * factor,
               ttftP99: t.ttftMs.p99,
@@ -344,6 +372,7 @@ describe('TTFT intervals per queue regime', () => {
         workload: `w${w}`,
         profile: 'p',
         twin: t,
+        measured: measuredOf(t),
         real: {
           ttftP50: t.ttftMs.p50 * ttft,
           ttftP99: t.ttftMs.p99 * ttft,
@@ -395,6 +424,7 @@ describe('latency predictions and the SLO', () => {
     source: 'constructed',
     runs: 0,
     workloads: 0,
+    envelope: latencyEnvelopeOf([measuredOf(twin())]),
     metrics: {
       ttftP50: {
         features: [],
@@ -495,11 +525,21 @@ describe('latency predictions and the SLO', () => {
       meanRunningRequests: 20,
     };
     // Predicted p99 ITL 120 ms, 90% bound 150 ms: a 140 ms SLO is met by the point, not the bound.
-    const flags = { maxCpuLoras: 64, maxLoras: 16, maxLoraRank: 16 };
-    const tight = evaluatedPoint(flags, outcome, { slo: { itlP99Ms: 140 }, latencyModel: model });
+    const scenario = parseScenario({
+      profile: 'test/gpu',
+      config: { maxCpuLoras: 64, maxLoras: 16, maxLoraRank: 16 },
+      workload: { rates: [0.1], ranks: [16] },
+    });
+    const tight = evaluatedPoint(scenario, outcome, {
+      slo: { itlP99Ms: 140 },
+      latencyModel: model,
+    });
     expect(tight.itlP99Ms).toBeCloseTo(120, 9);
     expect(tight.sloViolated).toBe(true);
-    const loose = evaluatedPoint(flags, outcome, { slo: { itlP99Ms: 150 }, latencyModel: model });
+    const loose = evaluatedPoint(scenario, outcome, {
+      slo: { itlP99Ms: 150 },
+      latencyModel: model,
+    });
     expect(loose.sloViolated).toBe(false);
   });
 });

@@ -18,6 +18,7 @@ import {
   type PerRegime,
   type TwinLatency,
 } from './model.js';
+import { latencyEnvelopeOf, type MeasuredCase } from './envelope.js';
 
 const ITL_FEATURES: readonly LatencyFeature[] = [
   'intercept',
@@ -39,6 +40,8 @@ export interface LatencyObservation {
   profile: string;
   twin: TwinLatency;
   real: Record<LatencyMetric, number>;
+  /** The run's workload and flags: the profile's envelope is read from its runs. */
+  measured: MeasuredCase;
 }
 
 /**
@@ -315,6 +318,7 @@ export function fitLatencyModel(
       // What the correction was fitted on (every profile); the intervals use this profile's runs.
       runs: observations.length,
       workloads: workloads.length,
+      envelope: latencyEnvelopeOf(observations.filter(ofProfile).map((o) => o.measured)),
       metrics,
     };
   };

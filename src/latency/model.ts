@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { DEFAULT_STARVATION_THRESHOLD, KEEPS_UP_RATIO } from '../twin/index.js';
+import { outsideFeatureSchema, type OutsideFeature } from '../model/envelope.js';
+import { latencyEnvelopeSchema, outsideLatencyEnvelope, type LatencyCase } from './envelope.js';
 
 /**
  * Latency the client sees, from the twin's simulated latency. The twin models what happens inside
@@ -191,6 +193,8 @@ export const latencyModelSchema = z.object({
   source: z.string(),
   runs: z.number().int(),
   workloads: z.number().int(),
+  /** What this profile's intervals were measured on: outside it their coverage is unknown. */
+  envelope: latencyEnvelopeSchema,
   metrics: z.object({
     ttftP50: metricModelSchema,
     ttftP99: metricModelSchema,
@@ -226,6 +230,13 @@ export const latencyPredictionSchema = z.object({
   ttftArrivalRealisations: z.number().int().positive().meta({
     description:
       'Arrival realisations the TTFT figures are read over: 1, or the median of 5 where the twin keeps up but its queue comes and goes, so one hour of arrivals decides the p99 (docs/latency.md)',
+  }),
+  envelope: z.enum(['inside', 'outside']).optional().meta({
+    description:
+      "Whether this pair and workload lie inside what the intervals' coverage was measured on (the real runs' rates, ranks, pairs, batch flags, window and request lengths; absent without a latency model). Outside, the figures are still the corrected twin's, but how often the real p99 stays under the bound is unmeasured.",
+  }),
+  outsideEnvelope: z.array(outsideFeatureSchema).optional().meta({
+    description: 'What lies outside the measured ranges, with those ranges',
   }),
 });
 export type LatencyPrediction = z.infer<typeof latencyPredictionSchema>;
@@ -313,8 +324,15 @@ const estimate = (ms: number, halfWidthLog: number, sloQuantileLog: number): Lat
   sloMs: ms * Math.exp(Math.max(0, sloQuantileLog)),
 });
 
-/** p50 and p99 TTFT and ITL with intervals; the twin's figures as is without a model. */
-export function predictLatency(model: LatencyModel | undefined, t: TwinLatency): LatencyPrediction {
+/**
+ * p50 and p99 TTFT and ITL with intervals; the twin's figures as is without a model. Given the
+ * simulated case, the prediction also says whether it lies inside the model's measured envelope.
+ */
+export function predictLatency(
+  model: LatencyModel | undefined,
+  t: TwinLatency,
+  simulated?: LatencyCase,
+): LatencyPrediction {
   const point = model ? pointPredictions(model.metrics, t) : undefined;
   const regime = regimeOf(t);
   const one = (metric: LatencyMetric): LatencyEstimate => {
@@ -332,5 +350,13 @@ export function predictLatency(model: LatencyModel | undefined, t: TwinLatency):
     coverage: model?.coverage ?? 0,
     calibrated: model !== undefined,
     ttftArrivalRealisations: t.ttftRealisations ?? 1,
+    ...(model && simulated
+      ? envelopeFields(outsideLatencyEnvelope(model.envelope, simulated))
+      : {}),
   };
 }
+
+const envelopeFields = (
+  outside: OutsideFeature[],
+): Pick<LatencyPrediction, 'envelope' | 'outsideEnvelope'> =>
+  outside.length ? { envelope: 'outside', outsideEnvelope: outside } : { envelope: 'inside' };

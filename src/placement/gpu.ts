@@ -162,7 +162,7 @@ export async function judgeGpu(
     seed: 1,
   });
   const outcome = await ctx.simulate(scenario, ctx.profile, ctx.starvationThreshold);
-  const point = evaluatedPoint(flags, outcome, {
+  const point = evaluatedPoint(scenario, outcome, {
     ...(ctx.slo ? { slo: ctx.slo } : {}),
     ...(ctx.latencyModel ? { latencyModel: ctx.latencyModel } : {}),
   });

@@ -193,6 +193,15 @@ export async function placeCatalog(
       `${growing.length} GPUs complete less than 99% of their load or let their queue grow (allowed by objective "${request.objective}"); their p99 TTFT reaches ${Math.round(Math.max(...growing.map((g) => g.ttftP99Ms)) / 1000)} s. Ask objective "stable" for GPUs whose queues stay bounded`,
     );
 
+  if (request.slo) {
+    const outside = plan.gpus.map((g) => g.verdict.point.latency?.outsideEnvelope ?? []);
+    const judged = outside.filter((o) => o.length > 0).length;
+    if (judged > 0)
+      warnings.push(
+        `${judged} GPUs were judged against the SLO on latency bounds whose coverage was not measured for them (${[...new Set(outside.flat().map((o) => o.feature))].join(', ')} outside the real runs the intervals come from): their SLO verdicts are the corrected twin's judgement, not a measured promise`,
+      );
+  }
+
   let moves: PlacementResponse['moves'];
   if (current) {
     const before = new Map<string, Set<string>>();

@@ -1,5 +1,5 @@
 // What every recommendation states beside its pair: headroom, the limit that binds, and warnings
-// an operator must not miss (a queue that grows, latency without calibration).
+// an operator must not miss (a queue that grows, latency without calibration or outside it).
 import {
   assertSimulable,
   offeredTokensPerSecond,
@@ -12,6 +12,7 @@ import {
   type SearchWorkload,
   type Slo,
 } from '../search/index.js';
+import type { OutsideFeature } from '../model/envelope.js';
 import { LIMITS, type Profile } from '../twin/index.js';
 import { requestsPerSecond } from '../twin/scenario.js';
 
@@ -231,6 +232,7 @@ export function warningsFor(
     latency?: EvaluatedPoint['latency'];
   },
   simulated: boolean,
+  slo?: Slo,
 ): string[] {
   const warnings: string[] = [];
   const share =
@@ -252,5 +254,17 @@ export function warningsFor(
     warnings.push(
       "this profile has no latency calibration (models/latency/): the latencies are the twin's own, whose p99 ITL runs short of real servers",
     );
+  else if (best.latency?.outsideEnvelope?.length)
+    warnings.push(
+      `The latency intervals' coverage was measured on real runs unlike this one (${best.latency.outsideEnvelope.map(outsideText).join('; ')}): the figures are the corrected twin's, but how often the real p99 stays under the bound is not measured here${slo ? ', and the SLO check relies on that bound' : ''}.`,
+    );
   return warnings;
+}
+
+/** One feature outside the measured envelope, with what was measured. */
+function outsideText(o: OutsideFeature): string {
+  const [lo, hi] = o.trained;
+  const measured =
+    typeof lo === 'number' ? (lo === hi ? `${lo}` : `${lo}-${hi}`) : o.trained.join(', ');
+  return `${o.feature} ${o.value}, measured ${measured}`;
 }

@@ -581,16 +581,9 @@ export class Recommender {
         );
         if (decided) return decided;
         assertSimulable(request.workload, c, 3600);
-        const r = await simulate(
-          scenarioFor(profile, request.workload, c, p, maxLoraRank, 3600, 1),
-          profile,
-          request.starvationThreshold,
-        );
-        return evaluatedPoint(
-          { maxCpuLoras: c, maxLoras: p, maxLoraRank },
-          r,
-          this.pointOptions(profile, request),
-        );
+        const scenario = scenarioFor(profile, request.workload, c, p, maxLoraRank, 3600, 1);
+        const r = await simulate(scenario, profile, request.starvationThreshold);
+        return evaluatedPoint(scenario, r, this.pointOptions(profile, request));
       }),
     );
   }
@@ -637,7 +630,7 @@ export class Recommender {
         ...(best.latency ? { latency: best.latency } : {}),
         headroom,
         ...(binding ? { binding } : {}),
-        warnings: warningsFor(best, true),
+        warnings: warningsFor(best, true, request.slo),
       },
       vllmArgs: vllmArgs(best.concurrentAdapters, best.parallelAdapters, maxLoraRank),
       method,

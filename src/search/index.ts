@@ -3,6 +3,7 @@ export {
   sortedUnique,
   snapLog,
   evaluatedPoint,
+  latencyCaseOf,
   pairLatency,
   twinLatencyOf,
   breaksSlo,

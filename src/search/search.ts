@@ -11,6 +11,7 @@ import {
 import type { SimulationOutcome } from './cache.js';
 import {
   predictLatency,
+  type LatencyCase,
   type LatencyModel,
   type LatencyPrediction,
   type TwinLatency,
@@ -254,13 +255,28 @@ export function twinLatencyOf(r: SimulationOutcome, pair: VllmFlags): TwinLatenc
   };
 }
 
-/** A simulated pair's latency: the profile's corrected figures with intervals. */
+/** What the latency envelope reads from a simulated scenario: its workload and server flags. */
+export function latencyCaseOf(scenario: Scenario): LatencyCase {
+  const { workload } = scenario;
+  return {
+    rates: workload.adapters?.map((a) => a.rate) ?? workload.rates ?? [],
+    ranks: workload.adapters?.map((a) => a.rank) ?? workload.ranks ?? [],
+    requestLengths: workload.requestLengths,
+    config: scenario.config,
+    durationSeconds: scenario.durationSeconds,
+  };
+}
+
+/**
+ * A simulated scenario's latency: the profile's corrected figures with intervals, and whether the
+ * scenario lies where their coverage was measured.
+ */
 export function pairLatency(
   r: SimulationOutcome,
-  pair: VllmFlags,
+  scenario: Scenario,
   latencyModel?: LatencyModel,
 ): LatencyPrediction {
-  return predictLatency(latencyModel, twinLatencyOf(r, pair));
+  return predictLatency(latencyModel, twinLatencyOf(r, scenario.config), latencyCaseOf(scenario));
 }
 
 /**
@@ -289,11 +305,12 @@ export interface PointOptions {
 
 /** One simulated pair as the search reports it, with its SLO verdict. */
 export function evaluatedPoint(
-  flags: VllmFlags,
+  scenario: Scenario,
   r: SimulationOutcome,
   options: PointOptions = {},
 ): EvaluatedPoint {
-  const latency = pairLatency(r, flags, options.latencyModel);
+  const flags = scenario.config;
+  const latency = pairLatency(r, scenario, options.latencyModel);
   return {
     concurrentAdapters: flags.maxCpuLoras,
     parallelAdapters: flags.maxLoras,
@@ -438,28 +455,25 @@ export async function searchOptimum(
   let bestServingC = -Infinity;
   let open = active;
   while (open.length > 0) {
-    const probes = open.map((line) => ({ line, index: nextProbe(line) }));
+    const probes = open.map((line) => {
+      const index = nextProbe(line);
+      const scenario = scenarioFor(
+        profile,
+        workload,
+        line.candidates[index]!,
+        line.p,
+        maxLoraRank,
+        durationSeconds,
+        seed,
+      );
+      return { line, index, scenario };
+    });
     const results = await Promise.all(
-      probes.map(({ line, index }) =>
-        simulate(
-          scenarioFor(
-            profile,
-            workload,
-            line.candidates[index]!,
-            line.p,
-            maxLoraRank,
-            durationSeconds,
-            seed,
-          ),
-          profile,
-          threshold,
-        ),
-      ),
+      probes.map(({ scenario }) => simulate(scenario, profile, threshold)),
     );
     simulations += results.length;
-    probes.forEach(({ line, index }, i) => {
-      const flags = { maxCpuLoras: line.candidates[index]!, maxLoras: line.p, maxLoraRank };
-      const point = evaluatedPoint(flags, results[i]!, {
+    probes.forEach(({ line, index, scenario }, i) => {
+      const point = evaluatedPoint(scenario, results[i]!, {
         ...(slo ? { slo } : {}),
         ...(latencyModel ? { latencyModel } : {}),
       });

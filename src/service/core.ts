@@ -348,7 +348,7 @@ export class ServiceCore {
     const result: SimulateResponse = {
       ...twin,
       wallTimeMs: outcome.wallTimeMs ?? 0,
-      latency: pairLatency(outcome, scenario.config, loadLatencyModel(profile.id)),
+      latency: pairLatency(outcome, scenario, loadLatencyModel(profile.id)),
     };
     const run = await this.record(
       'simulate',
@@ -383,7 +383,7 @@ export class ServiceCore {
         this.cache.simulateAcrossArrivals(scenario, profile, request.starvationThreshold, signal),
       clientSignal,
     );
-    const latency = pairLatency(r, scenario.config, loadLatencyModel(profile.id));
+    const latency = pairLatency(r, scenario, loadLatencyModel(profile.id));
     const result = {
       feasible: r.feasible,
       throughputTokensPerSecond: r.throughputTokensPerSecond,
@@ -419,6 +419,12 @@ export class ServiceCore {
     } else {
       response = await this.compareWithRecommendation(request, result, clientSignal);
     }
+    // A latency verdict outside what the intervals were measured on is a judgement, not a promise.
+    if (slo && latency.outsideEnvelope?.length && r.feasible && !r.starving)
+      response = {
+        ...response,
+        reason: `${response.reason}. The SLO was judged on latency bounds whose coverage was not measured for this case (${latency.outsideEnvelope.map((o) => o.feature).join(', ')} outside the real runs': see result.latency.outsideEnvelope)`,
+      };
     const run = await this.record(
       'check',
       request.profile,

@@ -48,6 +48,17 @@ export function latencyObservations(runs: readonly RunComparison[]): LatencyObse
         itlP50: r.realItlP50Ms,
         itlP99: r.realItlP99Ms,
       },
+      measured: {
+        rates: r.adapterRates.split(' ').map(Number),
+        ranks: r.adapterRanks.split(' ').map(Number),
+        lengths: r.requestLengths,
+        maxLoras: r.maxLoras,
+        maxCpuLoras: r.maxCpuLoras,
+        maxLoraRank: r.maxLoraRank,
+        maxNumBatchedTokens: r.maxNumBatchedTokens,
+        maxNumSeqs: r.maxNumSeqs,
+        durationSeconds: r.durationSeconds,
+      },
     }));
 }
 

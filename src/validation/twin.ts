@@ -12,6 +12,7 @@ import { verdictRunsPath } from '../profiles/verdicts.js';
 import type { VerdictRuns } from '../recommend/edge.js';
 import { SimulationPool } from '../runtime/pool.js';
 import { scenarioForRun } from '../calibrate/runs.js';
+import { lengthLabel } from '../latency/index.js';
 import { withTtftAcrossArrivals } from '../search/index.js';
 import { DEFAULT_STARVATION_THRESHOLD, KEEPS_UP_RATIO, TWIN_VERSION } from '../twin/index.js';
 import { errorSummary, median, pct, type ErrorSummary } from './metrics.js';
@@ -30,6 +31,13 @@ export interface RunComparison {
   maxLoras: number;
   maxCpuLoras: number;
   maxLoraRank: number;
+  /** The run's workload and batch flags as simulated (space-separated lists): its latency envelope. */
+  adapterRates: string;
+  adapterRanks: string;
+  maxNumBatchedTokens: number;
+  maxNumSeqs: number;
+  durationSeconds: number;
+  requestLengths: string;
   realOk: boolean;
   realFailure: string;
   twinFeasible: boolean;
@@ -78,14 +86,15 @@ export async function compareRuns(
   try {
     // As the service simulates: TTFT across arrival realisations where one is a lottery.
     const simulate = withTtftAcrossArrivals((scenario) => pool.run({ scenario }));
+    const scenarios = rows.map((row) => scenarioForRun(row));
     const results = await Promise.all(
-      rows.map((row) => {
-        const scenario = scenarioForRun(row);
-        return simulate(scenario, loadProfile(scenario.profile), DEFAULT_STARVATION_THRESHOLD);
-      }),
+      scenarios.map((scenario) =>
+        simulate(scenario, loadProfile(scenario.profile), DEFAULT_STARVATION_THRESHOLD),
+      ),
     );
     return rows.map((row, i) => {
       const r = results[i]!;
+      const { config, workload, durationSeconds } = scenarios[i]!;
       const pub = published.get(`${row.model}|${row.workload_id}|${row.run_id}`);
       const realOk = row.parse_ok === 'True';
       return {
@@ -95,6 +104,12 @@ export async function compareRuns(
         maxLoras: num(row, 'max_loras'),
         maxCpuLoras: row.max_cpu_loras === '' ? num(row, 'max_loras') : num(row, 'max_cpu_loras'),
         maxLoraRank: num(row, 'max_lora_rank'),
+        adapterRates: (workload.rates ?? []).join(' '),
+        adapterRanks: (workload.ranks ?? []).join(' '),
+        maxNumBatchedTokens: config.maxNumBatchedTokens,
+        maxNumSeqs: config.maxNumSeqs,
+        durationSeconds,
+        requestLengths: lengthLabel(workload.requestLengths),
         realOk,
         realFailure: row.failure_reason ?? '',
         twinFeasible: r.feasible,

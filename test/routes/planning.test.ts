@@ -154,6 +154,65 @@ describe('/v1/check', () => {
   }, 120_000);
 });
 
+describe('latency outside what its intervals were measured on', () => {
+  type Latency = { envelope?: string; outsideEnvelope?: Array<{ feature: string }> };
+
+  it('a recommendation under an SLO says so, for its pair and every evaluated one', async () => {
+    // The example: 0.0125 req/s is below the measured 0.025-1.6 req/s per adapter.
+    const res = await post('/v1/recommend', {
+      profile: LLAMA,
+      workload: { rates: [0.4, 0.05, 0.0125], ranks: [8, 16, 16] },
+      method: 'twin',
+      search: { concurrent: [32, 64], parallel: [16, 32] },
+      slo: { ttftP99Ms: 30_000 },
+    });
+    expect(res.statusCode).toBe(200);
+    const body = res.json() as {
+      recommendation: { latency: Latency; warnings: string[] };
+      evaluated: Array<{ simulated: boolean; latency?: Latency }>;
+    };
+    expect(body.recommendation.latency.envelope).toBe('outside');
+    expect(body.recommendation.latency.outsideEnvelope?.map((o) => o.feature)).toEqual([
+      'ratePerAdapter',
+    ]);
+    expect(body.recommendation.warnings.join(' ')).toContain(
+      'ratePerAdapter 0.0125, measured 0.025-1.6',
+    );
+    expect(body.recommendation.warnings.join(' ')).toContain('the SLO check relies on that bound');
+    for (const e of body.evaluated.filter((e) => e.simulated))
+      expect(e.latency?.envelope).toBe('outside');
+  }, 120_000);
+
+  it('a measured workload at a measured pair is inside, and the check says nothing of it', async () => {
+    const res = await post('/v1/check', {
+      profile: LLAMA,
+      workload: { rates: [0.1, 0.05, 0.025], ranks: [8, 16] },
+      config: { maxLoras: 16, maxCpuLoras: 32, maxLoraRank: 16 },
+      slo: { ttftP99Ms: 5000 },
+    });
+    expect(res.statusCode).toBe(200);
+    const body = res.json() as { reason: string; result: { latency: Latency } };
+    expect(body.result.latency.envelope).toBe('inside');
+    expect(body.reason).not.toContain('coverage was not measured');
+
+    const fixed = await post('/v1/check', {
+      profile: LLAMA,
+      workload: {
+        rates: [0.1, 0.05, 0.025],
+        ranks: [8, 16],
+        requestLengths: { kind: 'fixed', input: 1000, output: 100 },
+      },
+      config: { maxLoras: 16, maxCpuLoras: 32, maxLoraRank: 16 },
+      slo: { ttftP99Ms: 5000 },
+    });
+    const outside = fixed.json() as { reason: string; result: { latency: Latency } };
+    expect(outside.result.latency.outsideEnvelope?.map((o) => o.feature)).toEqual([
+      'requestLengths',
+    ]);
+    expect(outside.reason).toContain('coverage was not measured for this case (requestLengths');
+  }, 120_000);
+});
+
 describe('the OpenAPI document', () => {
   it('declares problems as application/problem+json and lists the statuses each route returns', async () => {
     const doc = (await app.inject({ url: '/docs/json' })).json() as {
