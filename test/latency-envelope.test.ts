@@ -9,6 +9,7 @@ import {
 } from '../src/latency/index.js';
 import { loadLatencyModel } from '../src/profiles/latency.js';
 import { loadProfile } from '../src/profiles/store.js';
+import { parseScenario } from '../src/runtime/scenario-runner.js';
 import { latencyCaseOf } from '../src/search/index.js';
 import { vllmStarts } from '../src/twin/index.js';
 
@@ -102,6 +103,21 @@ describe('the latency envelope', () => {
     expect(outsideLatencyEnvelope(envelope, scaled)).toEqual([
       { feature: 'requestLengths', value: 'sharegpt x2', trained: ['sharegpt'] },
     ]);
+  });
+});
+
+describe('the case a simulated scenario presents', () => {
+  it('holds the groups its adapters take, not those a short pair never reaches', () => {
+    const scenario = parseScenario({
+      profile: 'h100-64gb/llama-3.1-8b-instruct',
+      config: { maxLoras: 2, maxCpuLoras: 2, maxLoraRank: 32 },
+      workload: { rates: [0.4, 0.05, 0.0125], ranks: [16, 8, 32] },
+    });
+    const c = latencyCaseOf(scenario);
+    expect(c.rates).toEqual([0.4, 0.05]);
+    expect(c.ranks).toEqual([16, 8]);
+    expect(c.durationSeconds).toBe(3600);
+    expect(c.config?.maxNumBatchedTokens).toBe(2048);
   });
 });
 

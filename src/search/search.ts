@@ -255,12 +255,16 @@ export function twinLatencyOf(r: SimulationOutcome, pair: VllmFlags): TwinLatenc
   };
 }
 
-/** What the latency envelope reads from a simulated scenario: its workload and server flags. */
+/**
+ * What the latency envelope reads from a simulated scenario: its workload and server flags. Only
+ * the groups some simulated adapter takes count (adapter i takes group i mod groups).
+ */
 export function latencyCaseOf(scenario: Scenario): LatencyCase {
   const { workload } = scenario;
+  const adapters = workload.adapterCount ?? scenario.config.maxCpuLoras;
   return {
-    rates: workload.adapters?.map((a) => a.rate) ?? workload.rates ?? [],
-    ranks: workload.adapters?.map((a) => a.rank) ?? workload.ranks ?? [],
+    rates: workload.adapters?.map((a) => a.rate) ?? (workload.rates ?? []).slice(0, adapters),
+    ranks: workload.adapters?.map((a) => a.rank) ?? (workload.ranks ?? []).slice(0, adapters),
     requestLengths: workload.requestLengths,
     config: scenario.config,
     durationSeconds: scenario.durationSeconds,
