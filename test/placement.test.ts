@@ -164,6 +164,17 @@ describe('objectives', () => {
       catalog.map((a) => a.id),
     );
   }, 120_000);
+
+  it('says when its SLO verdicts rest on latency bounds never measured for such adapters', async () => {
+    // Rank 64: the real runs the intervals come from used ranks 8-32.
+    const catalog = Array.from({ length: 20 }, (_, i) => ({ id: `a${i}`, rate: 0.05, rank: 64 }));
+    const r = await place({ profile: LLAMA, catalog, slo: { ttftP99Ms: 30_000 } });
+    const warning = r.warnings.find((w) => w.includes('coverage was not measured'));
+    expect(warning).toContain(`${r.gpus.length} GPUs were judged against the SLO`);
+    expect(warning).toContain('adapterRank');
+    const unjudged = await place({ profile: LLAMA, catalog });
+    expect(unjudged.warnings.some((w) => w.includes('coverage was not measured'))).toBe(false);
+  }, 120_000);
 });
 
 describe('placement inputs', () => {
