@@ -190,11 +190,14 @@ describe('HTTP API', () => {
   });
 
   it('serves catalogs, health, readiness and metrics', async () => {
-    expect(
-      (await s.app.inject({ url: '/v1/profiles' }))
-        .json()
-        .profiles.map((p: { id: string }) => p.id),
-    ).toContain(LLAMA);
+    const profiles = (await s.app.inject({ url: '/v1/profiles' })).json().profiles as Array<{
+      id: string;
+      latencyCalibration: { coverage: number; envelope: { ratePerAdapter: number[] } } | null;
+    }>;
+    const llama = profiles.find((p) => p.id === LLAMA);
+    // An operator reads up front where the latency intervals were measured.
+    expect(llama?.latencyCalibration?.coverage).toBe(0.9);
+    expect(llama?.latencyCalibration?.envelope.ratePerAdapter).toEqual([0.025, 1.6]);
     expect((await s.app.inject({ url: '/v1/models' })).statusCode).toBe(200);
     expect((await s.app.inject({ url: '/healthz' })).json()).toEqual({ status: 'ok' });
     expect((await s.app.inject({ url: '/readyz' })).json().status).toBe('ready');

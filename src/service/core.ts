@@ -508,6 +508,7 @@ export class ServiceCore {
   profiles() {
     return listProfiles().map((id) => {
       const p = loadProfile(id);
+      const latency = loadLatencyModel(id);
       return {
         id,
         gpu: p.gpu,
@@ -515,6 +516,9 @@ export class ServiceCore {
         vllmVersion: p.vllmVersion,
         maxModelLen: p.maxModelLen,
         allowedLoraRanks: p.allowedLoraRanks,
+        latencyCalibration: latency
+          ? { coverage: latency.coverage, runs: latency.runs, envelope: latency.envelope }
+          : null,
       };
     });
   }

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { latencyEnvelopeSchema } from '../../latency/index.js';
 import type { ServiceCore } from '../../service/core.js';
 import { errorResponses } from '../problems.js';
 
@@ -25,6 +26,17 @@ export const catalogRoutes: FastifyPluginAsyncZod<{ core: ServiceCore }> = async
                 vllmVersion: z.string(),
                 maxModelLen: z.number(),
                 allowedLoraRanks: z.array(z.number()),
+                latencyCalibration: z
+                  .object({
+                    coverage: z.number(),
+                    runs: z.number().int(),
+                    envelope: latencyEnvelopeSchema,
+                  })
+                  .nullable()
+                  .meta({
+                    description:
+                      "What the latency intervals' coverage was measured on (null: no latency calibration). Predictions outside these ranges say so (latency.envelope).",
+                  }),
               }),
             ),
           }),
