@@ -63,6 +63,8 @@ describe('the latency envelope', () => {
   it('finds a case like the measured ones inside, an idle adapter included', () => {
     const c = { rates: [0.4, 0.1, 0], ranks: [16, 32], config, durationSeconds: 3600 };
     expect(outsideLatencyEnvelope(envelope, c)).toEqual([]);
+    // A workload whose adapters all sit idle sends no rate to judge (and no Infinity to serialise).
+    expect(outsideLatencyEnvelope(envelope, { ...c, rates: [0, 0] })).toEqual([]);
   });
 
   it('names each feature outside, with the value furthest out and the measured range', () => {

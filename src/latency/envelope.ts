@@ -95,13 +95,17 @@ export function outsideLatencyEnvelope(
     v >= lo - 1e-9 * Math.abs(lo) && v <= hi + 1e-9 * Math.abs(hi);
   /** Values are checked at their extremes: the one outside (the lower first) is reported. */
   const check = (feature: string, values: readonly number[], trained: [number, number]) => {
+    if (values.length === 0) return;
     const lowest = Math.min(...values);
     const highest = Math.max(...values);
     if (!within(lowest, trained)) outside.push({ feature, value: lowest, trained });
     else if (!within(highest, trained)) outside.push({ feature, value: highest, trained });
   };
-  const sending = c.rates.filter((r) => r > 0);
-  if (sending.length) check('ratePerAdapter', sending, envelope.ratePerAdapter);
+  check(
+    'ratePerAdapter',
+    c.rates.filter((r) => r > 0),
+    envelope.ratePerAdapter,
+  );
   check('adapterRank', c.ranks, envelope.adapterRank);
   if (c.config) {
     check('maxLoraRank', [c.config.maxLoraRank], envelope.maxLoraRank);
