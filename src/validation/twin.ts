@@ -16,7 +16,13 @@ import { lengthLabel } from '../latency/index.js';
 import { withTtftAcrossArrivals } from '../search/index.js';
 import { DEFAULT_STARVATION_THRESHOLD, KEEPS_UP_RATIO, TWIN_VERSION } from '../twin/index.js';
 import { errorSummary, median, pct, type ErrorSummary } from './metrics.js';
-import { fitPooled, latencyFigures, latencySection, profileOf } from './latency.js';
+import {
+  fitPooled,
+  jointSloCoverage,
+  latencyFigures,
+  latencySection,
+  profileOf,
+} from './latency.js';
 import { latencyModelPath } from '../profiles/latency.js';
 import { loadProfile } from '../profiles/store.js';
 import { readServingRuns } from '../calibrate/runs.js';
@@ -431,18 +437,16 @@ async function main(): Promise<void> {
     `${relative(PACKAGE_ROOT, dataDir)}/validation_runs.csv (runs the real server completed, both models)`,
   );
   const compared = runs.filter((r) => r.realOk && r.twinFeasible);
-  const latency = models.map((model) => ({
-    model,
-    figures: latencyFigures(
-      fit.outOfFold
-        .map((f, i) => ({
-          ...f,
-          realRatio: compared[i]!.realCompletionRatio,
-          model: compared[i]!.model,
-        }))
-        .filter((f) => f.model === model),
-    ),
-  }));
+  const latency = models.map((model) => {
+    const rows = fit.outOfFold
+      .map((f, i) => ({
+        ...f,
+        realRatio: compared[i]!.realCompletionRatio,
+        model: compared[i]!.model,
+      }))
+      .filter((f) => f.model === model);
+    return { model, figures: latencyFigures(rows), joint: jointSloCoverage(rows) };
+  });
   for (const [profile, latencyModel] of Object.entries(fit.models)) {
     const file = latencyModelPath(profile);
     mkdirSync(dirname(file), { recursive: true });
