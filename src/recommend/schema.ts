@@ -29,7 +29,7 @@ export const sloSchema = z
   })
   .meta({
     description:
-      "Latency targets. A pair meets them when the upper ends of its predicted intervals do (the intervals' coverage is measured on real runs: docs/validation/twin.md).",
+      'Latency targets. A pair meets them when the one-sided 90% bounds of its predictions do (sloMs; their coverage is measured on real runs: docs/validation/twin.md). Each limit has its own bound: with both set, both hold together somewhat less often (docs/latency.md).',
   });
 
 export const recommendRequestSchema = z
