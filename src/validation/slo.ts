@@ -19,27 +19,43 @@ import { compareRuns, DEFAULT_DATA_DIR } from './twin.js';
 
 interface SloLevel {
   label: string;
+  /** One limit (the issue's levels) or a TTFT and an ITL limit together. */
+  limits: 1 | 2;
   slo: { ttftP99Ms?: number; itlP99Ms?: number };
   meets: (p: MeasuredPoint) => boolean;
 }
 
+const level = (ttftMs: number | undefined, itlMs: number | undefined): SloLevel => ({
+  label: [
+    ttftMs !== undefined ? `p99 TTFT ≤ ${ttftMs / 1000} s` : '',
+    itlMs !== undefined ? `p99 ITL ≤ ${itlMs} ms` : '',
+  ]
+    .filter(Boolean)
+    .join(' and '),
+  limits: ttftMs !== undefined && itlMs !== undefined ? 2 : 1,
+  slo: {
+    ...(ttftMs !== undefined ? { ttftP99Ms: ttftMs } : {}),
+    ...(itlMs !== undefined ? { itlP99Ms: itlMs } : {}),
+  },
+  meets: (p) =>
+    (ttftMs === undefined || p.ttftP99Ms <= ttftMs) && (itlMs === undefined || p.itlP99Ms <= itlMs),
+});
+
 const LEVELS: SloLevel[] = [
-  ...[1000, 5000, 30_000].map((ms) => ({
-    label: `p99 TTFT ≤ ${ms / 1000} s`,
-    slo: { ttftP99Ms: ms },
-    meets: (p: MeasuredPoint) => p.ttftP99Ms <= ms,
-  })),
-  ...[100, 200, 400].map((ms) => ({
-    label: `p99 ITL ≤ ${ms} ms`,
-    slo: { itlP99Ms: ms },
-    meets: (p: MeasuredPoint) => p.itlP99Ms <= ms,
-  })),
+  ...[1000, 5000, 30_000].map((ms) => level(ms, undefined)),
+  ...[100, 200, 400].map((ms) => level(undefined, ms)),
+  // Two limits at once, as operators write them: each bound alone holds ~90% of the time, both
+  // together less often (docs/latency.md).
+  level(1000, 100),
+  level(5000, 200),
+  level(30_000, 400),
 ];
 
 type Variant = '90% bound' | 'point estimate';
 
 interface Case {
   variant: Variant;
+  limits: 1 | 2;
   model: string;
   workload: string;
   level: string;
@@ -122,6 +138,7 @@ async function main(): Promise<void> {
             : undefined;
           cases.push({
             variant,
+            limits: level.limits,
             model: w.model,
             workload: w.workload,
             level: level.label,
@@ -140,8 +157,8 @@ async function main(): Promise<void> {
     await local.close();
   }
 
-  const summary = (variant: Variant) => {
-    const rows = cases.filter((c) => c.variant === variant);
+  const summary = (variant: Variant, limits: 1 | 2) => {
+    const rows = cases.filter((c) => c.variant === variant && c.limits === limits);
     const answered = rows.filter((c) => c.recommended);
     const judged = answered.filter((c) => c.meets !== undefined);
     const kept = judged.filter((c) => c.meets);
@@ -165,7 +182,18 @@ async function main(): Promise<void> {
       unmeasured: answered.length - judged.length,
     };
   };
-  const summaries = (['90% bound', 'point estimate'] as const).map(summary);
+  const summaries = (['90% bound', 'point estimate'] as const).map((v) => summary(v, 1));
+  const twoLimit = (['90% bound', 'point estimate'] as const).map((v) => summary(v, 2));
+  const summaryTable = (
+    ss: ReturnType<typeof summary>[],
+  ) => `| | ${ss.map((s) => s.variant).join(' | ')} |
+|---|---|---|
+| cases (workload x level) | ${ss.map((s) => s.cases).join(' | ')} |
+| **recommended pair really meets the SLO** (of those measured) | ${ss.map((s) => `**${pct(100 * s.keptShare)}** (${s.kept} of ${s.judged})`).join(' | ')} |
+| **throughput given up against the real best pair meeting it, mean** | ${ss.map((s) => `**${pct(s.meanLost)}**`).join(' | ')} |
+| no pair recommended, and rightly none meets it in reality | ${ss.map((s) => s.refusedRightly).join(' | ')} |
+| no pair recommended, though a measured pair meets it | ${ss.map((s) => s.refusedWrongly).join(' | ')} |
+| recommended pair not measured | ${ss.map((s) => s.unmeasured).join(' | ')} |`;
   const cell = (c: Case | undefined) => {
     if (!c) return 'n/a';
     if (!c.recommended) return c.realBest ? 'none (a real pair meets it)' : 'none (rightly)';
@@ -199,17 +227,16 @@ looked up in the measurements. "90% bound" is what the service does: a pair meet
 its one-sided 90% conformal bound (\`sloMs\`) does. "point estimate" checks the corrected
 prediction alone, to show what the bound buys. Throughputs in parentheses are real tokens/s.
 
-| | ${summaries.map((s) => s.variant).join(' | ')} |
-|---|---|---|
-| cases (workload x level) | ${summaries.map((s) => s.cases).join(' | ')} |
-| **recommended pair really meets the SLO** (of those measured) | ${summaries.map((s) => `**${pct(100 * s.keptShare)}** (${s.kept} of ${s.judged})`).join(' | ')} |
-| **throughput given up against the real best pair meeting it, mean** | ${summaries.map((s) => `**${pct(s.meanLost)}**`).join(' | ')} |
-| no pair recommended, and rightly none meets it in reality | ${summaries.map((s) => s.refusedRightly).join(' | ')} |
-| no pair recommended, though a measured pair meets it | ${summaries.map((s) => s.refusedWrongly).join(' | ')} |
-| recommended pair not measured | ${summaries.map((s) => s.unmeasured).join(' | ')} |
+${summaryTable(summaries)}
 
 Targets (issue 9): the recommended pair meets the SLO in at least 90% of cases, and gives up at
-most 10% of the real best pair's throughput on average.
+most 10% of the real best pair's throughput on average. These are the one-limit levels (p99 TTFT
+≤ 1, 5, 30 s; p99 ITL ≤ 100, 200, 400 ms).
+
+**Two limits at once** (p99 TTFT ≤ 1 s and p99 ITL ≤ 100 ms; ≤ 5 s and ≤ 200 ms; ≤ 30 s and
+≤ 400 ms): each limit is checked on its own 90% bound, and the pair must meet both in reality.
+
+${summaryTable(twoLimit)}
 
 | model | workload | SLO | real best pair meeting it | 90% bound | point estimate |
 |---|---|---|---|---|---|
@@ -217,9 +244,13 @@ ${rows.join('\n')}
 `;
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'slo.md'), md);
-  for (const s of summaries)
+  const labelled = [
+    ...summaries.map((s) => ['one limit', s] as const),
+    ...twoLimit.map((s) => ['two limits', s] as const),
+  ];
+  for (const [label, s] of labelled)
     process.stdout.write(
-      `${s.variant}: meets ${pct(100 * s.keptShare)} (${s.kept}/${s.judged}), lost ${pct(s.meanLost)}, refused rightly ${s.refusedRightly}, wrongly ${s.refusedWrongly}, unmeasured ${s.unmeasured}\n`,
+      `${label}, ${s.variant}: meets ${pct(100 * s.keptShare)} (${s.kept}/${s.judged}), lost ${pct(s.meanLost)}, refused rightly ${s.refusedRightly}, wrongly ${s.refusedWrongly}, unmeasured ${s.unmeasured}\n`,
     );
   process.stdout.write(`wrote ${join(outDir, 'slo.md')}\n`);
 }
