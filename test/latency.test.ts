@@ -156,11 +156,21 @@ describe('p99 TTFT in the two regimes of the queue', () => {
     // A transient queue with everything completed is floored, not ln 0.
     const transient = latencyFeatures(twin({ ttftMs: { p50: 900, p99: 5000 } }));
     expect(transient.logShortfallIfGrows).toBeCloseTo(Math.log(0.002), 12);
+    // --max-lora-rank counts behind a queue that comes and goes only (the twin keeps up), centred
+    // on the measured ranks 16 and 32.
+    const queued = (maxLoraRank: number, completionRatio = 1) =>
+      latencyFeatures(twin({ maxLoraRank, completionRatio, ttftMs: { p50: 900, p99: 5000 } }))
+        .logMaxLoraRankIfKeepsUpQueued;
+    expect(queued(32)).toBeCloseTo(Math.log(2) / 2, 12);
+    expect(queued(16)).toBeCloseTo(-Math.log(2) / 2, 12);
+    expect(queued(32, 0.9)).toBe(0); // falls behind: the hour's shortfall, not the rank
+    expect(latencyFeatures(twin({ maxLoraRank: 32 })).logMaxLoraRankIfKeepsUpQueued).toBe(0);
   });
 
   it("recovers each regime's law leave-one-workload-out", () => {
     // Bounded: real = twin x e^0.2 x (adapters / 16)^0.8 from 16 adapters on.
-    // Growing: real = twin x e^1 x shortfall^0.3. Both stay above the twin's p50.
+    // Growing: real = twin x e^1 x shortfall^0.3 x (rank / 16)^0.4, at ranks 16 and 32. Both stay
+    // above the twin's p50.
     const observations: LatencyObservation[] = [];
     for (let w = 0; w < 6; w++)
       for (const adapters of [16, 32, 64, 128]) {
@@ -173,6 +183,7 @@ describe('p99 TTFT in the two regimes of the queue', () => {
         const completionRatio = 0.955 + 0.01 * Math.log2(adapters / 16) + 0.002 * (w % 3);
         const grows = twin({
           maxCpuLoras: adapters,
+          maxLoraRank: (w + adapters / 16) % 2 ? 32 : 16,
           completionRatio,
           ttftMs: { p50: 20_000, p99: 60_000 + 1000 * w },
           itlMs: varied(w + 1, adapters * 3),
@@ -206,7 +217,13 @@ describe('p99 TTFT in the two regimes of the queue', () => {
             profile: 'p',
             twin: grows,
             measured: measuredOf(grows),
-            real: real(grows, grows.ttftMs.p99 * Math.exp(1) * (1 - completionRatio) ** 0.3),
+            real: real(
+              grows,
+              grows.ttftMs.p99 *
+                Math.exp(1) *
+                (1 - completionRatio) ** 0.3 *
+                (grows.maxLoraRank / 16) ** 0.4,
+            ),
           },
         );
       }
@@ -217,6 +234,16 @@ describe('p99 TTFT in the two regimes of the queue', () => {
     const coefficient = (f: string) => m.coefficients[m.features.indexOf(f as never)]!;
     expect(coefficient('logAdaptersOver16IfBounded')).toBeCloseTo(0.8, 6);
     expect(coefficient('logShortfallIfGrows')).toBeCloseTo(0.3, 6);
+    expect(coefficient('logMaxLoraRankIfKeepsUpQueued')).toBeCloseTo(0.4, 6);
+    // Below the ranks it was fitted on, the correction reads rank 16: it never promises less.
+    const queued = (maxLoraRank: number) =>
+      predictLatency(
+        fit.models.p!,
+        twin({ maxLoraRank, completionRatio: 0.97, ttftMs: { p50: 20_000, p99: 60_000 } }),
+      ).ttftMs.p99.ms;
+    // (Up to the 1e-4 the stored feature ranges are widened by.)
+    expect(queued(8) / queued(16)).toBeCloseTo(1, 4);
+    expect(queued(32) / queued(16)).toBeCloseTo(2 ** 0.4, 6);
   });
 });
 

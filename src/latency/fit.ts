@@ -48,7 +48,9 @@ export interface LatencyObservation {
  * Which features correct which metric (docs/latency.md).
  * - p99 TTFT: two regimes of the twin's queue. With a bounded queue the real tail grows with the
  *   adapters served while the twin's stays flat; with a growing one, TTFT is the backlog's, which
- *   scales with the share of the load the twin leaves behind.
+ *   scales with the share of the load the twin leaves behind; where the twin keeps up, it also
+ *   grows with --max-lora-rank (a step cost the twin does not separate, as in ITL, draining each
+ *   burst more slowly).
  * - p50 TTFT: no correction beat the twin's own figure out of fold, so it is taken as is and only
  *   given an interval.
  * - ITL: the engine's step times are right at the median but the client-side tail widens with
@@ -66,6 +68,7 @@ export const CORRECTED_FEATURES: Record<LatencyMetric, readonly LatencyFeature[]
     'twinQueueGrows',
     'logAdaptersOver16IfBounded',
     'logShortfallIfGrows',
+    'logMaxLoraRankIfKeepsUpQueued',
   ],
   itlP50: ITL_FEATURES,
   itlP99: [...ITL_FEATURES, 'twinQueueGrows'],
