@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { OutsideFeature } from '../model/envelope.js';
+import { within, type OutsideFeature } from '../model/envelope.js';
 import type { RequestLengthSpec } from '../twin/lengths.js';
 
 /**
@@ -91,8 +91,6 @@ export function outsideLatencyEnvelope(
   c: LatencyCase,
 ): OutsideFeature[] {
   const outside: OutsideFeature[] = [];
-  const within = (v: number, [lo, hi]: [number, number]) =>
-    v >= lo - 1e-9 * Math.abs(lo) && v <= hi + 1e-9 * Math.abs(hi);
   /** Values are checked at their extremes: the one outside (the lower first) is reported. */
   const check = (feature: string, values: readonly number[], trained: [number, number]) => {
     if (values.length === 0) return;

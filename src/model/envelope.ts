@@ -17,6 +17,10 @@ export const outsideFeatureSchema = z.object({
 });
 export type OutsideFeature = z.infer<typeof outsideFeatureSchema>;
 
+/** v within [lo, hi], with relative slack for rounding: a measured row's own values are inside. */
+export const within = (v: number, [lo, hi]: readonly [number, number]): boolean =>
+  v >= lo - 1e-9 * Math.abs(lo) && v <= hi + 1e-9 * Math.abs(hi);
+
 interface EnvelopeWorkload {
   rates: number[];
   requestLengths?: { kind: 'sharegpt' | 'fixed' | 'empirical' };
@@ -48,9 +52,6 @@ export function outsideEnvelope(
   features: readonly number[],
 ): OutsideFeature[] {
   const outside: OutsideFeature[] = [];
-  // Relative slack for rounding: a training row's own features are always inside.
-  const within = (v: number, [lo, hi]: [number, number]) =>
-    v >= lo - 1e-9 * Math.abs(lo) && v <= hi + 1e-9 * Math.abs(hi);
   FEATURE_NAMES.forEach((name, j) => {
     const trained = envelope.features[name];
     if (trained && !within(features[j]!, trained))

@@ -123,13 +123,21 @@ export interface MetricFigures {
 
 const twinOf = (o: LatencyObservation, m: LatencyMetric) => twinValue(o.twin, m);
 
+/** The out-of-fold rows of one subset. */
+function rowsIn<R extends OutOfFold & { realRatio: number }>(
+  rows: ReadonlyArray<R>,
+  subset: Subset,
+): R[] {
+  const test = SUBSETS[subset].test as (o: LatencyObservation & { realRatio: number }) => boolean;
+  return rows.filter((r) => test({ ...r.observation, realRatio: r.realRatio }));
+}
+
 export function latencyFigures(
   rows: ReadonlyArray<OutOfFold & { realRatio: number }>,
 ): Record<Subset, Record<LatencyMetric, MetricFigures>> {
   const out = {} as Record<Subset, Record<LatencyMetric, MetricFigures>>;
   for (const subset of Object.keys(SUBSETS) as Subset[]) {
-    const test = SUBSETS[subset].test as (o: LatencyObservation & { realRatio: number }) => boolean;
-    const inSubset = rows.filter((r) => test({ ...r.observation, realRatio: r.realRatio }));
+    const inSubset = rowsIn(rows, subset);
     out[subset] = {} as Record<LatencyMetric, MetricFigures>;
     for (const m of LATENCY_METRICS) {
       const usable = inSubset.filter(
@@ -170,13 +178,10 @@ export function jointSloCoverage(
 ): Record<Subset, { n: number; share: number }> {
   const out = {} as Record<Subset, { n: number; share: number }>;
   for (const subset of Object.keys(SUBSETS) as Subset[]) {
-    const test = SUBSETS[subset].test as (o: LatencyObservation & { realRatio: number }) => boolean;
-    const usable = rows.filter(
-      (r) =>
-        test({ ...r.observation, realRatio: r.realRatio }) &&
-        (['ttftP99', 'itlP99'] as const).every(
-          (m) => r.observation.real[m] > 0 && twinOf(r.observation, m) > 0,
-        ),
+    const usable = rowsIn(rows, subset).filter((r) =>
+      (['ttftP99', 'itlP99'] as const).every(
+        (m) => r.observation.real[m] > 0 && twinOf(r.observation, m) > 0,
+      ),
     );
     const both = usable.filter((r) => r.underSloBound.ttftP99 && r.underSloBound.itlP99).length;
     out[subset] = { n: usable.length, share: both / Math.max(1, usable.length) };
