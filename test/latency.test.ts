@@ -443,6 +443,79 @@ describe('TTFT intervals per queue regime', () => {
   });
 });
 
+describe('p99 ITL bounds per predicted level', () => {
+  // Twins that keep up: half with a short tail (p99 ITL 40-64 ms, errors of ±4%), half with a long
+  // one (400-640 ms, errors of ±40%), as the share of the gap no engine step makes grows with the
+  // load. One pooled bound would give every short tail the long ones' margin.
+  const observations: LatencyObservation[] = [];
+  for (let w = 0; w < 6; w++)
+    for (let k = 0; k < 12; k++) {
+      const long = k >= 6;
+      const p99 = (long ? 400 : 40) * (1 + 0.1 * ((w + k) % 7));
+      const t = twin({
+        maxLoras: 8 << (k % 3),
+        maxCpuLoras: (8 << (k % 3)) * (1 + ((w + k) % 4)),
+        itlMs: { mean: p99 / 3, p50: p99 / 4, p99 },
+        completionRatio: k === 5 || k === 11 ? 0.7 : 1,
+      });
+      const sign = ((w + k) % 3) - 1;
+      observations.push({
+        workload: `w${w}`,
+        profile: 'p',
+        twin: t,
+        measured: measuredOf(t),
+        real: {
+          ttftP50: t.ttftMs.p50,
+          ttftP99: t.ttftMs.p99,
+          itlP50: t.itlMs.p50,
+          itlP99: p99 * (1 + (long ? 0.4 : 0.04) * sign),
+        },
+      });
+    }
+  const fit = fitLatencyModel(observations, { twinVersion: 't', source: 'c', coverage: 0.9 });
+  const m = fit.models.p!.metrics;
+
+  it('sizes the short and the long tails from their own runs, where the twin keeps up', () => {
+    const level = m.itlP99.levelSplit!;
+    expect(level.ms).toBeGreaterThan(64);
+    expect(level.ms).toBeLessThan(400);
+    // The pooled bound (x1.52 here) would hold the short tails to the long ones' margin.
+    expect(Math.exp(m.itlP99.sloQuantileLog.keepsUp)).toBeGreaterThan(1.3);
+    expect(Math.exp(level.sloQuantileLog.below)).toBeLessThan(1.15);
+    expect(Math.exp(level.sloQuantileLog.above)).toBeGreaterThan(1.3);
+    // Only p99 ITL is split by level.
+    expect(m.itlP50.levelSplit).toBeUndefined();
+    expect(m.ttftP99.levelSplit).toBeUndefined();
+    const short = predictLatency(fit.models.p!, observations[0]!.twin).itlMs.p99;
+    expect(short.sloMs / short.ms).toBeCloseTo(
+      Math.exp(Math.max(0, level.sloQuantileLog.below)),
+      9,
+    );
+    const long = predictLatency(fit.models.p!, observations[6]!.twin).itlMs.p99;
+    expect(long.sloMs / long.ms).toBeCloseTo(Math.exp(Math.max(0, level.sloQuantileLog.above)), 9);
+    // A saturated pair reads its regime's bound, whatever its level.
+    const saturated = predictLatency(fit.models.p!, observations[5]!.twin).itlMs.p99;
+    expect(saturated.sloMs / saturated.ms).toBeCloseTo(
+      Math.exp(Math.max(0, m.itlP99.sloQuantileLog.saturated)),
+      9,
+    );
+  });
+
+  it('keeps each level under its bound out of fold', () => {
+    for (const longTails of [false, true]) {
+      const own = fit.outOfFold.filter(
+        (o) =>
+          o.observation.twin.completionRatio === 1 &&
+          o.observation.twin.itlMs.p99 >= 400 === longTails,
+      );
+      expect(own.length).toBe(30);
+      expect(own.filter((o) => o.underSloBound.itlP99).length / own.length).toBeGreaterThanOrEqual(
+        0.9,
+      );
+    }
+  });
+});
+
 describe('latency predictions and the SLO', () => {
   const model: LatencyModel = {
     profile: 'test/gpu',

@@ -3,6 +3,7 @@ import { independentColumns, ols } from '../calibrate/ols.js';
 import {
   KEEPS_UP_RATIO,
   LATENCY_METRICS,
+  LEVEL_SPLIT_METRICS,
   latencyFeatures,
   pointPredictions,
   QUEUE_REGIMES,
@@ -18,6 +19,7 @@ import {
   type PerRegime,
   type TwinLatency,
 } from './model.js';
+import { median } from '../stats/index.js';
 import { latencyEnvelopeOf, type MeasuredCase } from './envelope.js';
 
 const ITL_FEATURES: readonly LatencyFeature[] = [
@@ -225,11 +227,26 @@ export function fitLatencyModel(
           predicted[i]![metric] > 0,
       );
 
+  /**
+   * LEVEL_SPLIT_METRICS: the runs of `idx` on the same side of their median prediction as `ms`
+   * (undefined where that side is too few for a bound).
+   */
+  const levelHalf = (idx: number[], metric: LatencyMetric, ms: number) => {
+    const levelMs = median(idx.map((i) => predicted[i]![metric]));
+    const side = idx.filter((i) => predicted[i]![metric] < levelMs === ms < levelMs);
+    return enough(side.length) ? side : undefined;
+  };
+
   // The residuals an interval for o is sized from: other workloads of its profile in its regime,
-  // split by the queue for the metrics that are (where those runs allow a finite bound), as the
-  // service reads its intervals (regimeValue).
-  const poolFor = (o: LatencyObservation, metric: LatencyMetric) => {
+  // split by the queue or by the predicted level for the metrics that are (where those runs allow
+  // a finite bound), as the service reads its intervals (widthsFor).
+  const poolFor = (o: LatencyObservation, i: number, metric: LatencyMetric) => {
     const near = (x: LatencyObservation) => x.workload !== o.workload && x.profile === o.profile;
+    if (LEVEL_SPLIT_METRICS.includes(metric) && coarse(o) === 'keepsUp') {
+      const keepsUp = usableIdx(metric, (x) => near(x) && coarse(x) === 'keepsUp');
+      const half = levelHalf(keepsUp, metric, predicted[i]![metric]);
+      if (half) return half;
+    }
     if (QUEUE_SPLIT_METRICS.includes(metric)) {
       const same = usableIdx(metric, (x) => near(x) && split(x) === split(o));
       if (enough(same.length)) return same;
@@ -242,13 +259,13 @@ export function fitLatencyModel(
     predicted: predicted[i]!,
     covered: emptyMetrics((metric) => {
       if (!usable(o, metric) || !(predicted[i]![metric] > 0)) return false;
-      const others = poolFor(o, metric).map((j) => residual(j, metric));
+      const others = poolFor(o, i, metric).map((j) => residual(j, metric));
       // 1e-9: rounding noise must not uncover an exact prediction.
       return residual(i, metric) <= conformalHalfWidth(others, meta.coverage) + 1e-9;
     }),
     underSloBound: emptyMetrics((metric) => {
       if (!usable(o, metric) || !(predicted[i]![metric] > 0)) return false;
-      const others = poolFor(o, metric).map((j) => signed(j, metric));
+      const others = poolFor(o, i, metric).map((j) => signed(j, metric));
       return signed(i, metric) <= Math.max(0, conformalUpper(others, meta.coverage)) + 1e-9;
     }),
   }));
@@ -308,11 +325,29 @@ export function fitLatencyModel(
           halfWidthLog[regime] = halfWidth(idx, regime);
           sloQuantileLog[regime] = upper(idx);
         }
+      const keepsUp = usableIdx(metric, (o) => ofProfile(o) && coarse(o) === 'keepsUp');
+      const levelMs = LEVEL_SPLIT_METRICS.includes(metric)
+        ? median(keepsUp.map((i) => predicted[i]![metric]))
+        : NaN;
+      const below = keepsUp.filter((i) => predicted[i]![metric] < levelMs);
+      const above = keepsUp.filter((i) => predicted[i]![metric] >= levelMs);
+      const levelSplit =
+        enough(below.length) && enough(above.length)
+          ? {
+              ms: rounded(levelMs),
+              halfWidthLog: {
+                below: halfWidth(below, 'keepsUp below the median'),
+                above: halfWidth(above, 'keepsUp above the median'),
+              },
+              sloQuantileLog: { below: upper(below), above: upper(above) },
+            }
+          : undefined;
       return {
         features: [...CORRECTED_FEATURES[metric]],
         ...fits[metric],
         halfWidthLog,
         sloQuantileLog,
+        ...(levelSplit ? { levelSplit } : {}),
       };
     });
     return {

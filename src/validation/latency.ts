@@ -15,6 +15,7 @@ import {
   type LatencyMetric,
   type LatencyObservation,
   type OutOfFold,
+  type TwinLatency,
 } from '../latency/index.js';
 import { KEEPS_UP_RATIO, TWIN_VERSION } from '../twin/index.js';
 import { errorSummary, median, pct } from './metrics.js';
@@ -26,6 +27,17 @@ export const profileOf = (model: string) => `h100-64gb/${model}`;
 /** Target coverage of the intervals. */
 export const LATENCY_COVERAGE = 0.9;
 
+/** What the latency model reads of the twin's simulation of a measured run. */
+export const twinLatencyOfRun = (r: RunComparison): TwinLatency => ({
+  maxLoras: r.maxLoras,
+  maxCpuLoras: r.maxCpuLoras,
+  maxLoraRank: r.maxLoraRank,
+  meanRunningRequests: r.twinMeanRunningRequests,
+  completionRatio: r.twinCompletionRatio,
+  ttftMs: { p50: r.twinTtftP50Ms, p99: r.twinTtftP99Ms },
+  itlMs: { mean: r.twinItlMs, p50: r.twinItlP50Ms, p99: r.twinItlP99Ms },
+});
+
 export function latencyObservations(runs: readonly RunComparison[]): LatencyObservation[] {
   return runs
     .filter((r) => r.realOk && r.twinFeasible)
@@ -33,15 +45,7 @@ export function latencyObservations(runs: readonly RunComparison[]): LatencyObse
       // Workloads of different models are different workloads: held out one at a time.
       workload: `${r.model}/${r.workload}`,
       profile: profileOf(r.model),
-      twin: {
-        maxLoras: r.maxLoras,
-        maxCpuLoras: r.maxCpuLoras,
-        maxLoraRank: r.maxLoraRank,
-        meanRunningRequests: r.twinMeanRunningRequests,
-        completionRatio: r.twinCompletionRatio,
-        ttftMs: { p50: r.twinTtftP50Ms, p99: r.twinTtftP99Ms },
-        itlMs: { mean: r.twinItlMs, p50: r.twinItlP50Ms, p99: r.twinItlP99Ms },
-      },
+      twin: twinLatencyOfRun(r),
       real: {
         ttftP50: r.realTtftP50Ms,
         ttftP99: r.realTtftP99Ms,
@@ -247,6 +251,21 @@ export function latencySection(
       const pm = fit.models[p]!.metrics[m];
       const cell = (label: string, half: number, upper: number) =>
         `${label} ×/÷ ${Math.exp(half).toFixed(2)}, SLO bound × ${bound(upper)}`;
+      const level = pm.levelSplit;
+      if (level)
+        return [
+          cell(
+            `${REGIME_LABEL.keepsUp}, predicted under ${Math.round(level.ms)} ms`,
+            level.halfWidthLog.below,
+            level.sloQuantileLog.below,
+          ),
+          cell(
+            `${REGIME_LABEL.keepsUp}, predicted at ${Math.round(level.ms)} ms or more`,
+            level.halfWidthLog.above,
+            level.sloQuantileLog.above,
+          ),
+          cell(REGIME_LABEL.saturated, pm.halfWidthLog.saturated, pm.sloQuantileLog.saturated),
+        ].join(' · ');
       if (!QUEUE_SPLIT_METRICS.includes(m))
         return (['keepsUp', 'saturated'] as const)
           .map((r) => cell(REGIME_LABEL[r], pm.halfWidthLog[r], pm.sloQuantileLog[r]))
@@ -271,7 +290,9 @@ sharpness; its sum is fitted together with C. The interval is the prediction mul
 sized from each profile's own out-of-fold residuals, per regime: the twin completes ≥ 95% of its
 offered load ("keeps up"), or it does not ("saturated"); TTFT's regimes are also split by the
 twin's queue (p99 TTFT under ${QUEUEING_TTFT_MS / 1000} s: "queue bounded"; else "queued"), the two laws of its
-correction, where a regime has enough runs for a finite bound. Features: docs/latency.md.
+correction, where a regime has enough runs for a finite bound; p99 ITL's, where the twin keeps up,
+by its prediction (under the fitting runs' median prediction, or not): its errors grow with the
+tail. Features: docs/latency.md.
 
 | metric | ln correction | ${profiles.map((p) => `${p}: interval per regime`).join(' | ')} |
 |---|---|${profiles.map(() => '---').join('|')}|

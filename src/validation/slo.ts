@@ -69,7 +69,7 @@ interface Case {
 const pointOnly = (m: LatencyModel): LatencyModel => ({
   ...m,
   metrics: Object.fromEntries(
-    Object.entries(m.metrics).map(([k, v]) => [
+    Object.entries(m.metrics).map(([k, { levelSplit: _widths, ...v }]) => [
       k,
       {
         ...v,
