@@ -1,0 +1,99 @@
+// Where the throughput an SLO recommendation gives up comes from: the rule "the highest-throughput
+// pair that does not starve and whose p99 bounds meet the SLO", applied to the measured pairs of
+// each case with one part at a time replaced by what the real server measured.
+import type { LatencyEstimate } from '../latency/index.js';
+import type { MeasuredPoint } from './recommend.js';
+
+/** A measured pair as the service sees it (twin verdict, latency estimates) and as it ran. */
+export interface JudgedPair {
+  real: MeasuredPoint;
+  twinStarving: boolean;
+  ttftP99: LatencyEstimate;
+  itlP99: LatencyEstimate;
+}
+
+export interface SloCase {
+  /** The measured pairs the twin could simulate. */
+  pairs: JudgedPair[];
+  /** Every measured pair of the workload: the real best is looked for among them. */
+  measured: MeasuredPoint[];
+  /** Whether p99 TTFT and p99 ITL of these values meet the case's SLO. */
+  meets: (ttftP99Ms: number, itlP99Ms: number) => boolean;
+}
+
+export interface SloRule {
+  label: string;
+  starving: (p: JudgedPair) => boolean;
+  /** The p99 TTFT and ITL the SLO is checked against. */
+  p99: (p: JudgedPair) => [ttftMs: number, itlMs: number];
+}
+
+/** The service's rule, and the same rule with its verdicts, its latency or both made exact. */
+export const SLO_RULES: readonly SloRule[] = [
+  {
+    label: "the service's rule: the twin's verdict, the 90% bounds",
+    starving: (p) => p.twinStarving,
+    p99: (p) => [p.ttftP99.sloMs, p.itlP99.sloMs],
+  },
+  {
+    label: "the real verdict, the 90% bounds (what the latency model's errors and margin cost)",
+    starving: (p) => p.real.starving,
+    p99: (p) => [p.ttftP99.sloMs, p.itlP99.sloMs],
+  },
+  {
+    label: "the twin's verdict, the real p99 (what the twin's verdicts cost)",
+    starving: (p) => p.twinStarving,
+    p99: (p) => [p.real.ttftP99Ms, p.real.itlP99Ms],
+  },
+  {
+    label:
+      "the real verdict, the real p99 times the bound's margin sloMs / ms (what the margin alone costs on this grid)",
+    starving: (p) => p.real.starving,
+    p99: (p) => [
+      (p.real.ttftP99Ms * p.ttftP99.sloMs) / p.ttftP99.ms,
+      (p.real.itlP99Ms * p.itlP99.sloMs) / p.itlP99.ms,
+    ],
+  },
+  {
+    label: "the twin's verdict, the point estimates (no margin)",
+    starving: (p) => p.twinStarving,
+    p99: (p) => [p.ttftP99.ms, p.itlP99.ms],
+  },
+];
+
+const bestBy = <T>(items: readonly T[], throughput: (t: T) => number): T | undefined =>
+  items.reduce<T | undefined>((b, t) => (!b || throughput(t) > throughput(b) ? t : b), undefined);
+
+/**
+ * How often the rule's pair really meets the SLO (of the cases where it picks one), and the mean
+ * share of the real best pair's throughput it gives up where it does.
+ */
+export function ruleOutcome(
+  cases: readonly SloCase[],
+  rule: SloRule,
+): { judged: number; kept: number; meanLostPct: number } {
+  let judged = 0;
+  let kept = 0;
+  const lost: number[] = [];
+  for (const c of cases) {
+    const pick = bestBy(
+      c.pairs.filter((p) => !rule.starving(p) && c.meets(...rule.p99(p))),
+      (p) => p.real.throughput,
+    );
+    if (!pick) continue;
+    judged++;
+    const real = pick.real;
+    if (!real.ok || real.starving || !c.meets(real.ttftP99Ms, real.itlP99Ms)) continue;
+    kept++;
+    const best = bestBy(
+      c.measured.filter((p) => p.ok && !p.starving && c.meets(p.ttftP99Ms, p.itlP99Ms)),
+      (p) => p.throughput,
+    );
+    if (best) lost.push((100 * (best.throughput - real.throughput)) / best.throughput);
+  }
+  return {
+    judged,
+    kept,
+    meanLostPct: lost.length ? lost.reduce((s, v) => s + v, 0) / lost.length : NaN,
+  };
+}
