@@ -104,6 +104,40 @@ describe('method auto', () => {
   });
 });
 
+describe('method auto under an SLO', () => {
+  // Pairs up to 200 adapters serve; p99 ITL grows with adapters and slots (c x p / 20 ms). Under
+  // p99 ITL <= 200 ms the forest's 32-slot line stops at 96 adapters, while 192 fit on 16 slots.
+  const simulate: PointSimulator = async (scenario) => {
+    const { maxCpuLoras: c, maxLoras: p } = scenario.config;
+    const offered = c * 10;
+    const itl = (c * p) / 20;
+    return {
+      ...stubOutcome({
+        throughputTokensPerSecond: c <= 200 ? offered - p * 0.01 : offered * 0.5,
+        offeredTokensPerSecond: offered,
+        starving: c > 200,
+      }),
+      itlMs: { mean: itl / 2, p50: itl / 2, p99: itl },
+    };
+  };
+
+  it('searches the grid as twin does, not the forest line', async () => {
+    const slo = { itlP99Ms: 200 };
+    const model = constantModel(llama, workload, 64, 32);
+    const auto = await recommender(model, simulate).recommend(request({ method: 'auto', slo }));
+    const twin = await recommender(model, simulate).recommend(request({ method: 'twin', slo }));
+    expect(auto.method).toBe('auto');
+    expect(auto.recommendation.concurrentAdapters).toBe(192);
+    expect(auto.recommendation.parallelAdapters).toBeLessThanOrEqual(16);
+    expect(auto.recommendation).toMatchObject({
+      concurrentAdapters: twin.recommendation.concurrentAdapters,
+      parallelAdapters: twin.recommendation.parallelAdapters,
+    });
+    expect(auto.explanation.summary).toMatch(/Under an SLO the forest's answer/);
+    expect(auto.envelope).toBe('inside');
+  });
+});
+
 describe('objectives, headroom and warnings', () => {
   /**
    * Pairs up to 100 adapters complete all their load; up to 200 they complete 95% with a queue

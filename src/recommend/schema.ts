@@ -36,7 +36,10 @@ export const recommendRequestSchema = z
   .strictObject({
     profile: z.string().min(1).max(200),
     workload: recommendWorkloadSchema,
-    method: z.enum(['model', 'twin', 'auto']).default('auto'),
+    method: z.enum(['model', 'twin', 'auto']).default('auto').meta({
+      description:
+        "model: the forest alone, in microseconds (no slo, no objective stable). twin: the twin's grid search, seconds. auto: the forest's answer checked and refined with the twin; outside the forest's training envelope or under an slo, the twin's grid search started from it",
+    }),
     search: z
       .strictObject({
         concurrent: gridValues.optional().meta({ description: 'Candidate --max-cpu-loras values' }),
