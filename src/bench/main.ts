@@ -1,9 +1,10 @@
-// npm run bench [-- --quick]: times the twin, the search and the forest. Reports medians and
-// ratios, never pass/fail: docs/performance.md records the figures.
+// npm run bench [-- --quick --only forest|search|slo|twin|memory|runs]: times the twin, the search,
+// the forest and recommendations under an SLO. Reports medians and ratios, never pass/fail:
+// docs/performance.md records the figures.
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { DEFAULT_DATA_DIR } from '../validation/twin.js';
-import { benchForest, benchSearch, datasetCost } from './recommend.js';
+import { benchForest, benchRecommend, benchSearch, datasetCost } from './recommend.js';
 import { runListing, simulationMemory } from './service.js';
 import { benchTwin } from './twin.js';
 
@@ -60,6 +61,37 @@ if (!values.only || values.only === 'search') {
     out(`| ${p} | ${c.workloads} | ${c.simulations} | ${c.coreHours.toFixed(2)} |`);
   }
   out('published: 767 CPU-hours for 75,480 simulations');
+  out();
+}
+
+if (!values.only || values.only === 'slo') {
+  out('## Recommendations with and without an SLO (method auto, default grid, cold, all cores)');
+  out('| profile | workload | SLO | wall time | simulated pairs | pair | tok/s |');
+  out('|---|---|---|---|---|---|---|');
+  const workloads = [
+    [PROFILES[0]!, [0.4, 0.05, 0.0125], [8, 16, 16]],
+    [PROFILES[1]!, [0.1, 0.05, 0.025], [8, 16]],
+    [PROFILES[0]!, [1.6, 0.8, 0.4], [8, 16]],
+    [PROFILES[1]!, [0.8, 0.2, 0.05], [8, 32]],
+  ] as const;
+  const slos = [undefined, { itlP99Ms: 200 }, { ttftP99Ms: 5000 }];
+  for (const [profile, rates, ranks] of workloads)
+    for (const slo of slos) {
+      const r = await benchRecommend({
+        profile,
+        workload: { rates: [...rates], ranks: [...ranks] },
+        method: 'auto',
+        ...(slo ? { slo } : {}),
+      });
+      const label = slo
+        ? Object.entries(slo)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')
+        : 'none';
+      out(
+        `| ${profile} | rates ${rates.join('/')} | ${label} | ${s(r.wallMs)} | ${r.evaluated} | ${r.pair} | ${Math.round(r.throughput)} |`,
+      );
+    }
   out();
 }
 

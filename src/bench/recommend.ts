@@ -2,6 +2,8 @@ import { datasetPath, readDataset } from '../model/dataset.js';
 import { workloadFeatures } from '../model/features.js';
 import { loadModel, predictWorkload } from '../model/model.js';
 import { loadProfile } from '../profiles/store.js';
+import type { RecommendRequest } from '../recommend/index.js';
+import { localRecommender } from '../runtime/local.js';
 import { SimulationPool } from '../runtime/pool.js';
 import { MEASURED_GRID, searchOptimum } from '../search/index.js';
 import { median, nearestRankQuantile } from '../stats/index.js';
@@ -74,4 +76,31 @@ export function datasetCost(profileId: string) {
   const wallMs = rows.reduce((s, r) => s + r.wallMs, 0);
   const simulations = rows.reduce((s, r) => s + r.simulations, 0);
   return { workloads: rows.length, simulations, coreHours: wallMs / 3.6e6 };
+}
+
+/**
+ * One `/v1/recommend` answer on the default grid from a cold cache, on a worker pool of all cores:
+ * what a new workload costs with and without an SLO.
+ */
+export async function benchRecommend(
+  request: Pick<RecommendRequest, 'profile' | 'workload' | 'method' | 'slo'>,
+  now: () => number = () => performance.now(),
+) {
+  const local = localRecommender();
+  try {
+    const t = now();
+    const r = await local.recommender.recommend({
+      starvationThreshold: 0.1,
+      objective: 'paper',
+      ...request,
+    });
+    return {
+      wallMs: now() - t,
+      evaluated: r.evaluated.filter((e) => e.simulated).length,
+      pair: `${r.recommendation.concurrentAdapters} x ${r.recommendation.parallelAdapters}`,
+      throughput: r.recommendation.throughputTokensPerSecond,
+    };
+  } finally {
+    await local.close();
+  }
 }
