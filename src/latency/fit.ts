@@ -1,5 +1,6 @@
 import { levenbergMarquardt } from '../calibrate/nls.js';
 import { independentColumns, ols } from '../calibrate/ols.js';
+import { median } from '../stats/index.js';
 import {
   KEEPS_UP_RATIO,
   LATENCY_METRICS,
@@ -19,7 +20,6 @@ import {
   type PerRegime,
   type TwinLatency,
 } from './model.js';
-import { median } from '../stats/index.js';
 import { latencyEnvelopeOf, type MeasuredCase } from './envelope.js';
 
 const ITL_FEATURES: readonly LatencyFeature[] = [
@@ -325,23 +325,23 @@ export function fitLatencyModel(
           halfWidthLog[regime] = halfWidth(idx, regime);
           sloQuantileLog[regime] = upper(idx);
         }
-      const keepsUp = usableIdx(metric, (o) => ofProfile(o) && coarse(o) === 'keepsUp');
-      const levelMs = LEVEL_SPLIT_METRICS.includes(metric)
-        ? median(keepsUp.map((i) => predicted[i]![metric]))
-        : NaN;
-      const below = keepsUp.filter((i) => predicted[i]![metric] < levelMs);
-      const above = keepsUp.filter((i) => predicted[i]![metric] >= levelMs);
-      const levelSplit =
-        enough(below.length) && enough(above.length)
-          ? {
-              ms: rounded(levelMs),
-              halfWidthLog: {
-                below: halfWidth(below, 'keepsUp below the median'),
-                above: halfWidth(above, 'keepsUp above the median'),
-              },
-              sloQuantileLog: { below: upper(below), above: upper(above) },
-            }
-          : undefined;
+      // Where the twin keeps up, per side of the median prediction (both sides a finite bound).
+      const byLevel = (): MetricModel['levelSplit'] => {
+        const keepsUp = usableIdx(metric, (o) => ofProfile(o) && coarse(o) === 'keepsUp');
+        const levelMs = median(keepsUp.map((i) => predicted[i]![metric]));
+        const below = keepsUp.filter((i) => predicted[i]![metric] < levelMs);
+        const above = keepsUp.filter((i) => predicted[i]![metric] >= levelMs);
+        if (!enough(below.length) || !enough(above.length)) return undefined;
+        return {
+          ms: rounded(levelMs),
+          halfWidthLog: {
+            below: halfWidth(below, 'keepsUp below the median'),
+            above: halfWidth(above, 'keepsUp above the median'),
+          },
+          sloQuantileLog: { below: upper(below), above: upper(above) },
+        };
+      };
+      const levelSplit = LEVEL_SPLIT_METRICS.includes(metric) ? byLevel() : undefined;
       return {
         features: [...CORRECTED_FEATURES[metric]],
         ...fits[metric],

@@ -127,7 +127,7 @@ export function ttftDependsOnArrivals(t: Pick<TwinLatency, 'completionRatio' | '
  * at their median prediction. p99 ITL's errors grow with the tail: the part of it no engine step
  * makes (the API server falling behind the streams, docs/latency.md) grows with the load. One
  * pooled quantile let Qwen's under-predicted 300-430 ms pairs set the bound of its 60 ms ones
- * (x1.45 where their own errors call for x1.15).
+ * (x1.44 where their own errors call for x1.15).
  */
 export const LEVEL_SPLIT_METRICS: readonly LatencyMetric[] = ['itlP99'];
 
