@@ -47,6 +47,15 @@ const twin = (over: Partial<TwinLatency> = {}): TwinLatency => ({
   ...over,
 });
 
+/** A run of workload `w` whose real figures are the twin's, but for p99 ITL. */
+const realItlP99 = (w: string, t: TwinLatency, itlP99: number): LatencyObservation => ({
+  workload: w,
+  profile: 'p',
+  twin: t,
+  measured: measuredOf(t),
+  real: { ttftP50: t.ttftMs.p50, ttftP99: t.ttftMs.p99, itlP50: t.itlMs.p50, itlP99 },
+});
+
 describe('split-conformal bounds', () => {
   it('one-sided: the ceil((n + 1) * coverage)-th smallest signed residual', () => {
     const residuals = Array.from({ length: 19 }, (_, i) => (i - 9) / 10); // -0.9 .. 0.9
@@ -274,18 +283,7 @@ describe('a p99 ITL that levels off', () => {
         maxCpuLoras: maxLoras * (1 + (w % 3)),
         itlMs: varied(w, maxLoras),
       });
-      observations.push({
-        workload: `w${w}`,
-        profile: 'p',
-        twin: t,
-        measured: measuredOf(t),
-        real: {
-          ttftP50: t.ttftMs.p50,
-          ttftP99: t.ttftMs.p99,
-          itlP50: t.itlMs.p50,
-          itlP99: bend(t.itlMs.p99 * Math.sqrt(maxLoras)),
-        },
-      });
+      observations.push(realItlP99(`w${w}`, t, bend(t.itlMs.p99 * Math.sqrt(maxLoras))));
     }
   }
   const serving = (o: LatencyObservation) => o.twin.completionRatio === 1;
@@ -459,18 +457,7 @@ describe('p99 ITL bounds per predicted level', () => {
         completionRatio: k === 5 || k === 11 ? 0.7 : 1,
       });
       const sign = ((w + k) % 3) - 1;
-      observations.push({
-        workload: `w${w}`,
-        profile: 'p',
-        twin: t,
-        measured: measuredOf(t),
-        real: {
-          ttftP50: t.ttftMs.p50,
-          ttftP99: t.ttftMs.p99,
-          itlP50: t.itlMs.p50,
-          itlP99: p99 * (1 + (long ? 0.4 : 0.04) * sign),
-        },
-      });
+      observations.push(realItlP99(`w${w}`, t, p99 * (1 + (long ? 0.4 : 0.04) * sign)));
     }
   const fit = fitLatencyModel(observations, { twinVersion: 't', source: 'c', coverage: 0.9 });
   const m = fit.models.p!.metrics;
