@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { LatencyEstimate } from '../src/latency/index.js';
 import type { MeasuredPoint } from '../src/validation/recommend.js';
-import { ruleOutcome, SLO_RULES, type JudgedPair } from '../src/validation/slo-sources.js';
+import {
+  ruleOutcome,
+  SLO_RULES,
+  type JudgedPair,
+  type P99s,
+} from '../src/validation/slo-sources.js';
 
 const point = (c: number, throughput: number, itlP99Ms: number, starving = false) =>
   ({
@@ -43,7 +48,7 @@ describe('where the throughput an SLO recommendation gives up comes from', () =>
   // 128 at 150 ms (misses). The model predicts 64 at 88 ms, whose x1.2 bound (106 ms) steps it
   // back to 32; the twin also wrongly starves 64 in one case.
   const measured = [point(32, 1500, 60), point(64, 3000, 90), point(128, 6000, 150)];
-  const meets = (_ttft: number, itl: number) => itl <= 100;
+  const meets = (p: P99s) => p.itlP99Ms <= 100;
   const service = (twinStarves64: boolean) => ({
     measured,
     meets,

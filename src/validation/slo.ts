@@ -14,7 +14,15 @@ import { localRecommender } from '../runtime/local.js';
 import { TWIN_VERSION } from '../twin/index.js';
 import { pct } from './metrics.js';
 import { fitPooled, profileOf, twinLatencyOfRun } from './latency.js';
-import { ruleOutcome, SLO_RULES, type JudgedPair, type SloCase } from './slo-sources.js';
+import {
+  realBestMeeting,
+  reallyMeets,
+  ruleOutcome,
+  SLO_RULES,
+  type JudgedPair,
+  type P99s,
+  type SloCase,
+} from './slo-sources.js';
 import { measuredWorkloads, type MeasuredPoint } from './recommend.js';
 import { compareRuns, DEFAULT_DATA_DIR } from './twin.js';
 
@@ -23,7 +31,7 @@ interface SloLevel {
   /** One limit (the levels) or a TTFT and an ITL limit together. */
   limits: 1 | 2;
   slo: { ttftP99Ms?: number; itlP99Ms?: number };
-  meets: (p: Pick<MeasuredPoint, 'ttftP99Ms' | 'itlP99Ms'>) => boolean;
+  meets: (p: P99s) => boolean;
 }
 
 const level = (ttftMs: number | undefined, itlMs: number | undefined): SloLevel => ({
@@ -123,11 +131,7 @@ async function main(): Promise<void> {
         ];
       });
       for (const l of LEVELS.filter((l) => l.limits === 1))
-        sourceCases.push({
-          pairs,
-          measured: w.points,
-          meets: (ttftP99Ms, itlP99Ms) => l.meets({ ttftP99Ms, itlP99Ms }),
-        });
+        sourceCases.push({ pairs, measured: w.points, meets: l.meets });
       const variants: Array<[Variant, LatencyModel]> = [
         ['90% bound', fitted],
         ['point estimate', pointOnly(fitted)],
@@ -141,12 +145,7 @@ async function main(): Promise<void> {
           loadLatencyModel: () => latencyModel,
         });
         for (const level of LEVELS) {
-          const realBest = w.points
-            .filter((p) => p.ok && !p.starving && level.meets(p))
-            .reduce<MeasuredPoint | null>(
-              (best, p) => (!best || p.throughput > best.throughput ? p : best),
-              null,
-            );
+          const realBest = realBestMeeting(w.points, level.meets);
           let recommended: Case['recommended'] = null;
           try {
             const r = await recommender.recommend({
@@ -177,9 +176,7 @@ async function main(): Promise<void> {
             realBest,
             recommended,
             measured,
-            meets: measured
-              ? measured.ok && !measured.starving && level.meets(measured)
-              : undefined,
+            meets: measured ? reallyMeets(measured, level.meets) : undefined,
           });
         }
       }
