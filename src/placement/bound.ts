@@ -1,4 +1,4 @@
-import { LIMITS } from '../twin/index.js';
+import { LIMITS, capacityTokensPerSecond } from '../twin/index.js';
 import { scenarioFor, searchOptimum } from '../search/index.js';
 import {
   MAX_ADAPTERS_PER_GPU,
@@ -9,6 +9,7 @@ import {
   type PlacementContext,
 } from './gpu.js';
 import { byMaxLoraRank, piecesOf } from './loraplan.js';
+import { nextTurn } from './turns.js';
 
 export interface LowerBound {
   /** No placement that serves the catalog uses fewer GPUs (as far as the twin can tell). */
@@ -17,6 +18,11 @@ export interface LowerBound {
   loadBound: number;
   /** Adapters / the most one GPU holds. */
   countBound: number;
+  /**
+   * The share of the offered load a serving GPU must complete over the profile's closed-form
+   * capacity (src/twin/capacity.ts): no GPU completes more, whatever its adapters and slots.
+   */
+  capacityBound: number;
   bestGpuByRank: Array<{ maxLoraRank: number; throughputTokensPerSecond: number }>;
 }
 
@@ -40,12 +46,17 @@ export async function lowerBound(
   ctx: PlacementContext,
   catalog: readonly CatalogAdapter[],
 ): Promise<LowerBound> {
+  await nextTurn();
   const tokens = ctx.lengths.prompt + ctx.lengths.output;
+  // The most tokens/s any GPU of this profile completes at these lengths, in closed form.
+  const capacity = capacityTokensPerSecond(ctx.profile, ctx.lengths);
   // Adapters hotter than half a GPU count as their replicas, as any placement must split them.
   const groups = byMaxLoraRank(ctx, piecesOf(ctx, catalog));
   const ranks = [...groups.keys()].sort((a, b) => a - b);
   const best = await Promise.all(
     ranks.map(async (rank) => {
+      // Each group's search starts with closed-form work over its pairs: one group a turn.
+      for (let turn = 0; turn <= ranks.indexOf(rank); turn++) await nextTurn();
       const members = groups.get(rank)!;
       const take = Math.min(members.length, LIMITS.maxGroups);
       const sample = Array.from(
@@ -91,7 +102,12 @@ export async function lowerBound(
           ),
         ),
       );
-      const throughput = Math.max(0, ...reruns.map((r) => r.throughputTokensPerSecond));
+      // Every pair ruled out in closed form (its offered load over the capacity bound) leaves no
+      // simulated throughput: the capacity bound itself is then the most one GPU completes.
+      const throughput =
+        reruns.length > 0
+          ? Math.min(capacity, Math.max(...reruns.map((r) => r.throughputTokensPerSecond)))
+          : capacity;
       return { maxLoraRank: rank, throughputTokensPerSecond: throughput };
     }),
   );
@@ -99,16 +115,33 @@ export async function lowerBound(
   // published rule): that much of the catalog's load must be completed somewhere.
   const completed = requiredCompletion(ctx);
   let loadBound = 0;
+  let offeredTotal = 0;
   for (const b of best) {
     const offered = groups.get(b.maxLoraRank)!.reduce((s, a) => s + a.rate, 0) * tokens;
+    offeredTotal += offered;
     if (b.throughputTokensPerSecond > 0)
       loadBound += (completed * offered) / b.throughputTokensPerSecond;
   }
+  const capacityBound = (completed * offeredTotal) / capacity;
   const countBound = catalog.length / MAX_ADAPTERS_PER_GPU;
   return {
-    gpus: Math.max(1, Math.ceil(Math.max(loadBound, countBound) - 1e-9)),
-    loadBound,
+    gpus: Math.max(1, Math.ceil(Math.max(loadBound, countBound, capacityBound) - 1e-9)),
+    loadBound: Math.max(loadBound, capacityBound),
     countBound,
+    capacityBound,
     bestGpuByRank: best,
   };
+}
+
+/**
+ * The bound an answer reports: the twin's bound, but never above a GPU count the twin verified for
+ * the whole catalog (the fewest GPUs that serve it are at most that many), and never below the
+ * closed-form capacity bound, which holds whatever the twin says.
+ */
+export function reportedBound(bound: LowerBound, placedGpus: number, everythingPlaced: boolean) {
+  const floor = Math.max(1, Math.ceil(Math.max(bound.capacityBound, bound.countBound) - 1e-9));
+  const gpus = everythingPlaced
+    ? Math.max(floor, Math.min(bound.gpus, placedGpus))
+    : Math.max(floor, bound.gpus);
+  return { ...bound, gpus, ratio: placedGpus / gpus };
 }
