@@ -13,8 +13,25 @@ export interface MeanLengths {
   kvPerRunningRequest: number;
 }
 
+/** lengthsFor's answers per profile and length spec: 20,000 draws cost tens of milliseconds. */
+const lengthsMemo = new WeakMap<Profile, Map<string, MeanLengths>>();
+/** Specs remembered per profile: an empirical spec is a request's own, and may be large. */
+const LENGTHS_MEMO_ENTRIES = 64;
+
 /** Mean lengths and the length-biased KV of a running request, from 20,000 seeded draws. */
 export function lengthsFor(profile: Profile, spec: RequestLengthSpec): MeanLengths {
+  let memo = lengthsMemo.get(profile);
+  if (!memo) lengthsMemo.set(profile, (memo = new Map()));
+  const key = JSON.stringify(spec);
+  const known = memo.get(key);
+  if (known) return known;
+  const lengths = drawLengths(profile, spec);
+  if (memo.size >= LENGTHS_MEMO_ENTRIES) memo.delete(memo.keys().next().value!);
+  memo.set(key, lengths);
+  return lengths;
+}
+
+function drawLengths(profile: Profile, spec: RequestLengthSpec): MeanLengths {
   const means = meanLengths(spec, profile.requestLengths);
   const sampler = createLengthSampler(spec, profile.requestLengths, seededStream(1, 99));
   const draw = { prompt: 0, output: 0 };

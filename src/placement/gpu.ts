@@ -202,6 +202,8 @@ export async function judgePieces(
   const chosen = flagsFor(ctx, pieces);
   if (!chosen) return undefined;
   const first = await judgeGpu(ctx, pieces, chosen.flags, durationSeconds);
+  if (!first.serves && !failsOnTtftAlone(ctx, first))
+    return (await otherSlots(ctx, pieces, chosen, durationSeconds)) ?? first;
   if (!failsOnTtftAlone(ctx, first)) return first;
   const { maxLoras, maxLoraRank } = chosen.flags;
   const more = [...SLOT_LADDER.filter((s) => s < pieces.length), pieces.length].filter(
@@ -225,6 +227,47 @@ export async function judgePieces(
   }
   return best;
 }
+
+/** Below the estimate's slot count, and above it: the neighbours tried when its choice fails. */
+const NEIGHBOUR_SLOTS = { below: 1, above: 2 };
+
+/**
+ * When the estimate's slot count fails in the twin on a GPU the estimate says serves, its
+ * neighbours on the slot ladder are tried (one below: more KV cache; two above: less waiting for a
+ * slot), and the first that serves is kept. The estimate ranks slot counts well but places the
+ * edge only to within a ladder step: 300 adapters at rank 64 starve on 8 slots in the twin and
+ * serve on 16 or 32. Deterministic: the same pieces give the same flags, so a later verification
+ * of the same GPU finds the same ones.
+ */
+async function otherSlots(
+  ctx: PlacementContext,
+  pieces: readonly Piece[],
+  chosen: { flags: VllmFlags; estimate: GpuEstimate },
+  durationSeconds: number,
+): Promise<GpuVerdict | undefined> {
+  if (!estimateServes(ctx, chosen.estimate, -ESTIMATE_SLACK)) return undefined;
+  const { maxLoras, maxLoraRank } = chosen.flags;
+  const ladder = [...SLOT_LADDER.filter((s) => s < pieces.length), pieces.length].filter((s) =>
+    vllmStarts(ctx.profile, s, maxLoraRank),
+  );
+  const at = ladder.indexOf(maxLoras);
+  if (at < 0) return undefined;
+  const candidates = [
+    ...ladder.slice(Math.max(0, at - NEIGHBOUR_SLOTS.below), at),
+    ...ladder.slice(at + 1, at + 1 + NEIGHBOUR_SLOTS.above),
+  ];
+  for (const slots of candidates) {
+    const v = await judgeGpu(ctx, pieces, { ...chosen.flags, maxLoras: slots }, durationSeconds);
+    if (v.serves) return v;
+  }
+  return undefined;
+}
+
+/**
+ * The estimate's completion is within about 0.01-0.05 of the twin's, mostly above it: a GPU is
+ * worth a twin probe only when the estimate does not rule it out by more than this.
+ */
+export const ESTIMATE_SLACK = 0.01;
 
 /**
  * Largest-first onto the least-loaded of `gpus` bins (longest processing time): balances load and

@@ -1,5 +1,6 @@
 import { maxLoraRankFor } from '../search/index.js';
 import { estimateGpu } from './estimate.js';
+import { nextTurn } from './turns.js';
 import {
   MAX_ADAPTERS_PER_GPU,
   VERIFY_SECONDS,
@@ -9,6 +10,7 @@ import {
   judgePieces,
   offeredOf,
   spreadLargestFirst,
+  ESTIMATE_SLACK,
   type CatalogAdapter,
   type GpuVerdict,
   type Piece,
@@ -54,6 +56,8 @@ export async function mapLimited<T, R>(
   const worker = async () => {
     while (next < items.length) {
       const i = next++;
+      // Each item starts with closed-form work: one item a turn keeps the server responsive.
+      await nextTurn();
       results[i] = await fn(items[i]!, i);
     }
   };
@@ -69,6 +73,12 @@ export function singleAdapterCapacity(ctx: PlacementContext, rank: number): numb
     maxLoras: 1,
     maxLoraRank,
   }).throughputTokensPerSecond;
+}
+
+/** Whether an adapter's own load is over HOT_SHARE of one GPU: placement splits such adapters. */
+export function isHot(ctx: PlacementContext, adapter: CatalogAdapter): boolean {
+  const tokens = ctx.lengths.prompt + ctx.lengths.output;
+  return adapter.rate * tokens > HOT_SHARE * singleAdapterCapacity(ctx, adapter.rank);
 }
 
 /**
@@ -118,29 +128,34 @@ const allServe = (verdicts: ReadonlyArray<GpuVerdict | undefined>) =>
   verdicts.every((v) => v?.serves === true);
 
 /** Whether the closed-form estimate says every GPU serves, `margin` above the rule's share. */
-function estimatedToServe(
+async function estimatedToServe(
   ctx: PlacementContext,
   pieces: readonly Piece[],
   gpus: number,
   margin: number,
-): boolean {
-  return spreadLargestFirst(pieces, gpus).every((b) => {
-    const f = flagsFor(ctx, b);
-    return f !== undefined && estimateServes(ctx, f.estimate, margin);
-  });
+): Promise<boolean> {
+  for (const bin of spreadLargestFirst(pieces, gpus)) {
+    // A GPU's slot choice estimates each ladder step over all its adapters: one GPU a turn.
+    await nextTurn();
+    const f = flagsFor(ctx, bin);
+    if (f === undefined || !estimateServes(ctx, f.estimate, margin)) return false;
+  }
+  return true;
 }
 
 /** Fewest GPUs the estimate says serve this group, with a margin, when spread largest-first. */
-function estimatedGpus(ctx: PlacementContext, pieces: readonly Piece[], from: number): number {
-  for (let k = from; k < pieces.length; k++) if (estimatedToServe(ctx, pieces, k, 0.02)) return k;
+async function estimatedGpus(
+  ctx: PlacementContext,
+  pieces: readonly Piece[],
+  from: number,
+): Promise<number> {
+  for (let k = from; k < pieces.length; k++)
+    if (await estimatedToServe(ctx, pieces, k, 0.02)) return k;
   return pieces.length;
 }
 
-/**
- * The estimate's completion is within about 0.01-0.05 of the twin's, mostly above it: one GPU
- * fewer is worth a twin probe only when the estimate does not rule it out by more than this.
- */
-const PROBE_BELOW_ESTIMATE = 0.01;
+/** One GPU fewer is worth a twin probe only when the estimate does not rule it out (gpu.ts). */
+const PROBE_BELOW_ESTIMATE = ESTIMATE_SLACK;
 
 /**
  * One rank group on the fewest GPUs the twin accepts: start at the estimate, then step down while
@@ -151,7 +166,7 @@ async function packGroup(ctx: PlacementContext, pieces: readonly Piece[]): Promi
   const distinct = new Set(pieces.map((p) => p.id)).size;
   const lower = Math.max(1, Math.ceil(distinct / MAX_ADAPTERS_PER_GPU));
   const upper = pieces.length;
-  let k = estimatedGpus(ctx, pieces, lower);
+  let k = await estimatedGpus(ctx, pieces, lower);
   const tried = new Map<number, boolean>();
   const probe = async (gpus: number) => {
     let ok = tried.get(gpus);
@@ -163,7 +178,7 @@ async function packGroup(ctx: PlacementContext, pieces: readonly Piece[]): Promi
   };
   const worthProbing = (gpus: number) => estimatedToServe(ctx, pieces, gpus, -PROBE_BELOW_ESTIMATE);
   if (await probe(k)) {
-    while (k > lower && worthProbing(k - 1) && (await probe(k - 1))) k--;
+    while (k > lower && (await worthProbing(k - 1)) && (await probe(k - 1))) k--;
   } else {
     // Step up geometrically, then back down to the first count that serves.
     let step = 1;
@@ -178,54 +193,131 @@ async function packGroup(ctx: PlacementContext, pieces: readonly Piece[]): Promi
   return spreadLargestFirst(pieces, k);
 }
 
+/** Twin probes one GPU's merge may spend on other GPUs before the merging stops. */
+const MERGE_PROBES = 3;
+
+/** Two GPUs' pieces as one: replicas of one adapter meeting on it become one piece. */
+function unionOf(a: readonly Piece[], b: readonly Piece[]): Piece[] {
+  const byId = new Map(a.map((p) => [p.id, { ...p }]));
+  for (const p of b) {
+    const same = byId.get(p.id);
+    if (same) {
+      same.rate += p.rate;
+      same.weight += p.weight;
+    } else byId.set(p.id, { ...p });
+  }
+  return [...byId.values()];
+}
+
+/** Whether the estimate leaves a chance that one GPU holding `pieces` serves. */
+function mayServe(ctx: PlacementContext, pieces: readonly Piece[]): boolean {
+  if (new Set(pieces.map((p) => p.id)).size > MAX_ADAPTERS_PER_GPU) return false;
+  const f = flagsFor(ctx, pieces);
+  return f !== undefined && estimateServes(ctx, f.estimate, -PROBE_BELOW_ESTIMATE);
+}
+
 /**
- * Empties the lightest GPU into the others' spare room (by the estimate) while the twin's probes
- * still serve every GPU touched: this is where rank groups' part-filled GPUs merge.
+ * Fewer GPUs where the twin backs it. The lightest GPU is merged whole into another (lightest
+ * first, at the --max-lora-rank the union needs, so rank groups merge), or else emptied into the
+ * others' room, each piece where the closed-form capacity at the union's rank leaves the most;
+ * a merge is kept only when the twin serves every GPU it touched, and the merging goes on until
+ * the lightest GPU finds no home.
  */
 async function consolidate(ctx: PlacementContext, bins: Piece[][]): Promise<Piece[][]> {
   let current = bins.map((b) => [...b]);
-  for (let attempt = 0; attempt < current.length && current.length > 1; attempt++) {
-    const loads = current.map((b) => offeredOf(ctx, b));
-    const lightest = loads.indexOf(Math.min(...loads));
-    const others = current.filter((_, i) => i !== lightest).map((b) => [...b]);
-    const spare = others.map((b) => {
-      const f = flagsFor(ctx, b);
-      if (!f) return 0;
-      const saturated = estimateGpu(ctx.profile, ctx.lengths, {
-        rates: b.map((p) => p.rate * 3),
-        maxLoras: f.flags.maxLoras,
-        maxLoraRank: f.flags.maxLoraRank,
-      }).throughputTokensPerSecond;
-      return saturated - offeredOf(ctx, b);
-    });
-    const tokens = ctx.lengths.prompt + ctx.lengths.output;
-    const touched = new Set<number>();
-    let fits = true;
-    for (const piece of [...current[lightest]!].sort((a, b) => b.rate - a.rate)) {
-      let target = -1;
-      for (let i = 0; i < others.length; i++) {
-        if (others[i]!.length >= MAX_ADAPTERS_PER_GPU) continue;
-        if (others[i]!.some((p) => p.id === piece.id)) continue;
-        if (target < 0 || spare[i]! > spare[target]!) target = i;
-      }
-      if (target < 0 || spare[target]! < piece.rate * tokens) {
-        fits = false;
-        break;
-      }
-      others[target]!.push(piece);
-      spare[target]! -= piece.rate * tokens;
-      touched.add(target);
-    }
-    if (!fits) break;
-    const verdicts = await judgeAll(
+  while (current.length > 1) {
+    const order = current
+      .map((b, i) => ({ i, load: offeredOf(ctx, b) }))
+      .sort((a, b) => a.load - b.load || a.i - b.i);
+    const lightest = order[0]!.i;
+    const merged = await mergeWhole(
       ctx,
-      [...touched].map((i) => others[i]!),
-      VERIFY_SECONDS,
+      current,
+      lightest,
+      order.slice(1).map((o) => o.i),
     );
-    if (!allServe(verdicts)) break;
-    current = others;
+    if (merged) {
+      current = merged;
+      continue;
+    }
+    const spread = await emptyInto(ctx, current, lightest);
+    if (!spread) break;
+    current = spread;
   }
   return current;
+}
+
+/** The lightest GPU merged whole into the first of `targets` the twin serves the union on. */
+async function mergeWhole(
+  ctx: PlacementContext,
+  bins: Piece[][],
+  lightest: number,
+  targets: readonly number[],
+): Promise<Piece[][] | undefined> {
+  let probes = 0;
+  for (const target of targets) {
+    if (probes >= MERGE_PROBES) break;
+    const union = unionOf(bins[target]!, bins[lightest]!);
+    await nextTurn();
+    if (!mayServe(ctx, union)) continue;
+    probes++;
+    const verdict = await judgePieces(ctx, union, VERIFY_SECONDS);
+    if (!verdict?.serves) continue;
+    return bins.flatMap((b, i) => (i === lightest ? [] : i === target ? [union] : [b]));
+  }
+  return undefined;
+}
+
+/** The lightest GPU's pieces spread over the others' room, or undefined where it does not fit. */
+async function emptyInto(
+  ctx: PlacementContext,
+  bins: Piece[][],
+  lightest: number,
+): Promise<Piece[][] | undefined> {
+  const others = bins.filter((_, i) => i !== lightest).map((b) => [...b]);
+  const moving = bins[lightest]!;
+  const unionRank = (b: readonly Piece[]) =>
+    maxLoraRankFor(
+      ctx.profile,
+      [...b, ...moving].map((p) => p.rank),
+    );
+  const spare: number[] = [];
+  for (const b of others) {
+    // A GPU's slot choice is estimated over all its adapters: one GPU a turn.
+    await nextTurn();
+    const f = flagsFor(ctx, b);
+    if (!f) {
+      spare.push(0);
+      continue;
+    }
+    // The room left at the rank the GPU would run at once it takes the lightest GPU's ranks.
+    const saturated = estimateGpu(ctx.profile, ctx.lengths, {
+      rates: b.map((p) => p.rate * 3),
+      maxLoras: f.flags.maxLoras,
+      maxLoraRank: Math.max(f.flags.maxLoraRank, unionRank(b)),
+    }).throughputTokensPerSecond;
+    spare.push(saturated - offeredOf(ctx, b));
+  }
+  const tokens = ctx.lengths.prompt + ctx.lengths.output;
+  const touched = new Set<number>();
+  for (const piece of [...moving].sort((a, b) => b.rate - a.rate)) {
+    let target = -1;
+    for (let i = 0; i < others.length; i++) {
+      if (others[i]!.length >= MAX_ADAPTERS_PER_GPU) continue;
+      if (others[i]!.some((p) => p.id === piece.id)) continue;
+      if (target < 0 || spare[i]! > spare[target]!) target = i;
+    }
+    if (target < 0 || spare[target]! < piece.rate * tokens) return undefined;
+    others[target]!.push(piece);
+    spare[target]! -= piece.rate * tokens;
+    touched.add(target);
+  }
+  const verdicts = await judgeAll(
+    ctx,
+    [...touched].map((i) => others[i]!),
+    VERIFY_SECONDS,
+  );
+  return allServe(verdicts) ? others : undefined;
 }
 
 /**
@@ -309,6 +401,7 @@ export async function placeLoraplan(
   catalog: readonly CatalogAdapter[],
   options: { gpuBudget?: number } = {},
 ): Promise<PlanOutcome> {
+  await nextTurn();
   const byId = new Map(catalog.map((a) => [a.id, a]));
   const groups = byMaxLoraRank(ctx, piecesOf(ctx, catalog));
   // Groups pack at once: each probe round of one group is a few simulations, together they fill
@@ -401,23 +494,55 @@ export async function settle(
   catalog: ReadonlyMap<string, CatalogAdapter>,
 ): Promise<PlanOutcome> {
   let current = gpus;
-  for (let round = 0; round < REPAIR_ROUNDS; round++) {
+  // GPUs that gave up adapters since their last verdict: their flags are chosen again.
+  let stripped = new Set<number>();
+  for (let round = 0; round < 3 * REPAIR_ROUNDS; round++) {
     const rescaled = reweight(current);
+    const weightChanged = (i: number) =>
+      rescaled[i]!.pieces.filter((p, j) => p.weight !== current[i]!.pieces[j]!.weight);
     const changed = rescaled
       .map((g, i) => ({ g, i }))
-      .filter(({ g, i }) => g.pieces.some((p, j) => p.weight !== current[i]!.pieces[j]!.weight));
+      .filter(({ i }) => stripped.has(i) || weightChanged(i).length > 0);
     if (changed.length === 0) return { gpus: rescaled, unplaced };
-    const verdicts = await mapLimited(changed, PLACEMENT_CONCURRENCY, ({ g }) =>
-      judgeGpu(ctx, g.pieces, g.verdict.flags, VERIFY_SECONDS),
+    const verdicts = await mapLimited(changed, PLACEMENT_CONCURRENCY, ({ g, i }) =>
+      stripped.has(i)
+        ? judgePieces(ctx, g.pieces, VERIFY_SECONDS)
+        : judgeGpu(ctx, g.pieces, g.verdict.flags, VERIFY_SECONDS),
     );
-    const failing = new Set<number>();
-    changed.forEach(({ g, i }, k) => {
-      if (verdicts[k]!.serves) rescaled[i] = { ...g, verdict: verdicts[k]! };
-      else failing.add(i);
+    const next: PlacedGpu[] = [];
+    const nextStripped = new Set<number>();
+    const lost: Piece[] = [];
+    const outcome = new Map<number, { verdict?: GpuVerdict; keep?: Piece[] }>();
+    changed.forEach(({ i }, k) => {
+      const verdict = verdicts[k];
+      if (verdict?.serves) {
+        outcome.set(i, { verdict });
+        return;
+      }
+      // A GPU that fails only because replicas it holds took their dropped siblings' traffic
+      // gives those adapters up and keeps the rest: a budget of one keeps one GPU, not none.
+      const grown = new Set(weightChanged(i).map((p) => p.id));
+      const keep = current[i]!.pieces.filter((p) => !grown.has(p.id));
+      if (grown.size > 0 && keep.length > 0) {
+        outcome.set(i, { keep });
+        lost.push(...rescaled[i]!.pieces.filter((p) => grown.has(p.id)));
+      } else {
+        outcome.set(i, {});
+        lost.push(...rescaled[i]!.pieces);
+      }
     });
-    current = rescaled.filter((_, i) => !failing.has(i));
+    rescaled.forEach((g, i) => {
+      const o = outcome.get(i);
+      if (!o) next.push(g);
+      else if (o.verdict) next.push({ ...g, verdict: o.verdict });
+      else if (o.keep) {
+        nextStripped.add(next.length);
+        next.push({ ...current[i]!, pieces: o.keep });
+      }
+    });
+    current = next;
+    stripped = nextStripped;
     const kept = new Set(current.flatMap((g) => g.pieces.map((p) => p.id)));
-    const lost = rescaled.filter((_, i) => failing.has(i)).flatMap((g) => g.pieces);
     unplaced.push(
       ...unplacedOf(
         lost.filter((p) => !kept.has(p.id)),

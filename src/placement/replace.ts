@@ -18,6 +18,7 @@ import {
   verifyAndRepair,
   type PlanOutcome,
 } from './loraplan.js';
+import { nextTurn } from './turns.js';
 
 /** The placement running now: per GPU, adapter ids with their traffic weights (1 when whole). */
 export type CurrentPlacement = ReadonlyArray<ReadonlyArray<{ id: string; weight: number }>>;
@@ -75,6 +76,7 @@ export async function replace(
       p.weight /= sum;
       p.rate /= sum;
     }
+  await nextTurn();
   const queue: Piece[] = piecesOf(
     ctx,
     catalog.filter((a) => !weightSum.has(a.id)),
@@ -95,7 +97,11 @@ export async function replace(
       excess -= pick.rate * tokens;
     }
   };
-  for (const bin of bins) if (bin.length > 0) shedTo(bin, capacityOf(bin));
+  for (const bin of bins) {
+    // One GPU's capacity a turn: each is a bisection over estimates of hundreds of adapters.
+    await nextTurn();
+    if (bin.length > 0) shedTo(bin, capacityOf(bin));
+  }
 
   const probe = async (indices: number[]) => {
     const verdicts = await mapLimited(indices, PLACEMENT_CONCURRENCY, (i) =>
@@ -105,9 +111,11 @@ export async function replace(
   };
   const tokens = ctx.lengths.prompt + ctx.lengths.output;
   /** Queued pieces into the most room; `closed` GPUs take none (one being emptied). */
-  const placeQueue = (closed?: number) => {
+  const placeQueue = async (closed?: number) => {
     const touched = new Set<number>();
     for (const piece of queue.splice(0).sort((a, b) => b.rate - a.rate)) {
+      // A bin that took a piece is estimated anew: one piece a turn.
+      await nextTurn();
       let target = -1;
       let best = -Infinity;
       for (let i = 0; i < bins.length; i++) {
@@ -133,7 +141,7 @@ export async function replace(
   let suspects = await probe(bins.map((_, i) => i).filter((i) => bins[i]!.length > 0));
   for (let round = 0; round < 3 && (suspects.length > 0 || queue.length > 0); round++) {
     for (const i of suspects) shedTo(bins[i]!, 0.9 * offeredOf(ctx, bins[i]!));
-    const touched = new Set([...suspects, ...placeQueue()]);
+    const touched = new Set([...suspects, ...(await placeQueue())]);
     suspects = await probe([...touched].filter((i) => bins[i]!.length > 0));
   }
 
@@ -154,6 +162,7 @@ export async function replace(
         };
       else merged.push(p);
     }
+    await nextTurn();
     if (merged.length > MAX_ADAPTERS_PER_GPU || estimatedCapacity(merged) < offeredOf(ctx, merged))
       break;
     const verdict = await judgePieces(ctx, merged, VERIFY_SECONDS);
@@ -166,7 +175,7 @@ export async function replace(
     const lightest = loads.reduce((m, l) => (l.load < m.load ? l : m)).i;
     const saved = bins.map((b) => [...b]);
     queue.push(...bins[lightest]!.splice(0));
-    const touched = placeQueue(lightest);
+    const touched = await placeQueue(lightest);
     if (
       touched.some((i) => i >= saved.length || saved[i]!.length === 0) ||
       (await probe(touched)).length > 0
