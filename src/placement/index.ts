@@ -7,7 +7,7 @@ import {
   type PointSimulator,
 } from '../search/index.js';
 import type { Profile } from '../twin/index.js';
-import { lowerBound } from './bound.js';
+import { lowerBound, reportedBound } from './bound.js';
 import {
   VERIFY_SECONDS,
   estimateServes,
@@ -18,12 +18,14 @@ import {
 import { estimateGpu, lengthsFor } from './estimate.js';
 import {
   PLACEMENT_CONCURRENCY,
+  isHot,
   mapLimited,
   placeLoraplan,
   withinBudget,
   type PlacedGpu,
 } from './loraplan.js';
 import { replace, type CurrentPlacement } from './replace.js';
+import { nextTurn } from './turns.js';
 import type { PlacementRequest, PlacementResponse } from './schema.js';
 
 export * from './schema.js';
@@ -64,6 +66,33 @@ function currentOf(request: PlacementRequest): CurrentPlacement | undefined {
 }
 
 /**
+ * The names of the answer's GPUs. A running GPU keeps its `id`, or without one its position's name
+ * (gpu-3 stays gpu-3) unless another running GPU already carries that id; a GPU the answer opens
+ * takes the first gpu-N no running GPU is called, so a name never points at two servers.
+ */
+export function gpuNames(
+  current: PlacementRequest['current'],
+  origins: ReadonlyArray<number | undefined>,
+): string[] {
+  const running = current ?? [];
+  const taken = new Set(running.flatMap((g) => (g.id !== undefined ? [g.id] : [])));
+  let next = 0;
+  const fresh = () => {
+    while (taken.has(`gpu-${next}`)) next++;
+    const name = `gpu-${next}`;
+    taken.add(name);
+    return name;
+  };
+  const byPosition = running.map((g, i) => {
+    if (g.id !== undefined) return g.id;
+    return taken.has(`gpu-${i}`) ? undefined : (taken.add(`gpu-${i}`), `gpu-${i}`);
+  });
+  // Positional names clashing with an explicit id are given theirs after every other is known.
+  const named = byPosition.map((n) => n ?? fresh());
+  return origins.map((o) => (o !== undefined && o < running.length ? named[o]! : fresh()));
+}
+
+/**
  * How far a GPU's traffic can grow: the closed-form estimate proposes the largest multiplier it
  * serves (in 5% steps), and one one-hour twin run at it decides: served, the GPU has at least that
  * headroom; not served, less.
@@ -80,8 +109,12 @@ async function headroomOf(ctx: PlacementContext, gpu: PlacedGpu) {
       }),
     );
   let percent = HEADROOM_STEP;
-  while (percent < HEADROOM_MAX && serves(1 + (percent + HEADROOM_STEP) / 100))
+  while (percent < HEADROOM_MAX) {
+    // One estimate a turn: each is over all the GPU's adapters, and there may be forty.
+    await nextTurn();
+    if (!serves(1 + (percent + HEADROOM_STEP) / 100)) break;
     percent += HEADROOM_STEP;
+  }
   const twin = await judgeGpu(ctx, gpu.pieces, flags, VERIFY_SECONDS, 1 + percent / 100);
   return twin.serves
     ? { percentAtLeast: percent, percentBelow: null }
@@ -97,6 +130,8 @@ export async function placeCatalog(
   request: PlacementRequest,
   deps: PlacementDeps,
 ): Promise<PlacementResponse> {
+  // The request was just read and checked on this turn: the placement starts on the next.
+  await nextTurn();
   const profile = deps.loadProfile(request.profile);
   const issues = rankIssues(profile, request.catalog);
   if (issues.length > 0) throw new InputError(issues);
@@ -124,6 +159,7 @@ export async function placeCatalog(
   // The bound needs nothing from the placement: its searches fill the pool's idle threads.
   const boundPromise = lowerBound(ctx, catalog);
   boundPromise.catch(() => undefined);
+  await nextTurn();
   const fresh = await placeLoraplan(
     ctx,
     catalog,
@@ -137,15 +173,16 @@ export async function placeCatalog(
     mapLimited(plan.gpus, PLACEMENT_CONCURRENCY, (g) => headroomOf(ctx, g)),
   ]);
 
-  // GPU names: a current GPU keeps its position's name; new ones take the next free numbers.
-  let nextName = current?.length ?? 0;
-  const names = plan.gpus.map((g, i) =>
-    !current
-      ? `gpu-${i}`
-      : g.origin !== undefined && g.origin < current.length
-        ? `gpu-${g.origin}`
-        : `gpu-${nextName++}`,
+  const names = gpuNames(
+    request.current,
+    plan.gpus.map((g) => (current ? g.origin : undefined)),
   );
+  const runningNames = current
+    ? gpuNames(
+        request.current,
+        current.map((_, i) => i),
+      )
+    : [];
 
   const gpus = plan.gpus.map((g, i) => {
     const point = g.verdict.point;
@@ -178,9 +215,13 @@ export async function placeCatalog(
   const unplacedOffered = plan.unplaced.reduce((s, u) => s + u.rate * tokens, 0);
 
   const warnings: string[] = [];
+  // Said of the answer: an adapter is called hot only when its own load is over half a GPU; one
+  // split because the running placement split it is said to be so.
   for (const r of routing.slice(0, 10))
     warnings.push(
-      `adapter "${r.id}" is hotter than half a GPU: it is served by ${r.replicas.length} GPUs; route its requests by the weights in \`routing\``,
+      isHot(ctx, byId.get(r.id)!)
+        ? `adapter "${r.id}" is hotter than half a GPU: it is served by ${r.replicas.length} GPUs; route its requests by the weights in \`routing\``
+        : `adapter "${r.id}" stays split over ${r.replicas.length} GPUs as it runs now: route its requests by the weights in \`routing\``,
     );
   if (routing.length > 10) warnings.push(`${routing.length - 10} more adapters are replicated`);
   if (plan.unplaced.length > 0)
@@ -206,7 +247,7 @@ export async function placeCatalog(
   if (current) {
     const before = new Map<string, Set<string>>();
     current.forEach((gpu, i) => {
-      for (const a of gpu) before.set(a.id, (before.get(a.id) ?? new Set()).add(`gpu-${i}`));
+      for (const a of gpu) before.set(a.id, (before.get(a.id) ?? new Set()).add(runningNames[i]!));
     });
     const after = new Map<string, Set<string>>();
     for (const [id, r] of replicas) after.set(id, new Set(r.map((x) => x.gpu)));
@@ -236,7 +277,7 @@ export async function placeCatalog(
       throughputTokensPerSecond: gpus.reduce((s, g) => s + g.throughputTokensPerSecond, 0),
       unplacedOfferedTokensPerSecond: unplacedOffered,
     },
-    lowerBound: { ...bound, ratio: gpus.length / bound.gpus },
+    lowerBound: reportedBound(bound, gpus.length, plan.unplaced.length === 0),
     ...(moves ? { moves } : {}),
     warnings,
   };

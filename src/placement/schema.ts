@@ -15,16 +15,96 @@ const adapterSchema = z.strictObject({
   rank: z.number().int().positive().max(1024),
 });
 
-const currentGpuSchema = z.object({
+/** A GPU's name in an answer and in `current`: what an orchestrator keys its servers by. */
+const gpuIdSchema = z
+  .string()
+  .min(1)
+  .max(100)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" and "-", starting alnum');
+
+/**
+ * Fields of an answer's GPU that `current` accepts and ignores, so an answer can be passed back as
+ * is: the adapters (and the id) are the running placement, the rest is what was predicted for it.
+ */
+const answerEchoFields = {
+  flags: z.unknown().optional(),
+  vllmArgs: z.unknown().optional(),
+  offeredTokensPerSecond: z.unknown().optional(),
+  throughputTokensPerSecond: z.unknown().optional(),
+  completionRatio: z.unknown().optional(),
+  stable: z.unknown().optional(),
+  ttftP99Ms: z.unknown().optional(),
+  itlP99Ms: z.unknown().optional(),
+  headroom: z.unknown().optional(),
+};
+
+const currentGpuSchema = z.strictObject({
+  id: gpuIdSchema.optional().meta({
+    description:
+      "The running GPU's name; the answer keeps it (without one, its position: gpu-0...)",
+  }),
   adapters: z
     .array(
       z.union([
         z.string().min(1).max(200),
-        z.object({ id: z.string().min(1).max(200), weight: z.number().gt(0).max(1).optional() }),
+        z.strictObject({
+          id: z.string().min(1).max(200),
+          weight: z.number().gt(0).max(1).optional(),
+          // An answer's adapters carry their rate; the catalog's rates are the ones planned with.
+          rate: z.number().optional(),
+        }),
       ]),
     )
     .max(PLACEMENT_LIMITS.maxAdapters),
+  ...answerEchoFields,
 });
+
+/** Weights of an adapter's replicas in `current` must sum to 1, as a router's would. */
+const WEIGHT_TOLERANCE = 1e-6;
+
+type CurrentGpuInput = z.infer<typeof currentGpuSchema>;
+
+/** Issues of a running placement that would make it no placement at all. */
+function currentIssues(current: readonly CurrentGpuInput[]) {
+  const issues: Array<{ path: Array<string | number>; message: string }> = [];
+  const names = new Map<string, number>();
+  const weights = new Map<string, Array<{ gpu: number; entry: number; weight: number }>>();
+  current.forEach((gpu, g) => {
+    if (gpu.id !== undefined) {
+      const first = names.get(gpu.id);
+      if (first !== undefined)
+        issues.push({
+          path: ['current', g, 'id'],
+          message: `GPU id "${gpu.id}" is also current[${first}]'s`,
+        });
+      else names.set(gpu.id, g);
+    }
+    const onThisGpu = new Map<string, number>();
+    gpu.adapters.forEach((a, e) => {
+      const id = typeof a === 'string' ? a : a.id;
+      const weight = typeof a === 'string' ? 1 : (a.weight ?? 1);
+      const twice = onThisGpu.get(id);
+      if (twice !== undefined)
+        issues.push({
+          path: ['current', g, 'adapters', e],
+          message: `adapter "${id}" is listed twice on this GPU (also current[${g}].adapters[${twice}])`,
+        });
+      else onThisGpu.set(id, e);
+      weights.set(id, [...(weights.get(id) ?? []), { gpu: g, entry: e, weight }]);
+    });
+  });
+  for (const [id, entries] of weights) {
+    const sum = entries.reduce((s, e) => s + e.weight, 0);
+    if (Math.abs(sum - 1) > WEIGHT_TOLERANCE && issues.length < 50)
+      issues.push({
+        path: ['current', entries[0]!.gpu, 'adapters', entries[0]!.entry],
+        message: `adapter "${id}"'s weights sum to ${Number(sum.toFixed(6))} over ${entries
+          .map((e) => `current[${e.gpu}].adapters[${e.entry}]`)
+          .join(', ')}; a router's weights sum to 1`,
+      });
+  }
+  return issues;
+}
 
 export const placementRequestSchema = z
   .strictObject({
@@ -43,7 +123,7 @@ export const placementRequestSchema = z
     }),
     current: z.array(currentGpuSchema).max(PLACEMENT_LIMITS.maxAdapters).optional().meta({
       description:
-        "The placement running now, one entry per GPU (a previous answer's `gpus` can be passed back as is): the answer keeps GPU order and moves few adapters.",
+        "The placement running now, one entry per GPU (a previous answer's `gpus` can be passed back as is): the answer keeps each GPU's `id` (or, without one, its position's name gpu-0, gpu-1...) and moves few adapters. An adapter appears at most once per GPU, and its weights over the GPUs sum to 1.",
     }),
   })
   .superRefine((r, ctx) => {
@@ -58,6 +138,9 @@ export const placementRequestSchema = z
         });
       else seen.set(a.id, i);
     });
+    if (r.current)
+      for (const issue of currentIssues(r.current))
+        ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
     const total = r.catalog.reduce((s, a) => s + a.rate, 0);
     if (total > PLACEMENT_LIMITS.maxTotalRate)
       ctx.addIssue({
@@ -146,6 +229,10 @@ export const placementResponseSchema = z
       gpus: z.number(),
       loadBound: z.number(),
       countBound: z.number(),
+      capacityBound: z.number().meta({
+        description:
+          'The completed share of the offered load over the closed-form capacity of one GPU: a floor no twin result lowers',
+      }),
       ratio: z.number().meta({ description: 'GPUs used / lower bound' }),
       bestGpuByRank: z.array(
         z.object({ maxLoraRank: z.number(), throughputTokensPerSecond: z.number() }),
