@@ -1,5 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { parseTrace, placementRequestSchema, type PlacementResponse } from '../placement/index.js';
+import {
+  TraceError,
+  parseTrace,
+  placementRequestSchema,
+  type PlacementResponse,
+} from '../placement/index.js';
 import { InputError, fieldIssues } from '../runtime/errors.js';
 import { ServiceCore } from '../service/core.js';
 import { openDatabase } from '../storage/db.js';
@@ -33,7 +38,13 @@ function ranksFrom(path: string): Map<string, number> {
   return ranks;
 }
 
-function bodyFromTrace(values: Record<string, string | boolean | undefined>): unknown {
+/** A request body built from a request log, with the line each catalog entry comes from. */
+interface TraceBody {
+  body: unknown;
+  lines: number[];
+}
+
+function bodyFromTrace(values: Record<string, string | boolean | undefined>): TraceBody {
   const profile = values.profile;
   if (typeof profile !== 'string') throw new UsageError(`--trace needs --profile\n${USAGE}`);
   const fixed = typeof values.rank === 'string' ? Number(values.rank) : undefined;
@@ -48,7 +59,7 @@ function bodyFromTrace(values: Record<string, string | boolean | undefined>): un
       throw new UsageError(`adapter "${id}" has no rank in ${String(values.ranks)}`);
     return r;
   });
-  return {
+  const body = {
     profile,
     catalog: trace.catalog,
     ...(trace.requestLengths ? { requestLengths: trace.requestLengths } : {}),
@@ -58,6 +69,26 @@ function bodyFromTrace(values: Record<string, string | boolean | undefined>): un
       ? { current: JSON.parse(readFileSync(values.current, 'utf8')) as unknown }
       : {}),
   };
+  return { body, lines: trace.lines };
+}
+
+/**
+ * The request checked here, whichever way it is sent: a catalog entry built from a request log
+ * that the schema refuses is named by its line in the log, whatever the field.
+ */
+function checked(body: unknown, lines: number[] | undefined) {
+  const parsed = placementRequestSchema.safeParse(body);
+  if (parsed.success) return parsed.data;
+  const issues = fieldIssues(parsed.error);
+  if (lines)
+    for (const issue of issues) {
+      const entry = /^catalog\[(\d+)\]\.?(.*)$/.exec(issue.field);
+      if (entry) {
+        const field = entry[2] === 'id' ? 'adapter id' : entry[2] || 'entry';
+        throw new TraceError(lines[Number(entry[1])]!, `${field}: ${issue.message}`);
+      }
+    }
+  throw new InputError(issues);
 }
 
 function table(r: PlacementResponse): string {
@@ -96,25 +127,25 @@ export async function placeCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (!values.file === !values.trace) throw new UsageError(`give --file or --trace\n${USAGE}`);
-  const body = values.file
-    ? (JSON.parse(readFileSync(values.file, 'utf8')) as unknown)
-    : bodyFromTrace(values);
+  const fromTrace = values.file ? undefined : bodyFromTrace(values);
+  const body = fromTrace
+    ? fromTrace.body
+    : (JSON.parse(readFileSync(values.file as string, 'utf8')) as unknown);
+  const request = checked(body, fromTrace?.lines);
   let response: PlacementResponse;
   if (values.url) {
     const res = await fetch(new URL('/v1/placement', values.url), {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
+      body: JSON.stringify(request),
     });
     const json = (await res.json()) as PlacementResponse & { detail?: string };
     if (!res.ok) throw new UsageError(`${res.status}: ${json.detail ?? res.statusText}`);
     response = json;
   } else {
-    const parsed = placementRequestSchema.safeParse(body);
-    if (!parsed.success) throw new InputError(fieldIssues(parsed.error));
     const core = new ServiceCore({ db: openDatabase(':memory:'), placementTimeoutMs: 3_600_000 });
     try {
-      response = (await core.place(parsed.data)).response;
+      response = (await core.place(request)).response;
     } finally {
       await core.close();
     }

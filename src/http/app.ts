@@ -11,6 +11,7 @@ import {
 } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import type { ServiceCore } from '../service/core.js';
+import { InputError } from '../runtime/errors.js';
 import { TWIN_VERSION } from '../twin/index.js';
 import { ServiceMetrics } from './metrics.js';
 import { problemContentTypes } from './openapi-doc.js';
@@ -97,6 +98,21 @@ export async function buildApp(options: AppOptions) {
       instance: request.url,
     }),
   );
+  // No route takes a list in its query: a parameter given twice is a client's mistake, named as
+  // such rather than read as a list that a number or enum then fails to be.
+  app.addHook('preValidation', (request, _reply, done) => {
+    const query = request.query as Record<string, unknown> | undefined;
+    const repeated = Object.entries(query ?? {}).filter(([, v]) => Array.isArray(v));
+    if (repeated.length === 0) return done();
+    done(
+      new InputError(
+        repeated.map(([key, v]) => ({
+          field: `querystring.${key}`,
+          message: `given ${(v as unknown[]).length} times; give it once`,
+        })),
+      ),
+    );
+  });
   app.addHook('onResponse', (request, reply, done) => {
     metrics.observe(
       request.routeOptions.url ?? 'unmatched',

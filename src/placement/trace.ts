@@ -14,6 +14,8 @@ export class TraceError extends Error {
 
 export interface TraceCatalog {
   catalog: CatalogAdapter[];
+  /** The 1-based line each catalog entry's adapter first appears on, for naming errors. */
+  lines: number[];
   /** The log's own prompt and output lengths, when every line carries them. */
   requestLengths?: RequestLengthSpec;
   requests: number;
@@ -35,6 +37,7 @@ const timestampOf = (field: string): number | undefined => {
  */
 export function parseTrace(text: string, rankOf: (id: string) => number): TraceCatalog {
   const counts = new Map<string, number>();
+  const firstLine = new Map<string, number>();
   const samples: Array<[number, number]> = [];
   let withLengths = 0;
   let first = Infinity;
@@ -66,6 +69,7 @@ export function parseTrace(text: string, rankOf: (id: string) => number): TraceC
       throw new TraceError(index + 1, 'give both prompt and output tokens, or neither');
     }
     counts.set(id, (counts.get(id) ?? 0) + 1);
+    if (!firstLine.has(id)) firstLine.set(id, index + 1);
     first = Math.min(first, ts);
     last = Math.max(last, ts);
     requests++;
@@ -84,6 +88,7 @@ export function parseTrace(text: string, rankOf: (id: string) => number): TraceC
   }
   return {
     catalog,
+    lines: catalog.map((a) => firstLine.get(a.id)!),
     ...(requestLengths ? { requestLengths } : {}),
     requests,
     spanSeconds,
