@@ -231,4 +231,20 @@ describe('loraplan place', () => {
       'loraplan place: line 3: "not-a-time" is not a timestamp (seconds or ISO 8601)\n',
     );
   });
+
+  it('names the line of an adapter the request schema refuses, whatever the field', async () => {
+    // A 5 MB adapter id on line 2 (after a header): the schema's catalog[0].id, as a log line.
+    const trace = file('long-id.csv', `timestamp,adapter_id\n0,${'x'.repeat(5_000_000)}\n1,b\n`);
+    const r = await run([
+      'place',
+      '--trace',
+      trace,
+      '--profile',
+      'h100-64gb/qwen-2.5-7b-instruct',
+      '--rank',
+      '8',
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^loraplan place: line 2: adapter id: Too big: .*200 characters\n$/);
+  });
 });

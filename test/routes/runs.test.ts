@@ -136,4 +136,13 @@ describe('runs over HTTP', () => {
     expect(chart.headers['content-type']).toContain('image/svg+xml');
     expect(chart.body).toContain(`answer: ${rec.json().recommendation.concurrentAdapters} x`);
   }, 60_000);
+
+  it('answers 400 naming a query parameter given twice, not "expected number, received NaN"', async () => {
+    const res = await app.inject({ url: '/v1/runs?limit=1&limit=2' });
+    expect(res.statusCode).toBe(400);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.json()).toMatchObject({
+      errors: [{ field: 'querystring.limit', message: 'given 2 times; give it once' }],
+    });
+  });
 });
