@@ -49,6 +49,8 @@ describe('the latency envelope', () => {
   it('spans the measured runs, counting only adapters that send requests', () => {
     expect(envelope).toEqual({
       ratePerAdapter: [0.025, 1.6],
+      // Means of the rate groups: 0.1/0.05/0.025 and 1.6/0.8/0.4/0 (an idle group counts).
+      meanRatePerAdapter: [(0.1 + 0.05 + 0.025) / 3, (1.6 + 0.8 + 0.4 + 0) / 4],
       adapterRank: [8, 32],
       maxLoraRank: [16, 32],
       concurrentAdapters: [8, 256],

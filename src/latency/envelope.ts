@@ -12,6 +12,12 @@ const range = z.tuple([z.number(), z.number()]);
 export const latencyEnvelopeSchema = z.object({
   /** Request rate of one adapter, req/s (adapters that send nothing are not counted). */
   ratePerAdapter: range,
+  /**
+   * A workload's mean rate over the server's adapters, req/s: how light or heavy it is as a
+   * whole, which a single adapter's rate inside the measured range does not tell. Absent in
+   * models written before it was read.
+   */
+  meanRatePerAdapter: range.optional(),
   adapterRank: range,
   maxLoraRank: range,
   concurrentAdapters: range,
@@ -47,6 +53,14 @@ export function lengthLabel(spec: RequestLengthSpec | undefined): string {
   return spec.kind;
 }
 
+/**
+ * A workload's mean request rate per adapter: the mean of its rate groups (adapters cycle through
+ * them), idle groups included.
+ */
+export function meanRateOf(rates: readonly number[]): number {
+  return rates.length === 0 ? 0 : rates.reduce((s, r) => s + r, 0) / rates.length;
+}
+
 /** One measured run as the envelope reads it: its workload and server flags, flat. */
 export interface MeasuredCase {
   rates: readonly number[];
@@ -70,6 +84,7 @@ export function latencyEnvelopeOf(cases: readonly MeasuredCase[]): LatencyEnvelo
   };
   return {
     ratePerAdapter: span((c) => c.rates.filter((r) => r > 0)),
+    meanRatePerAdapter: span((c) => [meanRateOf(c.rates)]),
     adapterRank: span((c) => c.ranks),
     maxLoraRank: span((c) => [c.maxLoraRank]),
     concurrentAdapters: span((c) => [c.maxCpuLoras]),
@@ -104,6 +119,12 @@ export function outsideLatencyEnvelope(
     c.rates.filter((r) => r > 0),
     envelope.ratePerAdapter,
   );
+  if (envelope.meanRatePerAdapter)
+    check(
+      'meanRatePerAdapter',
+      [meanRateOf(c.rates)].filter((r) => r > 0),
+      envelope.meanRatePerAdapter,
+    );
   check('adapterRank', c.ranks, envelope.adapterRank);
   if (c.config) {
     check('maxLoraRank', [c.config.maxLoraRank], envelope.maxLoraRank);

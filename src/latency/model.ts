@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DEFAULT_STARVATION_THRESHOLD, KEEPS_UP_RATIO } from '../twin/index.js';
 import { outsideFeatureSchema, type OutsideFeature } from '../model/envelope.js';
 import { latencyEnvelopeSchema, outsideLatencyEnvelope, type LatencyCase } from './envelope.js';
+import { envelopeDistance, extrapolationSchema, widened } from './extrapolation.js';
 
 /**
  * Latency the client sees, from the twin's simulated latency. The twin models what happens inside
@@ -45,6 +46,8 @@ export interface TwinLatency {
   itlMs: { mean: number; p50: number; p99: number };
   /** Arrival realisations behind ttftMs (1 when omitted). */
   ttftRealisations?: number;
+  /** The lowest and highest p99 TTFT over those realisations, where there were several. */
+  ttftP99Spread?: { low: number; high: number };
 }
 
 // The regime boundary of the correction and its intervals is the twin's definition of keeping up.
@@ -202,6 +205,11 @@ const metricModelSchema = z
         sloQuantileLog: z.object({ below: z.number(), above: z.number() }),
       })
       .optional(),
+    /**
+     * How the interval and bound grow outside the envelope, per unit of envelopeDistance (ln of
+     * how far the furthest feature lies beyond its measured range). Absent: they do not grow.
+     */
+    extrapolation: extrapolationSchema.optional(),
   })
   // A file whose arrays do not line up with its features would correct by NaN: refused on load.
   .refine(
@@ -264,6 +272,10 @@ export const latencyPredictionSchema = z.object({
   }),
   outsideEnvelope: z.array(outsideFeatureSchema).optional().meta({
     description: 'What lies outside the measured ranges, with those ranges',
+  }),
+  envelopeDistance: z.number().optional().meta({
+    description:
+      'How far outside: ln(value / nearest measured end) of the furthest feature (0.69 = twice the largest measured). Intervals and bounds widen with it, by the growth validate:twin measured on whole regimes held out of the fit',
   }),
 });
 export type LatencyPrediction = z.infer<typeof latencyPredictionSchema>;
@@ -391,10 +403,16 @@ export function predictLatency(
 ): LatencyPrediction {
   const point = model ? pointPredictions(model.metrics, t) : undefined;
   const regime = regimeOf(t);
+  const distance = model && simulated ? envelopeDistance(model.envelope, simulated).distance : 0;
   const one = (metric: LatencyMetric): LatencyEstimate => {
-    if (!model || !point) return estimate(twinValue(t, metric), 0, 0);
-    const w = widthsFor(model.metrics[metric], metric, regime, point[metric]);
-    return estimate(point[metric], w.halfWidthLog, w.sloQuantileLog);
+    let e: LatencyEstimate;
+    if (!model || !point) e = estimate(twinValue(t, metric), 0, 0);
+    else {
+      const m = model.metrics[metric];
+      const w = widened(widthsFor(m, metric, regime, point[metric]), distance, m.extrapolation);
+      e = estimate(point[metric], w.halfWidthLog, w.sloQuantileLog);
+    }
+    return metric === 'ttftP99' ? withRealisationSpread(e, t) : e;
   };
   return {
     ttftMs: { p50: one('ttftP50'), p99: one('ttftP99') },
@@ -403,8 +421,28 @@ export function predictLatency(
     calibrated: model !== undefined,
     ttftArrivalRealisations: t.ttftRealisations ?? 1,
     ...(model && simulated
-      ? envelopeFields(outsideLatencyEnvelope(model.envelope, simulated))
+      ? {
+          ...envelopeFields(outsideLatencyEnvelope(model.envelope, simulated)),
+          ...(distance > 0 ? { envelopeDistance: distance } : {}),
+        }
       : {}),
+  };
+}
+
+/**
+ * Where the queue comes and goes, the hour's bursts decide the p99 TTFT: its spread across arrival
+ * realisations is part of the prediction. The interval spans at least the realisations' lowest
+ * and highest p99 (scaled as the median was corrected), and the SLO bound is at least the highest.
+ */
+function withRealisationSpread(e: LatencyEstimate, t: TwinLatency): LatencyEstimate {
+  const spread = t.ttftP99Spread;
+  if (!spread || !(t.ttftMs.p99 > 0)) return e;
+  const scale = e.ms / t.ttftMs.p99;
+  return {
+    ms: e.ms,
+    lowMs: Math.min(e.lowMs, spread.low * scale),
+    highMs: Math.max(e.highMs, spread.high * scale),
+    sloMs: Math.max(e.sloMs, spread.high * scale),
   };
 }
 

@@ -256,9 +256,15 @@ export function warningsFor(
     );
   else if (best.latency?.outsideEnvelope?.length)
     warnings.push(
-      `The latency intervals' coverage was measured on real runs unlike this one (${best.latency.outsideEnvelope.map(outsideText).join('; ')}): the figures are the corrected twin's, but how often the real p99 stays under the bound is not measured here${slo ? ', and the SLO check relies on that bound' : ''}.`,
+      `The latency intervals' coverage was measured on real runs unlike this one (${best.latency.outsideEnvelope.map(outsideText).join('; ')}): the figures are the corrected twin's, but how often the real p99 stays under the bound is not measured here${slo ? ', and the SLO check relies on that bound' : ''}.${widenedText(best.latency.envelopeDistance)}`,
     );
   return warnings;
+}
+
+/** How far outside the envelope, and that the bounds grew for it (docs/validation/extrapolation.md). */
+function widenedText(distance: number | undefined): string {
+  if (distance === undefined || !(distance > 0)) return '';
+  return ` It lies ${distance.toFixed(2)} ln units outside them (x${Math.exp(distance).toFixed(2)} beyond the furthest measured value): its intervals and SLO bounds were widened by the growth measured on whole regimes held out of the fit.`;
 }
 
 /** One feature outside the measured envelope, with what was measured. */

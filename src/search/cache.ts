@@ -52,7 +52,13 @@ export type SimulationOutcome = Omit<SimulationResult, 'wallTimeMs'> & {
    * next ones), where one realisation's TTFT is a lottery (src/search/arrivals.ts). Never stored:
    * each realisation is cached on its own.
    */
-  ttftAcrossArrivals?: { p50: number; p99: number; realisations: number };
+  ttftAcrossArrivals?: {
+    p50: number;
+    p99: number;
+    realisations: number;
+    /** The lowest and highest p99 over the realisations: the hour's bursts, as a range. */
+    p99Spread?: { low: number; high: number };
+  };
 };
 export type RunSimulation = (
   scenario: Scenario,

@@ -252,6 +252,7 @@ export function twinLatencyOf(r: SimulationOutcome, pair: VllmFlags): TwinLatenc
     ttftMs: across ? { p50: across.p50, p99: across.p99 } : r.ttftMs,
     itlMs: r.itlMs,
     ttftRealisations: across?.realisations ?? 1,
+    ...(across?.p99Spread ? { ttftP99Spread: across.p99Spread } : {}),
   };
 }
 
@@ -529,5 +530,36 @@ function explainNone(
   ]
     .filter(Boolean)
     .join(' and ');
-  return `no configuration that does not starve meets the SLO (${sloText})`;
+  return `no configuration that does not starve meets the SLO (${sloText})${closestMiss(judged, slo)}`;
+}
+
+/**
+ * The pair that came closest to the SLO among those that serve, with its bounds: how far the
+ * operator is from an answer (by the largest bound-over-limit ratio of its limits).
+ */
+function closestMiss(judged: readonly EvaluatedPoint[], slo: Slo | undefined): string {
+  if (!slo) return '';
+  const over = (p: EvaluatedPoint) => {
+    const ttft = p.latency?.ttftMs.p99.sloMs ?? p.ttftP99Ms;
+    const itl = p.latency?.itlMs.p99.sloMs ?? p.itlP99Ms;
+    return Math.max(
+      slo.ttftP99Ms !== undefined ? ttft / slo.ttftP99Ms : 0,
+      slo.itlP99Ms !== undefined ? itl / slo.itlP99Ms : 0,
+    );
+  };
+  const serving = judged.filter((p) => !p.starving && p.simulated);
+  if (serving.length === 0) return '';
+  const best = serving.reduce((a, b) => (over(b) < over(a) ? b : a));
+  const bounds = [
+    slo.ttftP99Ms !== undefined
+      ? `p99 TTFT bound ${Math.round(best.latency?.ttftMs.p99.sloMs ?? best.ttftP99Ms)} ms`
+      : '',
+    slo.itlP99Ms !== undefined
+      ? `p99 ITL bound ${Math.round(best.latency?.itlMs.p99.sloMs ?? best.itlP99Ms)} ms`
+      : '',
+  ]
+    .filter(Boolean)
+    .join(', ');
+  const outside = best.latency?.envelopeDistance;
+  return `; the closest is ${best.concurrentAdapters} adapters with ${best.parallelAdapters} slots: ${bounds}, ${(100 * (over(best) - 1)).toFixed(0)}% over the limit${outside ? ` (its bounds widened for lying ${outside.toFixed(2)} ln units outside the measured runs)` : ''}`;
 }

@@ -1,0 +1,238 @@
+import { describe, expect, it } from 'vitest';
+import {
+  envelopeDistance,
+  growthFor,
+  latencyEnvelopeOf,
+  predictLatency,
+  type LatencyModel,
+  type MeasuredCase,
+  type TwinLatency,
+} from '../src/latency/index.js';
+import { loadProfile } from '../src/profiles/store.js';
+import { recommendRequestSchema, Recommender } from '../src/recommend/index.js';
+import type { RunSimulation } from '../src/search/index.js';
+import type { Scenario } from '../src/twin/index.js';
+import { coverageOf, growthOf, type HeldOutCase } from '../src/validation/regimes.js';
+import { stubOutcome } from './helpers.js';
+import { constantModel } from './models.js';
+
+/** Intervals and bounds beyond the measured runs (issue 24), on constructed models and runs. */
+const measured = (over: Partial<MeasuredCase> = {}): MeasuredCase => ({
+  rates: [0.1, 0.05, 0.025],
+  ranks: [8, 16],
+  lengths: 'sharegpt',
+  maxLoras: 16,
+  maxCpuLoras: 64,
+  maxLoraRank: 16,
+  maxNumBatchedTokens: 2048,
+  maxNumSeqs: 2048,
+  durationSeconds: 3600,
+  ...over,
+});
+// Measured: 8 to 128 adapters, 8 to 32 slots, rates 0.025 to 0.1 req/s.
+const envelope = latencyEnvelopeOf([
+  measured({ maxCpuLoras: 8, maxLoras: 8 }),
+  measured({ maxCpuLoras: 128, maxLoras: 32 }),
+]);
+
+/** The twin's figures as is (no correction), fixed widths, and a known growth per distance. */
+const metric = {
+  features: [],
+  coefficients: [],
+  featureRanges: [],
+  halfWidthLog: { keepsUp: 0.1, saturated: 0.1 },
+  sloQuantileLog: { keepsUp: 0.2, saturated: 0.2 },
+  extrapolation: { halfWidthLogPerUnit: 0.5, sloQuantileLogPerUnit: 0.25, runs: 10 },
+};
+const model: LatencyModel = {
+  profile: 'p',
+  twinVersion: 't',
+  coverage: 0.9,
+  source: 'constructed',
+  runs: 2,
+  workloads: 1,
+  envelope,
+  metrics: { ttftP50: metric, ttftP99: metric, itlP50: metric, itlP99: metric },
+};
+const twin: TwinLatency = {
+  maxLoras: 16,
+  maxCpuLoras: 64,
+  maxLoraRank: 16,
+  meanRunningRequests: 20,
+  completionRatio: 1,
+  ttftMs: { p50: 100, p99: 400 },
+  itlMs: { mean: 20, p50: 18, p99: 60 },
+};
+const at = (maxCpuLoras: number) => ({
+  rates: [0.1, 0.05, 0.025],
+  ranks: [8, 16],
+  config: { maxLoras: 16, maxCpuLoras, maxLoraRank: 16 },
+});
+
+describe('widening with the distance from the measured runs', () => {
+  it('measures the distance in ln units of the furthest feature, 0 inside', () => {
+    expect(envelopeDistance(envelope, at(64))).toEqual({ distance: 0 });
+    expect(envelopeDistance(envelope, at(256))).toEqual({
+      distance: Math.log(2),
+      feature: 'concurrentAdapters',
+    });
+    // Rates 8x the largest measured are further out than 512 adapters (4x): the rates decide.
+    const far = envelopeDistance(envelope, {
+      rates: [0.8, 0.8, 0.8],
+      ranks: [8],
+      config: { maxLoras: 16, maxCpuLoras: 512, maxLoraRank: 16 },
+    });
+    // The workload's mean (0.8 against 0.0583 measured) is further out than one adapter's rate.
+    expect(far.feature).toBe('meanRatePerAdapter');
+    expect(far.distance).toBeCloseTo(Math.log(0.8 / (0.175 / 3)), 12);
+  });
+
+  it('is zero inside and grows linearly with the distance outside', () => {
+    const inside = predictLatency(model, twin, at(64));
+    expect(inside.envelope).toBe('inside');
+    expect(inside.envelopeDistance).toBeUndefined();
+    expect(inside.itlMs.p99.highMs).toBeCloseTo(60 * Math.exp(0.1), 9);
+    expect(inside.itlMs.p99.sloMs).toBeCloseTo(60 * Math.exp(0.2), 9);
+    for (const [adapters, d] of [
+      [256, Math.log(2)],
+      [512, Math.log(4)],
+    ] as const) {
+      const p = predictLatency(model, twin, at(adapters));
+      expect(p.envelope).toBe('outside');
+      expect(p.envelopeDistance).toBeCloseTo(d, 12);
+      expect(p.itlMs.p99.ms).toBe(60);
+      expect(p.itlMs.p99.highMs).toBeCloseTo(60 * Math.exp(0.1 + 0.5 * d), 9);
+      expect(p.itlMs.p99.lowMs).toBeCloseTo(60 * Math.exp(-(0.1 + 0.5 * d)), 9);
+      expect(p.itlMs.p99.sloMs).toBeCloseTo(60 * Math.exp(0.2 + 0.25 * d), 9);
+    }
+  });
+
+  it('a pair in the coming-and-going regime gets an interval at least its realisations wide', () => {
+    // The twin keeps up behind a queue (p99 TTFT 3 s): ten realisations from 0.4 to 9 s.
+    const queued: TwinLatency = {
+      ...twin,
+      completionRatio: 0.99,
+      ttftMs: { p50: 300, p99: 3000 },
+      ttftRealisations: 10,
+      ttftP99Spread: { low: 400, high: 9000 },
+    };
+    const p = predictLatency(model, queued, at(64)).ttftMs.p99;
+    expect(p.ms).toBe(3000);
+    expect(p.lowMs).toBeLessThanOrEqual(400);
+    expect(p.highMs).toBeGreaterThanOrEqual(9000);
+    // The SLO is checked against the realisations' upper end, not their median.
+    expect(p.sloMs).toBeGreaterThanOrEqual(9000);
+  });
+});
+
+describe('sizing the growth on held-out regimes', () => {
+  const held = (residualLog: number, distance: number): HeldOutCase => ({
+    regime: 'r',
+    metric: 'itlP99',
+    keepsUp: true,
+    distance,
+    residualLog,
+    halfWidthLog: 0.1,
+    sloQuantileLog: 0.1,
+    predictedMs: 100,
+    realMs: 100 * Math.exp(residualLog),
+  });
+
+  it('is the smallest growth that brings the held-out runs outside to the coverage', () => {
+    // Excess per unit of distance: 0, 0.1, ..., 0.9 over ten runs at distance 1.
+    const cases = Array.from({ length: 10 }, (_, i) => held(0.1 + 0.1 * i, 1));
+    const g = growthOf(cases, 'itlP99', 0.8);
+    expect(g.halfWidthLogPerUnit).toBeCloseTo(0.8, 9);
+    expect(coverageOf(cases).coverage).toBeCloseTo(0.1, 9);
+    expect(coverageOf(cases, g).coverage).toBeGreaterThanOrEqual(0.8);
+    // Runs inside the envelope cannot be helped by growth and do not size it.
+    expect(growthFor([{ excessLog: 5, distance: 0 }], 0.9)).toBe(0);
+  });
+});
+
+describe('an SLO answer outside the envelope', () => {
+  const llama = loadProfile('h100-64gb/llama-3.1-8b-instruct');
+  // Measured: 8 to 16 adapters. Every pair's p99 ITL is 60 ms in the twin; more adapters serve
+  // more. Inside, the bound is 60 e^0.2 = 73 ms; at 32 adapters (ln 2 outside) 60 e^0.37 = 87 ms.
+  const wide: [number, number] = [1, 1e9];
+  const measuredOn = (growth: boolean): LatencyModel => ({
+    ...model,
+    envelope: {
+      ratePerAdapter: [0.1, 0.1],
+      meanRatePerAdapter: [0.1, 0.1],
+      adapterRank: [16, 16],
+      maxLoraRank: [16, 16],
+      concurrentAdapters: [8, 16],
+      parallelAdapters: [8, 8],
+      maxNumBatchedTokens: wide,
+      maxNumSeqs: wide,
+      durationSeconds: wide,
+      requestLengths: ['sharegpt'],
+    },
+    metrics: Object.fromEntries(
+      Object.entries(model.metrics).map(([k, m]) => [
+        k,
+        growth ? m : { ...m, extrapolation: undefined },
+      ]),
+    ) as LatencyModel['metrics'],
+  });
+  const twinRun: RunSimulation = (s: Scenario) =>
+    Promise.resolve({
+      ...stubOutcome({
+        throughputTokensPerSecond: 100 * s.config.maxCpuLoras,
+        offeredTokensPerSecond: 100 * s.config.maxCpuLoras,
+        starving: false,
+      }),
+      itlMs: { mean: 20, p50: 18, p99: 60 },
+    });
+  const recommend = (growth: boolean) =>
+    new Recommender({
+      loadProfile,
+      loadModel: () => constantModel(llama, { rates: [0.1], ranks: [16] }, 16, 8),
+      loadLatencyModel: () => measuredOn(growth),
+      simulate: twinRun,
+    }).recommend(
+      recommendRequestSchema.parse({
+        profile: 'h100-64gb/llama-3.1-8b-instruct',
+        workload: { rates: [0.1], ranks: [16] },
+        method: 'twin',
+        search: { concurrent: [8, 16, 32], parallel: [8] },
+        slo: { itlP99Ms: 80 },
+      }),
+    );
+
+  it('steps back to the measured pair where the widened bound breaks the SLO', async () => {
+    // Without growth the 32-adapter pair's bound would be 73 ms, under 80: it would be the answer.
+    expect((await recommend(false)).recommendation.concurrentAdapters).toBe(32);
+    const r = await recommend(true);
+    expect(r.recommendation.concurrentAdapters).toBe(16);
+    const outside = r.evaluated.find((e) => e.concurrentAdapters === 32)!;
+    expect(outside.sloViolated).toBe(true);
+    expect(outside.latency!.envelopeDistance).toBeCloseTo(Math.log(2), 12);
+    expect(outside.latency!.itlMs.p99.sloMs).toBeCloseTo(
+      60 * Math.exp(0.2 + 0.25 * Math.log(2)),
+      9,
+    );
+  });
+
+  it('names the closest pair and its bound when nothing meets the SLO', async () => {
+    const none = new Recommender({
+      loadProfile,
+      loadModel: () => constantModel(llama, { rates: [0.1], ranks: [16] }, 16, 8),
+      loadLatencyModel: () => measuredOn(true),
+      simulate: twinRun,
+    }).recommend(
+      recommendRequestSchema.parse({
+        profile: 'h100-64gb/llama-3.1-8b-instruct',
+        workload: { rates: [0.1], ranks: [16] },
+        method: 'twin',
+        search: { concurrent: [8, 16, 32], parallel: [8] },
+        slo: { itlP99Ms: 70 },
+      }),
+    );
+    // Inside, 73 ms is the best bound: 5% over 70 ms.
+    await expect(none).rejects.toThrow(
+      /the closest is (8|16) adapters with 8 slots: p99 ITL bound 73 ms, 5% over the limit/,
+    );
+  });
+});
