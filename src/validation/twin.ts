@@ -26,6 +26,8 @@ import {
 import { latencyModelPath } from '../profiles/latency.js';
 import { loadProfile } from '../profiles/store.js';
 import { readServingRuns } from '../calibrate/runs.js';
+import { EXTRAPOLATED_METRICS } from './regimes.js';
+import { regimeValidation } from './extrapolation-report.js';
 import { CAUSES, tailShares } from './tail.js';
 
 export const DEFAULT_DATA_DIR = MEASUREMENTS_DIR;
@@ -72,6 +74,38 @@ export interface RunComparison {
   twinItlP99Ms: number;
   twinMeanRunningRequests: number;
   twinWallMs: number;
+}
+
+/** String columns of RunComparison; booleans are 'true'/'false'; every other column a number. */
+const TEXT_COLUMNS = new Set([
+  'model',
+  'workload',
+  'run',
+  'adapterRates',
+  'adapterRanks',
+  'requestLengths',
+  'realFailure',
+]);
+const BOOLEAN_COLUMNS = new Set(['realOk', 'twinFeasible', 'realStarving', 'twinStarving']);
+
+/**
+ * The comparisons a validate:twin run wrote (twin-runs.csv), read back: the latency fits and the
+ * regime validation redone without simulating again (`validate:twin -- --runs FILE`).
+ */
+export function readComparisons(path: string): RunComparison[] {
+  return readCsv(path).map((row) => {
+    const entries = Object.entries(row).map(([k, v]): [string, unknown] => [
+      k,
+      TEXT_COLUMNS.has(k)
+        ? v
+        : BOOLEAN_COLUMNS.has(k)
+          ? v === 'true'
+          : v.trim() === ''
+            ? Number.NaN
+            : Number(v),
+    ]);
+    return Object.fromEntries(entries) as unknown as RunComparison;
+  });
 }
 
 export async function compareRuns(
@@ -415,15 +449,14 @@ async function main(): Promise<void> {
       out: { type: 'string' },
       threads: { type: 'string' },
       only: { type: 'string' },
+      runs: { type: 'string' },
     },
   });
   const dataDir = resolve(values.data ?? DEFAULT_DATA_DIR);
   const outDir = resolve(values.out ?? join(PACKAGE_ROOT, 'docs', 'validation'));
-  const runs = await compareRuns(
-    dataDir,
-    values.threads ? Number(values.threads) : undefined,
-    values.only,
-  );
+  const runs = values.runs
+    ? readComparisons(resolve(values.runs))
+    : await compareRuns(dataDir, values.threads ? Number(values.threads) : undefined, values.only);
   const models = [...new Set(runs.map((r) => r.model))];
   const summaries = models.map((m) =>
     summarize(
@@ -447,7 +480,15 @@ async function main(): Promise<void> {
       .filter((f) => f.model === model);
     return { model, figures: latencyFigures(rows), joint: jointSloCoverage(rows) };
   });
+  // Whole regimes held out: how the intervals fare beyond the fitting runs, and how much they
+  // must grow with the distance from them (written into each profile's model).
+  const regimes = regimeValidation(runs);
   for (const [profile, latencyModel] of Object.entries(fit.models)) {
+    for (const metric of EXTRAPOLATED_METRICS)
+      latencyModel.metrics[metric] = {
+        ...latencyModel.metrics[metric],
+        extrapolation: regimes.growth[metric],
+      };
     const file = latencyModelPath(profile);
     mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, `${JSON.stringify(latencyModel, null, 1)}\n`);
@@ -459,6 +500,7 @@ async function main(): Promise<void> {
     report(summaries, dataDir, 'npm run validate:twin', latencySection(latency, fit)),
   );
   writeFileSync(join(outDir, 'twin-runs.csv'), toCsv(runs));
+  writeFileSync(join(outDir, 'extrapolation.md'), regimes.report);
   // The twin's verdict errors, per profile: what the recommender's edge rule reads.
   for (const model of [...new Set(runs.map((r) => r.model))]) {
     const profile = profileOf(model);
