@@ -1,5 +1,5 @@
 import { pino } from 'pino';
-import { ServiceCore } from '../service/core.js';
+import { DEFAULT_PLACEMENT_TIMEOUT_MS, ServiceCore } from '../service/core.js';
 import { openDatabase } from '../storage/db.js';
 import { startRetention, type RetentionPolicy } from '../storage/runs.js';
 import { buildApp } from './app.js';
@@ -36,7 +36,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     dbPath: env.LORAPLAN_DB ?? './data/loraplan.db',
     ...(env.LORAPLAN_THREADS ? { threads: int('LORAPLAN_THREADS', 2) } : {}),
     requestTimeoutMs: int('LORAPLAN_REQUEST_TIMEOUT_MS', 60_000),
-    placementTimeoutMs: int('LORAPLAN_PLACEMENT_TIMEOUT_MS', 300_000),
+    placementTimeoutMs: int('LORAPLAN_PLACEMENT_TIMEOUT_MS', DEFAULT_PLACEMENT_TIMEOUT_MS),
     ...(env.LORAPLAN_REDIS_URL ? { redisUrl: env.LORAPLAN_REDIS_URL } : {}),
     maxQueue: int('LORAPLAN_MAX_QUEUE', 256),
     rateLimitPerMinute: int('LORAPLAN_RATE_LIMIT_PER_MINUTE', 6000),

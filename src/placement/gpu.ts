@@ -198,12 +198,15 @@ export async function judgePieces(
   ctx: PlacementContext,
   pieces: readonly Piece[],
   durationSeconds: number,
+  options: { neighbourSlots?: boolean } = {},
 ): Promise<GpuVerdict | undefined> {
   const chosen = flagsFor(ctx, pieces);
   if (!chosen) return undefined;
   const first = await judgeGpu(ctx, pieces, chosen.flags, durationSeconds);
   if (!first.serves && !failsOnTtftAlone(ctx, first))
-    return (await otherSlots(ctx, pieces, chosen, durationSeconds)) ?? first;
+    return options.neighbourSlots
+      ? ((await otherSlots(ctx, pieces, chosen, durationSeconds)) ?? first)
+      : first;
   if (!failsOnTtftAlone(ctx, first)) return first;
   const { maxLoras, maxLoraRank } = chosen.flags;
   const more = [...SLOT_LADDER.filter((s) => s < pieces.length), pieces.length].filter(
@@ -232,7 +235,9 @@ export async function judgePieces(
 const NEIGHBOUR_SLOTS = { below: 1, above: 2 };
 
 /**
- * When the estimate's slot count fails in the twin on a GPU the estimate says serves, its
+ * Asked for by the merges and the verification (which must find the flags a merge was kept with
+ * again), not by the packing probes, where most GPUs fail on purpose and each would cost three
+ * more hour-long runs. When the estimate's slot count fails in the twin on a GPU the estimate says serves, its
  * neighbours on the slot ladder are tried (one below: more KV cache; two above: less waiting for a
  * slot), and the first that serves is kept. The estimate ranks slot counts well but places the
  * edge only to within a ladder step: 300 adapters at rank 64 starve on 8 slots in the twin and

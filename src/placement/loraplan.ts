@@ -120,9 +120,15 @@ async function judgeAll(
   ctx: PlacementContext,
   bins: readonly Piece[][],
   seconds: number,
+  options: { neighbourSlots?: boolean } = {},
 ): Promise<Array<GpuVerdict | undefined>> {
-  return mapLimited(bins, PLACEMENT_CONCURRENCY, (pieces) => judgePieces(ctx, pieces, seconds));
+  return mapLimited(bins, PLACEMENT_CONCURRENCY, (pieces) =>
+    judgePieces(ctx, pieces, seconds, options),
+  );
 }
+
+/** Merges and verification try the slot ladder's neighbours (gpu.ts, otherSlots). */
+const FINAL = { neighbourSlots: true } as const;
 
 const allServe = (verdicts: ReadonlyArray<GpuVerdict | undefined>) =>
   verdicts.every((v) => v?.serves === true);
@@ -261,7 +267,7 @@ async function mergeWhole(
     await nextTurn();
     if (!mayServe(ctx, union)) continue;
     probes++;
-    const verdict = await judgePieces(ctx, union, VERIFY_SECONDS);
+    const verdict = await judgePieces(ctx, union, VERIFY_SECONDS, FINAL);
     if (!verdict?.serves) continue;
     return bins.flatMap((b, i) => (i === lightest ? [] : i === target ? [union] : [b]));
   }
@@ -339,6 +345,7 @@ export async function verifyAndRepair(
       ctx,
       pending.map((b) => b.pieces),
       VERIFY_SECONDS,
+      FINAL,
     );
     const shed: Piece[] = [];
     const next: typeof pending = [];
@@ -506,7 +513,7 @@ export async function settle(
     if (changed.length === 0) return { gpus: rescaled, unplaced };
     const verdicts = await mapLimited(changed, PLACEMENT_CONCURRENCY, ({ g, i }) =>
       stripped.has(i)
-        ? judgePieces(ctx, g.pieces, VERIFY_SECONDS)
+        ? judgePieces(ctx, g.pieces, VERIFY_SECONDS, FINAL)
         : judgeGpu(ctx, g.pieces, g.verdict.flags, VERIFY_SECONDS),
     );
     const next: PlacedGpu[] = [];

@@ -165,7 +165,7 @@ export async function replace(
     await nextTurn();
     if (merged.length > MAX_ADAPTERS_PER_GPU || estimatedCapacity(merged) < offeredOf(ctx, merged))
       break;
-    const verdict = await judgePieces(ctx, merged, VERIFY_SECONDS);
+    const verdict = await judgePieces(ctx, merged, VERIFY_SECONDS, { neighbourSlots: true });
     if (!verdict?.serves) break;
     bins[b!] = merged;
     bins[a!] = [];

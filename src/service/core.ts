@@ -123,6 +123,13 @@ const outcomeSummary = (r: {
 });
 
 export class ComputationTimeoutError extends Error {}
+
+/**
+ * One placement's limit by default. Three 10,000-adapter placements at once on 2 cores took
+ * 270-272 s each (docs/placement/concurrent.md), one alone 95 s: 300 s would leave the loaded
+ * case a 10% margin, and other requests sharing the pool can double it; 900 s leaves room for it.
+ */
+export const DEFAULT_PLACEMENT_TIMEOUT_MS = 900_000;
 /** The client closed the connection before its answer was ready. */
 export class ClientGoneError extends Error {}
 
@@ -163,7 +170,7 @@ export class ServiceCore {
         maxQueue: options.maxQueue ?? 256,
       });
     this.requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
-    this.placementTimeoutMs = options.placementTimeoutMs ?? 300_000;
+    this.placementTimeoutMs = options.placementTimeoutMs ?? DEFAULT_PLACEMENT_TIMEOUT_MS;
     this.now = options.now ?? (() => performance.now());
     this.runs = new RunRepository(options.db);
     this.cache = new CachedSimulator(
