@@ -55,8 +55,9 @@ export async function lowerBound(
   const ranks = [...groups.keys()].sort((a, b) => a - b);
   const best = await Promise.all(
     ranks.map(async (rank) => {
-      // Each group's search starts with closed-form work over its pairs: one group a turn.
-      for (let turn = 0; turn <= ranks.indexOf(rank); turn++) await nextTurn();
+      // Each group's search starts with closed-form work over its pairs: one group a turn
+      // (nextTurn lets its waiters through one per loop iteration).
+      await nextTurn();
       const members = groups.get(rank)!;
       const take = Math.min(members.length, LIMITS.maxGroups);
       const sample = Array.from(

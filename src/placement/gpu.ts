@@ -209,9 +209,7 @@ export async function judgePieces(
       : first;
   if (!failsOnTtftAlone(ctx, first)) return first;
   const { maxLoras, maxLoraRank } = chosen.flags;
-  const more = [...SLOT_LADDER.filter((s) => s < pieces.length), pieces.length].filter(
-    (s) => s > maxLoras && vllmStarts(ctx.profile, s, maxLoraRank),
-  );
+  const more = startableSlots(ctx, pieces.length, maxLoraRank).filter((s) => s > maxLoras);
   if (more.length === 0) return first;
   const at = (slots: number) =>
     judgeGpu(ctx, pieces, { ...chosen.flags, maxLoras: slots }, durationSeconds);
@@ -231,18 +229,25 @@ export async function judgePieces(
   return best;
 }
 
+/** The slot ladder up to one slot per adapter, where vLLM starts at this rank. */
+function startableSlots(ctx: PlacementContext, adapters: number, maxLoraRank: number): number[] {
+  return [...SLOT_LADDER.filter((s) => s < adapters), adapters].filter((s) =>
+    vllmStarts(ctx.profile, s, maxLoraRank),
+  );
+}
+
 /** Below the estimate's slot count, and above it: the neighbours tried when its choice fails. */
 const NEIGHBOUR_SLOTS = { below: 1, above: 2 };
 
 /**
- * Asked for by the merges and the verification (which must find the flags a merge was kept with
- * again), not by the packing probes, where most GPUs fail on purpose and each would cost three
- * more hour-long runs. When the estimate's slot count fails in the twin on a GPU the estimate says serves, its
+ * When the estimate's slot count fails in the twin on a GPU the estimate says serves, its
  * neighbours on the slot ladder are tried (one below: more KV cache; two above: less waiting for a
  * slot), and the first that serves is kept. The estimate ranks slot counts well but places the
  * edge only to within a ladder step: 300 adapters at rank 64 starve on 8 slots in the twin and
  * serve on 16 or 32. Deterministic: the same pieces give the same flags, so a later verification
- * of the same GPU finds the same ones.
+ * of the same GPU finds the same ones. Asked for by the merges and the verification (which must
+ * find the flags a merge was kept with again), not by the packing probes, where most GPUs fail on
+ * purpose and each would cost three more hour-long runs.
  */
 async function otherSlots(
   ctx: PlacementContext,
@@ -252,9 +257,7 @@ async function otherSlots(
 ): Promise<GpuVerdict | undefined> {
   if (!estimateServes(ctx, chosen.estimate, -ESTIMATE_SLACK)) return undefined;
   const { maxLoras, maxLoraRank } = chosen.flags;
-  const ladder = [...SLOT_LADDER.filter((s) => s < pieces.length), pieces.length].filter((s) =>
-    vllmStarts(ctx.profile, s, maxLoraRank),
-  );
+  const ladder = startableSlots(ctx, pieces.length, maxLoraRank);
   const at = ladder.indexOf(maxLoras);
   if (at < 0) return undefined;
   const candidates = [

@@ -203,7 +203,7 @@ async function packGroup(ctx: PlacementContext, pieces: readonly Piece[]): Promi
 const MERGE_PROBES = 3;
 
 /** Two GPUs' pieces as one: replicas of one adapter meeting on it become one piece. */
-function unionOf(a: readonly Piece[], b: readonly Piece[]): Piece[] {
+export function unionOf(a: readonly Piece[], b: readonly Piece[]): Piece[] {
   const byId = new Map(a.map((p) => [p.id, { ...p }]));
   for (const p of b) {
     const same = byId.get(p.id);

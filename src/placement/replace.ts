@@ -14,6 +14,7 @@ import {
   mapLimited,
   piecesOf,
   settle,
+  unionOf,
   unplacedOf,
   verifyAndRepair,
   type PlanOutcome,
@@ -151,17 +152,7 @@ export async function replace(
   const open = () => bins.map((b, i) => i).filter((i) => bins[i]!.length > 0);
   while (open().length > limit) {
     const [a, b] = open().sort((x, y) => offeredOf(ctx, bins[x]!) - offeredOf(ctx, bins[y]!));
-    const merged = [...bins[b!]!];
-    for (const p of bins[a!]!) {
-      const same = merged.find((q) => q.id === p.id);
-      if (same)
-        merged[merged.indexOf(same)] = {
-          ...same,
-          rate: same.rate + p.rate,
-          weight: same.weight + p.weight,
-        };
-      else merged.push(p);
-    }
+    const merged = unionOf(bins[b!]!, bins[a!]!);
     await nextTurn();
     if (merged.length > MAX_ADAPTERS_PER_GPU || estimatedCapacity(merged) < offeredOf(ctx, merged))
       break;
