@@ -1,3 +1,4 @@
+import type { MeasuredCase, TwinLatency } from '../src/latency/index.js';
 import type { SimulationOutcome } from '../src/search/index.js';
 import { profileSchema, type Profile } from '../src/twin/profile.js';
 import { scenarioSchema, type Scenario, type ScenarioInput } from '../src/twin/scenario.js';
@@ -92,3 +93,29 @@ export function stubOutcome(o: {
     engineSteps: 0,
   };
 }
+
+/** A measured run's workload and flags as the latency envelope reads it: the light workload. */
+export const measuredCase = (over: Partial<MeasuredCase> = {}): MeasuredCase => ({
+  rates: [0.1, 0.05, 0.025],
+  ranks: [8, 16],
+  lengths: 'sharegpt',
+  maxLoras: 16,
+  maxCpuLoras: 64,
+  maxLoraRank: 16,
+  maxNumBatchedTokens: 2048,
+  maxNumSeqs: 2048,
+  durationSeconds: 3600,
+  ...over,
+});
+
+/** The twin's latency of one pair, round numbers: 64 adapters on 16 slots that keep up. */
+export const twinLatency = (over: Partial<TwinLatency> = {}): TwinLatency => ({
+  maxLoras: 16,
+  maxCpuLoras: 64,
+  maxLoraRank: 16,
+  meanRunningRequests: 20,
+  completionRatio: 1,
+  ttftMs: { p50: 100, p99: 400 },
+  itlMs: { mean: 20, p50: 18, p99: 60 },
+  ...over,
+});

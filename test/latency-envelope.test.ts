@@ -1,30 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { MEASUREMENTS_DIR } from '../src/calibrate/calibrate.js';
 import { readServingRuns } from '../src/calibrate/runs.js';
-import {
-  latencyEnvelopeOf,
-  lengthLabel,
-  outsideLatencyEnvelope,
-  type MeasuredCase,
-} from '../src/latency/index.js';
+import { latencyEnvelopeOf, lengthLabel, outsideLatencyEnvelope } from '../src/latency/index.js';
 import { loadLatencyModel } from '../src/profiles/latency.js';
 import { loadProfile } from '../src/profiles/store.js';
 import { parseScenario } from '../src/runtime/scenario-runner.js';
 import { latencyCaseOf } from '../src/search/index.js';
 import { vllmStarts } from '../src/twin/index.js';
+import { measuredCase } from './helpers.js';
 
-const measured = (over: Partial<MeasuredCase> = {}): MeasuredCase => ({
-  rates: [0.1, 0.05, 0.025],
-  ranks: [8, 16],
-  lengths: 'sharegpt',
-  maxLoras: 16,
-  maxCpuLoras: 64,
-  maxLoraRank: 16,
-  maxNumBatchedTokens: 2048,
-  maxNumSeqs: 2048,
-  durationSeconds: 3600,
-  ...over,
-});
+const measured = measuredCase;
 
 // Two measured workloads: a light one at 8 x 8 and a heavy one at 256 x 128, rank 32.
 const envelope = latencyEnvelopeOf([

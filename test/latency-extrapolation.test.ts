@@ -5,7 +5,6 @@ import {
   latencyEnvelopeOf,
   predictLatency,
   type LatencyModel,
-  type MeasuredCase,
   type TwinLatency,
 } from '../src/latency/index.js';
 import { loadProfile } from '../src/profiles/store.js';
@@ -13,22 +12,11 @@ import { recommendRequestSchema, Recommender } from '../src/recommend/index.js';
 import type { RunSimulation } from '../src/search/index.js';
 import type { Scenario } from '../src/twin/index.js';
 import { coverageOf, growthOf, type HeldOutCase } from '../src/validation/regimes.js';
-import { stubOutcome } from './helpers.js';
+import { measuredCase, stubOutcome, twinLatency } from './helpers.js';
 import { constantModel } from './models.js';
 
 /** Intervals and bounds beyond the measured runs (issue 24), on constructed models and runs. */
-const measured = (over: Partial<MeasuredCase> = {}): MeasuredCase => ({
-  rates: [0.1, 0.05, 0.025],
-  ranks: [8, 16],
-  lengths: 'sharegpt',
-  maxLoras: 16,
-  maxCpuLoras: 64,
-  maxLoraRank: 16,
-  maxNumBatchedTokens: 2048,
-  maxNumSeqs: 2048,
-  durationSeconds: 3600,
-  ...over,
-});
+const measured = measuredCase;
 // Measured: 8 to 128 adapters, 8 to 32 slots, rates 0.025 to 0.1 req/s.
 const envelope = latencyEnvelopeOf([
   measured({ maxCpuLoras: 8, maxLoras: 8 }),
@@ -54,15 +42,7 @@ const model: LatencyModel = {
   envelope,
   metrics: { ttftP50: metric, ttftP99: metric, itlP50: metric, itlP99: metric },
 };
-const twin: TwinLatency = {
-  maxLoras: 16,
-  maxCpuLoras: 64,
-  maxLoraRank: 16,
-  meanRunningRequests: 20,
-  completionRatio: 1,
-  ttftMs: { p50: 100, p99: 400 },
-  itlMs: { mean: 20, p50: 18, p99: 60 },
-};
+const twin = twinLatency();
 const at = (maxCpuLoras: number) => ({
   rates: [0.1, 0.05, 0.025],
   ranks: [8, 16],
@@ -185,7 +165,7 @@ describe('an SLO answer outside the envelope', () => {
       }),
       itlMs: { mean: 20, p50: 18, p99: 60 },
     });
-  const recommend = (growth: boolean) =>
+  const recommend = (growth: boolean, itlP99Ms = 80) =>
     new Recommender({
       loadProfile,
       loadModel: () => constantModel(llama, { rates: [0.1], ranks: [16] }, 16, 8),
@@ -197,7 +177,7 @@ describe('an SLO answer outside the envelope', () => {
         workload: { rates: [0.1], ranks: [16] },
         method: 'twin',
         search: { concurrent: [8, 16, 32], parallel: [8] },
-        slo: { itlP99Ms: 80 },
+        slo: { itlP99Ms },
       }),
     );
 
@@ -216,20 +196,7 @@ describe('an SLO answer outside the envelope', () => {
   });
 
   it('names the closest pair and its bound when nothing meets the SLO', async () => {
-    const none = new Recommender({
-      loadProfile,
-      loadModel: () => constantModel(llama, { rates: [0.1], ranks: [16] }, 16, 8),
-      loadLatencyModel: () => measuredOn(true),
-      simulate: twinRun,
-    }).recommend(
-      recommendRequestSchema.parse({
-        profile: 'h100-64gb/llama-3.1-8b-instruct',
-        workload: { rates: [0.1], ranks: [16] },
-        method: 'twin',
-        search: { concurrent: [8, 16, 32], parallel: [8] },
-        slo: { itlP99Ms: 70 },
-      }),
-    );
+    const none = recommend(true, 70);
     // Inside, 73 ms is the best bound: 5% over 70 ms.
     await expect(none).rejects.toThrow(
       /the closest is (8|16) adapters with 8 slots: p99 ITL bound 73 ms, 5% over the limit/,

@@ -21,31 +21,13 @@ import {
 } from '../src/latency/index.js';
 import { evaluatedPoint } from '../src/search/index.js';
 import { parseScenario } from '../src/runtime/scenario-runner.js';
-import { stubOutcome } from './helpers.js';
+import { measuredCase, stubOutcome, twinLatency } from './helpers.js';
 
 /** A measured run's workload and flags for a constructed twin: the generator's, at its pair. */
-const measuredOf = (t: TwinLatency): MeasuredCase => ({
-  rates: [0.1, 0.05, 0.025],
-  ranks: [8, 16],
-  lengths: 'sharegpt',
-  maxLoras: t.maxLoras,
-  maxCpuLoras: t.maxCpuLoras,
-  maxLoraRank: t.maxLoraRank,
-  maxNumBatchedTokens: 2048,
-  maxNumSeqs: 2048,
-  durationSeconds: 3600,
-});
+const measuredOf = (t: TwinLatency): MeasuredCase =>
+  measuredCase({ maxLoras: t.maxLoras, maxCpuLoras: t.maxCpuLoras, maxLoraRank: t.maxLoraRank });
 
-const twin = (over: Partial<TwinLatency> = {}): TwinLatency => ({
-  maxLoras: 16,
-  maxCpuLoras: 64,
-  maxLoraRank: 16,
-  meanRunningRequests: 20,
-  completionRatio: 1,
-  ttftMs: { p50: 100, p99: 400 },
-  itlMs: { mean: 20, p50: 18, p99: 60 },
-  ...over,
-});
+const twin = twinLatency;
 
 /** A run of workload `w` whose real figures are the twin's, but for p99 ITL. */
 const realItlP99 = (w: string, t: TwinLatency, itlP99: number): LatencyObservation => ({
