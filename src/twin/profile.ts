@@ -31,9 +31,18 @@ export const lengthDistributionSchema = z.object({
 });
 export type LengthDistribution = z.infer<typeof lengthDistributionSchema>;
 
+/**
+ * What a profile rests on: fitted to measured runs of that GPU and model ("measured"), refitted
+ * from the user's own measurement kit ("calibrated"), or derived from a datasheet and a model
+ * config with factors learned elsewhere ("derived"). Absent means "measured" (the shipped files).
+ */
+export const evidenceSchema = z.enum(['measured', 'calibrated', 'derived']);
+export type Evidence = z.infer<typeof evidenceSchema>;
+
 export const profileSchema = z.object({
   schemaVersion: z.literal(1),
   id: z.string(),
+  evidence: evidenceSchema.optional(),
   gpu: z.string(),
   model: z.string(),
   vllmVersion: z.string(),
@@ -47,9 +56,13 @@ export const profileSchema = z.object({
   preallocateBlocks: z.number().int().min(0),
   allowedLoraRanks: z.array(z.number().int().positive()).min(1),
   kvCache: z.object({
-    /** kvCacheTokens = intercept - perSlotRank * maxLoras * maxLoraRank, where not measured. */
+    /**
+     * kvCacheTokens = intercept - perSlotRank * maxLoras * maxLoraRank - perSlot * maxLoras,
+     * where not measured (perSlot: rank-independent slot memory, such as embedding LoRA's).
+     */
     intercept: z.number(),
     perSlotRank: z.number(),
+    perSlot: z.number().optional(),
     measured: z.array(
       z.object({
         maxLoras: z.number().int(),
@@ -107,6 +120,8 @@ export const profileSchema = z.object({
   /** The measurements' benchmark client failed requests beyond this many in flight (ephemeral ports). */
   measurementClientMaxInFlight: z.number().int().positive(),
   fit: z.record(z.string(), z.unknown()),
+  /** For derived profiles: the datasheet, config, flags and factors it came from (src/derive). */
+  derivation: z.record(z.string(), z.unknown()).optional(),
 });
 export type Profile = z.infer<typeof profileSchema>;
 
@@ -117,7 +132,10 @@ export function kvCacheTokens(profile: Profile, maxLoras: number, maxLoraRank: n
   );
   // A measured start-up failure (KV or CUDA memory) means no cache at all.
   if (measured) return measured.kvCacheTokens ?? 0;
-  const estimate = profile.kvCache.intercept - profile.kvCache.perSlotRank * maxLoras * maxLoraRank;
+  const estimate =
+    profile.kvCache.intercept -
+    profile.kvCache.perSlotRank * maxLoras * maxLoraRank -
+    (profile.kvCache.perSlot ?? 0) * maxLoras;
   // Round down to whole blocks, as vLLM sizes the cache in blocks.
   return Math.max(0, Math.floor(estimate / profile.blockSize) * profile.blockSize);
 }
@@ -146,3 +164,5 @@ export function cpuToGpuLoadMs(profile: Profile, maxLoraRank: number, adapterRan
     f.intercept + f.perMaxLoraRank * maxLoraRank + (adapterRank < maxLoraRank ? f.paddedPenalty : 0)
   );
 }
+
+export const evidenceOf = (profile: Profile): Evidence => profile.evidence ?? 'measured';
