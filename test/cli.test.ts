@@ -248,3 +248,49 @@ describe('loraplan place', () => {
     expect(r.stderr).toMatch(/^loraplan place: line 2: adapter id: Too big: .*200 characters\n$/);
   });
 });
+
+describe('loraplan profile derive', () => {
+  it('writes a derived profile that another command then takes by file', async () => {
+    const out = join(dir, 'l40s-qwen3.json');
+    const derived = await run([
+      'profile',
+      'derive',
+      '--gpu',
+      'l40s',
+      '--model',
+      'qwen3-8b',
+      '--max-model-len',
+      '8192',
+      '--fit-on',
+      'h100-64gb/llama-3.1-8b-instruct',
+      '--out',
+      out,
+    ]);
+    expect(derived.code).toBe(0);
+    const profile = JSON.parse(readFileSync(out, 'utf8')) as {
+      id: string;
+      evidence: string;
+      maxModelLen: number;
+      derivation: { fitOn: string[] };
+    };
+    expect(profile.evidence).toBe('derived');
+    expect(profile.maxModelLen).toBe(8192);
+    expect(profile.derivation.fitOn).toEqual(['h100-64gb/llama-3.1-8b-instruct']);
+    expect(derived.stdout.split('\n')[0]).toBe(profile.id);
+  });
+
+  it('names the config field it cannot derive, and a file that is not JSON, without a stack', async () => {
+    const moe = file(
+      'moe.json',
+      JSON.stringify({ architectures: ['MixtralForCausalLM'], num_local_experts: 8 }),
+    );
+    const refused = await run(['profile', 'derive', '--gpu', 'h200', '--config', moe]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/config\.num_local_experts: unsupported: a mixture of experts/);
+    const truncated = file('truncated.json', '{"architectures": ["LlamaForCausalLM"], "hidden');
+    const bad = await run(['profile', 'derive', '--gpu', 'h200', '--config', truncated]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('truncated.json: not valid JSON');
+    expect(bad.stderr).not.toMatch(/\n\s+at /);
+  });
+});

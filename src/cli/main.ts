@@ -8,6 +8,7 @@ import { serveCommand } from './serve.js';
 import { checkCommand } from './check.js';
 import { placeCommand } from './place.js';
 import { workerCommand } from './worker.js';
+import { profileCommand } from './profile.js';
 
 /** A command's exit code; errors a user can fix exit 2 with a one-line message, never a stack. */
 type Command = (argv: string[]) => Promise<number>;
@@ -42,6 +43,11 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   train: {
     run: trainCommand,
     summary: 'fit the random forests of a profile from its dataset (--profile P)',
+  },
+  profile: {
+    run: profileCommand,
+    summary:
+      'derive a profile from a GPU datasheet and a model config (derive --gpu G --model M), or list them',
   },
   calibrate: {
     run: calibrateCommand,

@@ -18,6 +18,7 @@ import { problemContentTypes } from './openapi-doc.js';
 import { jsonBodies } from './plugins/body.js';
 import { sendProblem, toProblem } from './problems.js';
 import { catalogRoutes } from './routes/catalog.js';
+import { profileRoutes } from './routes/profiles.js';
 import { operationsRoutes } from './routes/operations.js';
 import { planningRoutes } from './routes/planning.js';
 import { placementRoutes } from './routes/placement.js';
@@ -127,6 +128,7 @@ export async function buildApp(options: AppOptions) {
   await app.register(placementRoutes, { core });
   await app.register(runRoutes, { core });
   await app.register(catalogRoutes, { core });
+  await app.register(profileRoutes, { core });
   await app.register(operationsRoutes, { core, metrics });
   return app;
 }

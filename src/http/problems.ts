@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { ModelUnavailableError } from '../model/model.js';
+import { ForestNotBuiltError, ModelUnavailableError } from '../model/model.js';
 import { UnknownProfileError } from '../profiles/store.js';
 import { NoServingConfigurationError } from '../recommend/index.js';
 import { InputError, type FieldIssue } from '../runtime/errors.js';
@@ -66,6 +66,7 @@ const KINDS = {
   internal: ['internal', 'Internal error', 500],
   unavailable: ['unavailable', 'Temporarily unavailable', 503],
   noModel: ['model-unavailable', 'No trained model', 503],
+  noForest: ['forest-not-built', 'No forest for this profile', 422],
   twinJobFailed: ['twin-job-failed', 'A twin job failed on every attempt', 502],
 } as const satisfies Record<string, readonly [string, string, number]>;
 
@@ -110,6 +111,7 @@ export function toProblem(
   ) {
     return { ...of('unavailable', error.message), headers: { 'retry-after': '5' } };
   }
+  if (error instanceof ForestNotBuiltError) return of('noForest', error.message);
   if (error instanceof ModelUnavailableError) return of('noModel', error.message);
   const fe = error as Partial<FastifyError>;
   if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
@@ -150,7 +152,7 @@ const DESCRIPTIONS: Record<number, string> = {
   414: 'A path parameter is too long',
   415: 'The body is not application/json, or has a Content-Encoding the service does not decode',
   500: 'Unexpected failure; it has been logged',
-  422: 'No configuration on the candidate grid serves the workload; the detail says why',
+  422: 'No configuration on the candidate grid serves the workload, or method "model" on a profile with no forest of its own; the detail says why',
   429: 'Rate limit exceeded',
   503: 'The twin worker pool is saturated or the computation timed out; retry after the Retry-After header',
 };

@@ -146,6 +146,13 @@ export function localExplanation(model: ModelFile, x: readonly number[], top = 3
 
 export class ModelUnavailableError extends Error {}
 
+/**
+ * A profile that was not measured (derived or calibrated) has no forest until one is trained
+ * for it: asking for one is a request the service cannot answer as asked (HTTP 422), not an
+ * outage, and another profile's forest never answers in its place.
+ */
+export class ForestNotBuiltError extends ModelUnavailableError {}
+
 /** Forests by path, and the files that could not be read (remembered too: a process reads each once). */
 const loaded = new Map<string, ModelFile | ModelUnavailableError>();
 

@@ -6,6 +6,7 @@ import {
   withTtftAcrossArrivals,
   type PointSimulator,
 } from '../search/index.js';
+import { evidenceWarning } from '../profiles/evidence.js';
 import type { Profile } from '../twin/index.js';
 import { lowerBound, reportedBound } from './bound.js';
 import {
@@ -224,6 +225,8 @@ export async function placeCatalog(
         : `adapter "${r.id}" stays split over ${r.replicas.length} GPUs as it runs now: route its requests by the weights in \`routing\``,
     );
   if (routing.length > 10) warnings.push(`${routing.length - 10} more adapters are replicated`);
+  const evidence = evidenceWarning(ctx.profile);
+  if (evidence) warnings.push(evidence);
   if (plan.unplaced.length > 0)
     warnings.push(
       `${plan.unplaced.length} adapters are unplaced (${Math.round(unplacedOffered)} tok/s): see \`unplaced\` for why`,

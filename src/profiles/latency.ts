@@ -1,14 +1,16 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { latencyModelSchema, type LatencyModel } from '../latency/index.js';
+import { DERIVED_KEY, isDerivedId } from './derived.js';
 import { PACKAGE_ROOT } from './store.js';
 
 export const LATENCY_DIR = join(PACKAGE_ROOT, 'models', 'latency');
 
 const loaded = new Map<string, LatencyModel | undefined>();
 
+/** A derived profile reads the latency model fitted on derived profiles' runs (validate:derived). */
 export const latencyModelPath = (profileId: string, dir = LATENCY_DIR) =>
-  join(dir, `${profileId}.json`);
+  join(dir, `${isDerivedId(profileId) ? DERIVED_KEY : profileId}.json`);
 
 /**
  * A profile's latency correction and intervals (written by `npm run validate:twin`); undefined

@@ -16,8 +16,22 @@ export class UnknownProfileError extends Error {
   }
 }
 
-/** Profile ids ("gpu/model") found under models/profiles/. */
+/**
+ * Profiles that do not ship as files (derived ones the service stored), registered by the process
+ * that holds them: every route and command that takes a profile id then finds them.
+ */
+const registered = new Map<string, Profile>();
+
+export function registerProfile(profile: Profile): void {
+  registered.set(profile.id, profile);
+}
+
+/** Profile ids ("gpu/model") found under models/profiles/, then the registered ones. */
 export function listProfiles(dir = PROFILES_DIR): string[] {
+  return [...shippedProfiles(dir), ...[...registered.keys()].sort()];
+}
+
+function shippedProfiles(dir: string): string[] {
   if (!existsSync(dir)) return [];
   return readdirSync(dir, { withFileTypes: true })
     .filter((d) => d.isDirectory())
@@ -33,10 +47,10 @@ const cache = new Map<string, Profile>();
 
 export function loadProfile(id: string, dir = PROFILES_DIR): Profile {
   const key = `${dir}::${id}`;
-  const hit = cache.get(key);
+  const hit = cache.get(key) ?? registered.get(id);
   if (hit) return hit;
-  const known = listProfiles(dir);
-  if (!known.includes(id)) throw new UnknownProfileError(id, known);
+  const known = shippedProfiles(dir);
+  if (!known.includes(id)) throw new UnknownProfileError(id, listProfiles(dir));
   const profile = profileSchema.parse(JSON.parse(readFileSync(join(dir, `${id}.json`), 'utf8')));
   cache.set(key, profile);
   return profile;

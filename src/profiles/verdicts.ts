@@ -1,14 +1,16 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { verdictRunsSchema, type VerdictRun } from '../recommend/edge.js';
+import { DERIVED_KEY, isDerivedId } from './derived.js';
 import { PACKAGE_ROOT } from './store.js';
 
 export const VERDICTS_DIR = join(PACKAGE_ROOT, 'models', 'verdicts');
 
 const loaded = new Map<string, readonly VerdictRun[]>();
 
+/** A derived profile reads the out-of-fold verdicts of derived profiles (validate:derived). */
 export const verdictRunsPath = (profileId: string, dir = VERDICTS_DIR) =>
-  join(dir, `${profileId}.json`);
+  join(dir, `${isDerivedId(profileId) ? DERIVED_KEY : profileId}.json`);
 
 /**
  * The twin-vs-real completion ratios of a profile's validation runs (written by

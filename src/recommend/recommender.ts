@@ -4,6 +4,7 @@ import { expectedServedThroughput, type VerdictRun } from './edge.js';
 import {
   localExplanation,
   ModelUnavailableError,
+  ForestNotBuiltError,
   predictWorkload,
   type ModelFile,
 } from '../model/model.js';
@@ -38,6 +39,8 @@ import {
   warningsFor,
 } from './answer.js';
 import { LIMITS, mustStarve, vllmStarts, type Profile } from '../twin/index.js';
+import { evidenceOf } from '../twin/profile.js';
+import { withEvidenceWarning } from '../profiles/evidence.js';
 import type { RecommendRequest, RecommendResponse } from './schema.js';
 
 /** No configuration on the candidate grid serves the workload (HTTP 422, CLI exit 1). */
@@ -105,13 +108,32 @@ export class Recommender {
     const workload: SearchWorkload = request.workload;
     const maxLoraRank = maxLoraRankFor(profile, workload.ranks);
     assertFitsModelLen(profile, workload);
+    const response = await this.answer(profile, request, maxLoraRank);
+    return { ...response, recommendation: withEvidenceWarning(profile, response.recommendation) };
+  }
+
+  private answer(profile: Profile, request: RecommendRequest, maxLoraRank: number) {
     switch (request.method) {
       case 'model':
+        this.requireForest(profile);
         return this.fromModel(profile, request, maxLoraRank);
       case 'twin':
         return this.fromTwin(profile, request, maxLoraRank);
       case 'auto':
         return this.auto(profile, request, maxLoraRank);
+    }
+  }
+
+  /** A profile that was not measured has a forest only once one was trained for it: never another's. */
+  private requireForest(profile: Profile): void {
+    if (evidenceOf(profile) === 'measured') return;
+    try {
+      this.deps.loadModel(profile.id);
+    } catch (e) {
+      if (!(e instanceof ModelUnavailableError)) throw e;
+      throw new ForestNotBuiltError(
+        `profile "${profile.id}" is ${evidenceOf(profile)}: it has no forest of its own, and another profile's would answer for a different GPU or model. Ask method "auto" or "twin" (the twin search), or build one with \`loraplan dataset --profile ${profile.id}\` then \`loraplan train --profile ${profile.id}\``,
+      );
     }
   }
 
@@ -375,7 +397,19 @@ export class Recommender {
     request: RecommendRequest,
     maxLoraRank: number,
   ): Promise<RecommendResponse> {
-    const forest = this.forestAnswer(profile, request);
+    const forest = this.optionalForest(profile, request);
+    if (!forest) {
+      // A derived or calibrated profile has no forest until one is trained for it: the twin
+      // searches the grid, and another profile's forest is never asked in its place.
+      const full = await this.fromTwin(profile, request, maxLoraRank);
+      return {
+        ...full,
+        method: 'auto',
+        explanation: {
+          summary: `Profile "${profile.id}" has no forest of its own (${evidenceOf(profile)}), so the twin searched the grid. ${full.explanation.summary}`,
+        },
+      };
+    }
     const { prediction, outside } = forest;
     if (outside.length > 0 || request.slo) {
       const full = await this.fromTwin(profile, request, maxLoraRank, forest);

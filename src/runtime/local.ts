@@ -1,5 +1,6 @@
 import { loadModel } from '../model/model.js';
 import { loadProfile } from '../profiles/store.js';
+import { evidenceOf } from '../twin/profile.js';
 import { loadVerdictRuns } from '../profiles/verdicts.js';
 import { loadLatencyModel } from '../profiles/latency.js';
 import { Recommender } from '../recommend/index.js';
@@ -10,7 +11,13 @@ import { SimulationPool } from './pool.js';
 export function localRecommender(options: { threads?: number; store?: SimulationStore } = {}) {
   const pool = new SimulationPool(options.threads ? { threads: options.threads } : {});
   const cache = new CachedSimulator(
-    (scenario, _profile, starvationThreshold) => pool.run({ scenario, starvationThreshold }),
+    // Shipped profiles are read by id in the worker; a derived one travels with the task.
+    (scenario, profile, starvationThreshold) =>
+      pool.run(
+        evidenceOf(profile) === 'measured'
+          ? { scenario, starvationThreshold }
+          : { scenario, starvationThreshold, profile },
+      ),
     {
       ...(options.store ? { store: options.store } : {}),
     },

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { loadProfile } from '../profiles/store.js';
+import { evidenceOf } from '../twin/profile.js';
 import { simulationKey } from '../search/cache.js';
 import { DEFAULT_STARVATION_THRESHOLD } from '../twin/index.js';
 import {
@@ -92,10 +93,13 @@ export class QueueRunner implements TwinRunner {
   }
 
   async run(task: SimulateTask, signal?: AbortSignal): Promise<SimulateTaskResult> {
-    if (task.profile)
+    // A derived profile travels with its job (workers cannot read it by id); calibration's
+    // candidate profiles stay in-process.
+    if (task.profile && evidenceOf(task.profile) !== 'derived')
       throw new Error('candidate profiles run in-process only (calibration): not on the queue');
     const threshold = task.starvationThreshold ?? DEFAULT_STARVATION_THRESHOLD;
-    const jobId = simulationKey(loadProfile(task.scenario.profile), task.scenario, threshold);
+    const profile = task.profile ?? loadProfile(task.scenario.profile);
+    const jobId = simulationKey(profile, task.scenario, threshold);
     this.waiting++;
     try {
       let job: Job<SimulateTask, SimulateTaskResult>;
@@ -103,7 +107,11 @@ export class QueueRunner implements TwinRunner {
         job = await untilAborted(
           this.queue.add(
             'simulate',
-            { scenario: task.scenario, starvationThreshold: threshold },
+            {
+              scenario: task.scenario,
+              starvationThreshold: threshold,
+              ...(task.profile ? { profile: task.profile } : {}),
+            },
             {
               jobId,
               attempts: this.attempts,

@@ -2,6 +2,8 @@ import { setMaxListeners } from 'node:events';
 import { z } from 'zod';
 import { loadModel, ModelUnavailableError, type ModelFile } from '../model/model.js';
 import { listProfiles, loadProfile } from '../profiles/store.js';
+import { evidenceOf } from '../twin/profile.js';
+import { ProfileService } from './profiles.js';
 import { loadVerdictRuns } from '../profiles/verdicts.js';
 import { loadLatencyModel } from '../profiles/latency.js';
 import { latencyPredictionSchema } from '../latency/index.js';
@@ -157,6 +159,8 @@ export class ServiceCore {
   readonly runner: TwinRunner;
   readonly cache: CachedSimulator;
   readonly runs: RunRepository;
+  /** Derived profiles: POST /v1/profiles stores them, every route then takes their ids. */
+  readonly derivedProfiles: ProfileService;
   readonly requestTimeoutMs: number;
   readonly placementTimeoutMs: number;
   private readonly now: () => number;
@@ -173,10 +177,16 @@ export class ServiceCore {
     this.placementTimeoutMs = options.placementTimeoutMs ?? DEFAULT_PLACEMENT_TIMEOUT_MS;
     this.now = options.now ?? (() => performance.now());
     this.runs = new RunRepository(options.db);
+    this.derivedProfiles = new ProfileService(options.db);
     this.cache = new CachedSimulator(
-      (scenario, _profile, starvationThreshold, signal) => {
+      (scenario, profile, starvationThreshold, signal) => {
         this.twinRuns++;
-        return this.runner.run({ scenario, starvationThreshold }, signal);
+        // Shipped profiles are read by id where the twin runs; a derived one travels with the task.
+        const task =
+          evidenceOf(profile) === 'measured'
+            ? { scenario, starvationThreshold }
+            : { scenario, starvationThreshold, profile };
+        return this.runner.run(task, signal);
       },
       { store: new SqliteSimulationStore(options.db) },
     );
@@ -513,21 +523,7 @@ export class ServiceCore {
   }
 
   profiles() {
-    return listProfiles().map((id) => {
-      const p = loadProfile(id);
-      const latency = loadLatencyModel(id);
-      return {
-        id,
-        gpu: p.gpu,
-        model: p.model,
-        vllmVersion: p.vllmVersion,
-        maxModelLen: p.maxModelLen,
-        allowedLoraRanks: p.allowedLoraRanks,
-        latencyCalibration: latency
-          ? { coverage: latency.coverage, runs: latency.runs, envelope: latency.envelope }
-          : null,
-      };
-    });
+    return this.derivedProfiles.summaries();
   }
 
   models() {
