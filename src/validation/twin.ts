@@ -14,7 +14,12 @@ import { SimulationPool } from '../runtime/pool.js';
 import { scenarioForRun } from '../calibrate/runs.js';
 import { lengthLabel } from '../latency/index.js';
 import { withTtftAcrossArrivals } from '../search/index.js';
-import { DEFAULT_STARVATION_THRESHOLD, KEEPS_UP_RATIO, TWIN_VERSION } from '../twin/index.js';
+import {
+  DEFAULT_STARVATION_THRESHOLD,
+  KEEPS_UP_RATIO,
+  TWIN_VERSION,
+  type Profile,
+} from '../twin/index.js';
 import { errorSummary, median, pct, type ErrorSummary } from './metrics.js';
 import {
   fitPooled,
@@ -108,10 +113,15 @@ export function readComparisons(path: string): RunComparison[] {
   });
 }
 
+/**
+ * The twin against every real run. `profiles` replaces a shipped profile by id (validate:derived
+ * passes a derived one for the model it holds out).
+ */
 export async function compareRuns(
   dataDir: string,
   threads?: number,
   only?: string,
+  profiles: ReadonlyMap<string, Profile> = new Map(),
 ): Promise<RunComparison[]> {
   const rows = readCsv(join(dataDir, 'validation_runs.csv')).filter(
     (r) => !only || r.model === only,
@@ -125,11 +135,15 @@ export async function compareRuns(
   const pool = new SimulationPool(threads ? { threads } : {});
   try {
     // As the service simulates: TTFT across arrival realisations where one is a lottery.
-    const simulate = withTtftAcrossArrivals((scenario) => pool.run({ scenario }));
+    const profileFor = (id: string) => profiles.get(id) ?? loadProfile(id);
+    const simulate = withTtftAcrossArrivals((scenario) => {
+      const replaced = profiles.get(scenario.profile);
+      return pool.run(replaced ? { scenario, profile: replaced } : { scenario });
+    });
     const scenarios = rows.map((row) => scenarioForRun(row));
     const results = await Promise.all(
       scenarios.map((scenario) =>
-        simulate(scenario, loadProfile(scenario.profile), DEFAULT_STARVATION_THRESHOLD),
+        simulate(scenario, profileFor(scenario.profile), DEFAULT_STARVATION_THRESHOLD),
       ),
     );
     return rows.map((row, i) => {
