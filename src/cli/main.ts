@@ -9,6 +9,7 @@ import { checkCommand } from './check.js';
 import { placeCommand } from './place.js';
 import { workerCommand } from './worker.js';
 import { profileCommand } from './profile.js';
+import { measureCommand } from './measure.js';
 
 /** A command's exit code; errors a user can fix exit 2 with a one-line message, never a stack. */
 type Command = (argv: string[]) => Promise<number>;
@@ -48,6 +49,11 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
     run: profileCommand,
     summary:
       'derive a profile from a GPU datasheet and a model config (derive --gpu G --model M), or list them',
+  },
+  measure: {
+    run: measureCommand,
+    summary:
+      'plan measurements for your GPU (plan --gpu G --model M --out DIR) and drive their load (run)',
   },
   calibrate: {
     run: calibrateCommand,

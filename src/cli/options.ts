@@ -6,6 +6,7 @@ import { UnknownProfileError } from '../profiles/store.js';
 import { InputError } from '../runtime/errors.js';
 import { SearchInputError } from '../search/index.js';
 import { TraceError } from '../placement/trace.js';
+import { MeasureInputError } from '../measure/npy.js';
 
 export class UsageError extends Error {}
 
@@ -16,7 +17,8 @@ export function describe(error: unknown): string {
     error instanceof UsageError ||
     error instanceof ModelUnavailableError ||
     error instanceof SearchInputError ||
-    error instanceof TraceError
+    error instanceof TraceError ||
+    error instanceof MeasureInputError
   ) {
     return error.message;
   }
