@@ -294,3 +294,78 @@ describe('loraplan profile derive', () => {
     expect(bad.stderr).not.toMatch(/\n\s+at /);
   });
 });
+
+describe('loraplan calibrate --runs', () => {
+  it('starts from the derived profile and says which terms the runs cannot identify', async () => {
+    const out = join(dir, 'calibrated.json');
+    const res = await run([
+      'calibrate',
+      '--runs',
+      join('test', 'fixtures', 'raw', 'llama-3.1-8b-instruct'),
+      '--gpu',
+      'h100-64gb',
+      '--model',
+      'llama-3.1-8b-instruct',
+      '--out',
+      out,
+    ]);
+    expect(res.code).toBe(0);
+    // Four run folders: two served, one failed to start, one cancelled by the cluster.
+    expect(res.stdout).toContain('4 runs (2 served, 1 failed to start)');
+    expect(res.stdout).toMatch(
+      /unchanged: stepTime\.lora \(2 served runs; its five terms need at least 6\)/,
+    );
+    const profile = JSON.parse(readFileSync(out, 'utf8')) as { evidence: string; id: string };
+    expect(profile.evidence).toBe('calibrated');
+    expect(profile.id).toMatch(/^h100-64gb\/llama-3\.1-8b-instruct@[0-9a-f]{12}$/);
+  });
+
+  it('a folder that does not exist is named, without a stack', async () => {
+    const res = await run([
+      'calibrate',
+      '--runs',
+      join(dir, 'missing'),
+      '--gpu',
+      'l4',
+      '--model',
+      'qwen3-8b',
+    ]);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/missing: no such folder/);
+    expect(res.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('loraplan measure plan', () => {
+  it('writes plan.json, run.sh and the derived starting profile, naming what a small budget leaves out', async () => {
+    const out = join(dir, 'plan');
+    const res = await run([
+      'measure',
+      'plan',
+      '--gpu',
+      'l40s',
+      '--model',
+      'qwen3-8b',
+      '--budget-minutes',
+      '12',
+      '--ranks',
+      '16',
+      '--out',
+      out,
+    ]);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(
+      /not identified: servingFit: no experiment for it fits in 12 minutes/,
+    );
+    const plan = JSON.parse(readFileSync(join(out, 'plan.json'), 'utf8')) as {
+      plannedMinutes: number;
+      experiments: unknown[];
+    };
+    expect(plan.plannedMinutes).toBeLessThanOrEqual(12);
+    expect(readFileSync(join(out, 'run.sh'), 'utf8')).toMatch(/^#!\/usr\/bin\/env bash/);
+    expect(
+      (JSON.parse(readFileSync(join(out, 'profile.json'), 'utf8')) as { evidence: string })
+        .evidence,
+    ).toBe('derived');
+  });
+});

@@ -5,18 +5,27 @@ import { calibrate, calibrationInputsSchema, tablesIn } from '../calibrate/calib
 import { readServingRuns } from '../calibrate/runs.js';
 import { fitLoraOnServingRuns } from '../calibrate/serving-fit.js';
 import { SimulationPool } from '../runtime/pool.js';
-import { PROFILES_DIR } from '../profiles/store.js';
+import { listProfiles, loadProfile, PACKAGE_ROOT, PROFILES_DIR } from '../profiles/store.js';
+import { derive, readDeriveCatalog, DeriveError } from '../derive/index.js';
+import { calibrateFromRuns } from '../measure/calibrate-runs.js';
+import { evidenceOf, type Profile } from '../twin/profile.js';
 import { InputError, fieldIssues } from '../runtime/errors.js';
 import { parseOptions, UsageError } from './options.js';
 
 const USAGE = `usage: loraplan calibrate --data DIR --inputs FILE [--model M] [--out DIR]
+       loraplan calibrate --runs DIR --gpu G --model M [--start PROFILE] [--out FILE]
 
 Fits a twin profile from measurement tables shaped like models/measurements/vllm-0.8.5-h100/
 (kv_cache_profile.csv, validation_runs.csv and calibration/*.csv) and an inputs file giving what
 tables cannot (model identity, max_model_len, request-length statistics). When
 validation_runs.csv holds runs of the model, the LoRA step cost is then fitted on them (a few
 rounds of twin simulations of every run: minutes). Writes
-<out>/<gpu>/<model>.json (default out: models/profiles) and prints each fit's quality.`;
+<out>/<gpu>/<model>.json (default out: models/profiles) and prints each fit's quality.
+
+--runs: calibrates from recorded run folders (what run.sh or vLLM's benchmark left: launcher or
+flags, the client's result block, server logs, metrics), starting from the derived profile of
+--gpu and --model (or --start PROFILE), refitting the LoRA step cost on the serving runs. Writes
+an evidence "calibrated" profile (default: models/profiles/<gpu>/<model>@<hash>.json).`;
 
 export async function calibrateCommand(argv: string[]): Promise<number> {
   const { values } = parseOptions(argv, {
@@ -24,11 +33,15 @@ export async function calibrateCommand(argv: string[]): Promise<number> {
     inputs: { type: 'string' },
     model: { type: 'string' },
     out: { type: 'string' },
+    runs: { type: 'string' },
+    gpu: { type: 'string' },
+    start: { type: 'string' },
   });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  if (values.runs) return calibrateRuns(values.runs, values);
   if (!values.data || !values.inputs)
     throw new UsageError(`--data and --inputs are required\n${USAGE}`);
   const all = JSON.parse(readFileSync(values.inputs, 'utf8')) as Record<string, unknown>;
@@ -74,6 +87,54 @@ export async function calibrateCommand(argv: string[]): Promise<number> {
         }
       }
     }
+  } finally {
+    await pool.close();
+  }
+  return 0;
+}
+
+async function calibrateRuns(
+  root: string,
+  values: { gpu?: string; model?: string; start?: string; out?: string },
+): Promise<number> {
+  if (!values.start && (!values.gpu || !values.model))
+    throw new UsageError(`--runs needs --gpu and --model (or --start PROFILE)\n${USAGE}`);
+  let start: Profile;
+  if (values.start) start = loadProfile(values.start);
+  else {
+    const measured = listProfiles()
+      .map((id) => loadProfile(id))
+      .filter((p) => evidenceOf(p) === 'measured');
+    try {
+      start = derive(
+        { gpu: values.gpu!, model: values.model! },
+        readDeriveCatalog(join(PACKAGE_ROOT, 'models')),
+        measured,
+      );
+    } catch (e) {
+      if (e instanceof DeriveError) throw new InputError(e.issues);
+      throw e;
+    }
+  }
+  const pool = new SimulationPool();
+  try {
+    const result = await calibrateFromRuns(
+      root,
+      start,
+      (tasks) => Promise.all(tasks.map((t) => pool.run({ ...t, includeStepStats: true }))),
+      {
+        onRound: (round, mape) =>
+          process.stderr.write(
+            `  serving fit round ${round + 1}: ITL MAPE before refit ${mape.toFixed(1)}%\n`,
+          ),
+      },
+    );
+    const out = values.out ?? join(PROFILES_DIR, `${result.profile.id}.json`);
+    mkdirSync(dirname(out), { recursive: true });
+    writeFileSync(out, `${JSON.stringify(result.profile, null, 1)}\n`);
+    process.stdout.write(
+      `${result.profile.id} -> ${out}\n  ${result.runs} runs (${result.servedRuns} served, ${result.failedToStart} failed to start), started from ${start.id}\n  refitted: ${result.refitted.join(', ')}\n  unchanged: ${result.unchanged.join('; ')}\n`,
+    );
   } finally {
     await pool.close();
   }

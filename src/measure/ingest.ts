@@ -25,6 +25,8 @@ export interface RunFlags {
   maxNumBatchedTokens: number;
   gpuMemoryUtilization: number;
   adapterRates: number[];
+  /** Ranks of the adapters served (the dummy or named LoRA modules' ranks). */
+  adapterRanks: number[];
   totalTimeSeconds: number;
 }
 
@@ -170,6 +172,13 @@ function flagValue(text: string, flag: string): string | undefined {
   return m ? (m[1] ?? m[2] ?? m[3]) : undefined;
 }
 
+/** Ranks named by the served adapters' paths (`..._rank_16/`, `dummy-r16-3`), ascending. */
+function adapterRanksOf(text: string): number[] {
+  const modules = flagValue(text, 'dummy-lora-modules') ?? flagValue(text, 'lora-modules') ?? '';
+  const ranks = [...modules.matchAll(/rank_?(\d+)|-r(\d+)-/g)].map((m) => Number(m[1] ?? m[2]));
+  return [...new Set(ranks)].sort((a, b) => a - b);
+}
+
 /** The `vllm serve` flags and the client's rates and window from a launcher script. */
 export function parseLauncher(text: string, file: string): RunFlags {
   // The server's flags sit inside --server-args='...', whose own values are quoted again: they
@@ -196,6 +205,7 @@ export function parseLauncher(text: string, file: string): RunFlags {
       ? need('gpu-memory-utilization', server)
       : 0.9,
     adapterRates: rates ? rates.trim().split(/\s+/).map(Number) : [],
+    adapterRanks: adapterRanksOf(text),
     totalTimeSeconds: flagValue(text, 'total-time') ? need('total-time', text) : NaN,
   };
 }

@@ -122,9 +122,10 @@ export async function compareRuns(
   threads?: number,
   only?: string,
   profiles: ReadonlyMap<string, Profile> = new Map(),
+  workload?: string,
 ): Promise<RunComparison[]> {
   const rows = readCsv(join(dataDir, 'validation_runs.csv')).filter(
-    (r) => !only || r.model === only,
+    (r) => (!only || r.model === only) && (!workload || r.workload_id === workload),
   );
   const published = new Map(
     readCsv(join(dataDir, 'published_twin_vs_real.csv')).map((r) => [

@@ -1,0 +1,83 @@
+import { relative } from 'node:path';
+import { fitLoraOnServingRuns, type SimulateMany } from '../calibrate/serving-fit.js';
+import type { Profile } from '../twin/profile.js';
+import { ingestRun, runFolders } from './ingest.js';
+import { calibratedProfile, servingRunOf } from './serving.js';
+
+export const MIN_SERVED_RUNS = 6;
+
+export interface RunsCalibration {
+  profile: Profile;
+  runs: number;
+  servedRuns: number;
+  failedToStart: number;
+  /** Terms refitted, and the terms the runs cannot identify (left at the starting profile's). */
+  refitted: string[];
+  unchanged: string[];
+  rounds: Array<{ itlMape: number }>;
+}
+
+/**
+ * Calibrates from recorded run folders (raw vLLM output: launcher flags, the client's result,
+ * server logs, metrics): starting from `start` (the derived profile of that GPU and model, or a
+ * measured one), the serving runs refit the LoRA step cost, as `npm run calibrate` fits it on
+ * validation_runs.csv; the other terms stay, as serving runs alone do not identify them.
+ */
+export async function calibrateFromRuns(
+  root: string,
+  start: Profile,
+  simulateMany: SimulateMany,
+  options: {
+    rounds?: number;
+    select?: (dir: string) => boolean;
+    onRound?: (round: number, mape: number) => void;
+  } = {},
+): Promise<RunsCalibration> {
+  const folders = runFolders(root).filter((d) => options.select?.(d) ?? true);
+  const ingested = folders.map((d) => ({ dir: d, run: ingestRun(d) }));
+  const runs = ingested.map(({ dir, run }) => servingRunOf(run, start, relative(root, dir)));
+  const served = runs.filter((r) => r.ok);
+  const failedToStart = ingested.filter(
+    (i) => i.run.failure === 'kv_cache_insufficient' || i.run.failure === 'cuda_oom',
+  ).length;
+  const unchanged = [
+    'kvCache (the runs hold no start-up log of their cache size)',
+    'stepTime.base',
+    'scheduler',
+    'adapterLoad',
+  ];
+  // Five LoRA terms need more runs than terms, spread over slots and loads, to be identified.
+  if (served.length < MIN_SERVED_RUNS)
+    return {
+      profile: calibratedProfile(start, start, { runs: folders.length, root }),
+      runs: folders.length,
+      servedRuns: served.length,
+      failedToStart,
+      refitted: [],
+      unchanged: [
+        `stepTime.lora (${served.length} served runs; its five terms need at least ${MIN_SERVED_RUNS})`,
+        ...unchanged,
+      ],
+      rounds: [],
+    };
+  const fitted = await fitLoraOnServingRuns(
+    start,
+    runs,
+    simulateMany,
+    options.rounds ?? 3,
+    options.onRound,
+  );
+  return {
+    profile: calibratedProfile(
+      start,
+      { ...fitted.profile, fit: { ...fitted.profile.fit, loraServingFit: fitted.report } },
+      { runs: folders.length, root },
+    ),
+    runs: folders.length,
+    servedRuns: served.length,
+    failedToStart,
+    refitted: ['stepTime.lora'],
+    unchanged,
+    rounds: fitted.report.rounds.map((r) => ({ itlMape: r.itlMape })),
+  };
+}
