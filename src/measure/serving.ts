@@ -60,11 +60,12 @@ export function calibratedProfile(
   fitted: Profile,
   source: Record<string, unknown>,
 ): Profile {
-  const { id: _id, ...body } = {
+  const body: Omit<Profile, 'id'> & { id?: string } = {
     ...fitted,
     evidence: 'calibrated' as const,
     derivation: { ...(start.derivation ?? {}), calibratedFrom: source, startedFrom: start.id },
   };
+  delete body.id;
   const hash = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 12);
   return { ...body, id: `${start.gpu}/${start.model}@${hash}` };
 }
