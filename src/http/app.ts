@@ -19,6 +19,7 @@ import { jsonBodies } from './plugins/body.js';
 import { sendProblem, toProblem } from './problems.js';
 import { catalogRoutes } from './routes/catalog.js';
 import { profileRoutes } from './routes/profiles.js';
+import { deployRoutes } from './routes/deploy.js';
 import { operationsRoutes } from './routes/operations.js';
 import { planningRoutes } from './routes/planning.js';
 import { placementRoutes } from './routes/placement.js';
@@ -129,6 +130,7 @@ export async function buildApp(options: AppOptions) {
   await app.register(runRoutes, { core });
   await app.register(catalogRoutes, { core });
   await app.register(profileRoutes, { core });
+  await app.register(deployRoutes, { core });
   await app.register(operationsRoutes, { core, metrics });
   return app;
 }
