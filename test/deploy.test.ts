@@ -126,7 +126,7 @@ describe('production-stack and vllm targets', () => {
       'support',
     ]);
     expect(
-      adapters.find((a) => a.metadata.name === 'hot').spec.loraAdapterDeploymentConfig.replicas,
+      adapters.find((a) => a.metadata.name === 'hot')!.spec.loraAdapterDeploymentConfig.replicas,
     ).toBe(2);
     const values = docs.find((d) => d.kind === 'HelmValues')!.values;
     expect(values.servingEngineSpec.modelSpec.map((m: any) => m.vllmConfig.extraArgs)).toEqual(

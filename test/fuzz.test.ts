@@ -232,6 +232,49 @@ const placementNearValid = fc.record(
   { requiredKeys: ['profile', 'catalog'] },
 );
 
+/** POST /v1/profiles: catalog GPUs and models, configs with fields dropped or bent, flags. */
+const profileValid = fc.record(
+  {
+    gpu: fc.oneof(fc.constantFrom('a100-80gb-sxm', 'l40s', 'h200', 'l4', 'b200'), fc.string()),
+    model: fc.constantFrom(
+      'llama-3.1-8b-instruct',
+      'qwen3-8b',
+      'mistral-7b-instruct-v0.3',
+      'gemma-2-9b-it',
+    ),
+    flags: fc.record(
+      {
+        gpuMemoryUtilization: fc.oneof(fc.double({ min: 0.05, max: 1, noNaN: true }), number),
+        maxModelLen: fc.oneof(fc.integer({ min: 512, max: 131072 }), number),
+        maxNumSeqs: fc.oneof(fc.integer({ min: 1, max: 4096 }), number),
+      },
+      { requiredKeys: [] },
+    ),
+  },
+  { requiredKeys: ['gpu'] },
+);
+const profileConfig = fc.record(
+  {
+    gpu: fc.constantFrom('h100-80gb-sxm', 'a10g'),
+    config: fc.record(
+      {
+        architectures: fc.oneof(fc.constant(['LlamaForCausalLM']), fc.anything()),
+        num_hidden_layers: fc.oneof(fc.integer({ min: 1, max: 80 }), fc.anything()),
+        hidden_size: fc.oneof(fc.constantFrom(2048, 4096, 5120), fc.anything()),
+        intermediate_size: fc.oneof(fc.integer({ min: 1, max: 30000 }), fc.anything()),
+        num_attention_heads: fc.oneof(fc.constantFrom(16, 32, 40), fc.anything()),
+        num_key_value_heads: fc.constantFrom(1, 8, 7),
+        vocab_size: fc.integer({ min: 1, max: 300000 }),
+        max_position_embeddings: fc.integer({ min: 1, max: 1 << 20 }),
+        num_experts: fc.constantFrom(0, 8),
+        sliding_window: fc.oneof(fc.constant(null), fc.integer()),
+      },
+      { requiredKeys: ['architectures'] },
+    ),
+  },
+  { requiredKeys: ['gpu', 'config'] },
+);
+
 /** Each POST route: its valid and near-valid bodies, how many to send, the share answered 2xx. */
 const postRoutes = [
   {
@@ -257,6 +300,15 @@ const postRoutes = [
     near: nearValid,
     runs: BODIES,
     answered: 1 / 4,
+  },
+  {
+    path: '/v1/profiles',
+    seed: 5,
+    valid: profileValid as fc.Arbitrary<unknown>,
+    near: profileConfig as fc.Arbitrary<unknown>,
+    runs: BODIES,
+    // Most generated configs and flags are refused by field, which is what this route is for.
+    answered: 1 / 40,
   },
   {
     path: '/v1/placement',
@@ -309,6 +361,7 @@ describe('fuzzed GET query strings', () => {
     ['/v1/runs', '/v1/runs'],
     ['/v1/runs/{id}', '/v1/runs/x'],
     ['/v1/runs/{id}/chart.svg', '/v1/runs/x/chart.svg'],
+    ['/v1/runs/{id}/deploy', '/v1/runs/x/deploy'],
     ['/v1/profiles', '/v1/profiles'],
     ['/v1/models', '/v1/models'],
     ['/healthz', '/healthz'],
@@ -326,6 +379,11 @@ describe('fuzzed GET query strings', () => {
               profile: fc.string(),
               limit: fc.oneof(fc.integer(), fc.string()),
               cursor: fc.string(),
+              target: fc.oneof(
+                fc.constantFrom('vllm', 'kubernetes', 'production-stack'),
+                fc.string(),
+              ),
+              namespace: fc.string(),
             },
             { requiredKeys: [] },
           )
