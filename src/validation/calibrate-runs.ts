@@ -1,7 +1,7 @@
 // Calibrates the serving terms from the raw run folders alone (what a user's run.sh or vLLM's
 // benchmark leaves), and checks the result against today's calibrated profiles: the twin's
 // figures on every real run, and how few runs suffice. Writes docs/measure-validation.md.
-// Usage: npm run validate:calibrate-runs -- --raw ../shared/data/vllm-0.8.5-h100/raw [--threads N]
+// Usage: npm run validate:calibrate-runs -- --raw SHARED/data/vllm-0.8.5-h100/raw [--threads N]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,7 +20,7 @@ async function main(): Promise<void> {
     options: { raw: { type: 'string' }, out: { type: 'string' }, threads: { type: 'string' } },
   });
   if (!values.raw)
-    throw new Error('--raw DIR is required (e.g. ../shared/data/vllm-0.8.5-h100/raw)');
+    throw new Error('--raw DIR is required (e.g. SHARED/data/vllm-0.8.5-h100/raw)');
   const raw = resolve(values.raw);
   const outDir = resolve(values.out ?? join(PACKAGE_ROOT, 'docs'));
   const threads = values.threads ? Number(values.threads) : undefined;

@@ -1,7 +1,7 @@
 // Reads every raw run folder (launcher.sh, the client's log, server logs, the metrics checker's
 // .npy series) with src/measure and checks each figure against validation_runs.csv, which was
 // extracted from the same files by other code. Writes docs/validation/ingest.md.
-// Usage: npm run validate:ingest -- --raw ../shared/data/vllm-0.8.5-h100/raw [--out DIR]
+// Usage: npm run validate:ingest -- --raw SHARED/data/vllm-0.8.5-h100/raw [--out DIR]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -67,7 +67,7 @@ async function main(): Promise<void> {
   });
   if (!values.raw)
     throw new Error(
-      '--raw DIR is required (the raw run folders, e.g. ../shared/data/vllm-0.8.5-h100/raw)',
+      '--raw DIR is required (the raw run folders, e.g. SHARED/data/vllm-0.8.5-h100/raw)',
     );
   const raw = resolve(values.raw);
   const dataDir = resolve(values.data ?? DEFAULT_DATA_DIR);
