@@ -313,7 +313,7 @@ describe('loraplan calibrate --runs', () => {
     // Four run folders: two served, one failed to start, one cancelled by the cluster.
     expect(res.stdout).toContain('4 runs (2 served, 1 failed to start)');
     expect(res.stdout).toMatch(
-      /unchanged: stepTime\.lora \(2 served runs; its five terms need at least 6\)/,
+      /unchanged: stepTime\.lora \(2 served runs; a scale on it needs at least 3\)/,
     );
     const profile = JSON.parse(readFileSync(out, 'utf8')) as { evidence: string; id: string };
     expect(profile.evidence).toBe('calibrated');

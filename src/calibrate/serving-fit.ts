@@ -37,6 +37,11 @@ export async function fitLoraOnServingRuns(
   simulateMany: SimulateMany,
   rounds = 3,
   onRound?: (round: number, itlMape: number) => void,
+  /**
+   * Refit one scale on the current LoRA terms instead of all five: what a handful of runs can
+   * identify (five free terms from eight runs extrapolate wildly; docs/measure-validation.md).
+   */
+  scaleOnly = false,
 ): Promise<{ profile: Profile; report: ServingFitReport }> {
   const usable = runs.filter((r) => r.ok && r.scenario.profile === profile.id);
   let current = profile;
@@ -75,9 +80,25 @@ export async function fitLoraOnServingRuns(
       xs.push(row.map((v) => v / realStep));
       ys.push((realStep - (twinStep - loraMs)) / realStep);
     });
-    const fit = ols(xs, ys, false);
+    const l = current.stepTime.lora;
+    const now = [
+      l.intercept,
+      l.perSlot,
+      l.perAdapterInBatch,
+      l.perBatchedToken,
+      l.perBatchedTokenSlot,
+    ];
+    let coefficients: number[];
+    if (scaleOnly) {
+      // Least squares of y on s x (row . current terms), in the same relative scaling.
+      const predicted = xs.map((x) => x.reduce((a, v, k) => a + v * now[k]!, 0));
+      const num = predicted.reduce((a, p, i) => a + p * ys[i]!, 0);
+      const den = predicted.reduce((a, p) => a + p * p, 0);
+      const scale = den > 0 ? Math.max(0, num / den) : 1;
+      coefficients = now.map((c) => c * scale);
+    } else coefficients = ols(xs, ys, false).coefficients;
     const [intercept, perSlot, perAdapterInBatch, perBatchedToken, perBatchedTokenSlot] =
-      fit.coefficients.map((c) => Number(c.toPrecision(6)));
+      coefficients.map((c) => Number(c.toPrecision(6)));
     const lora = {
       intercept: intercept!,
       perSlot: perSlot!,

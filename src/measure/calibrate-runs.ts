@@ -4,7 +4,10 @@ import type { Profile } from '../twin/profile.js';
 import { ingestRun, runFolders } from './ingest.js';
 import { calibratedProfile, servingRunOf } from './serving.js';
 
-export const MIN_SERVED_RUNS = 6;
+/** Fewer served runs than this identify nothing of the LoRA cost. */
+export const MIN_SERVED_RUNS = 3;
+/** From this many served runs each of the five LoRA terms is refitted, below it one scale on them. */
+export const FULL_FIT_RUNS = 24;
 
 export interface RunsCalibration {
   profile: Profile;
@@ -55,17 +58,19 @@ export async function calibrateFromRuns(
       failedToStart,
       refitted: [],
       unchanged: [
-        `stepTime.lora (${served.length} served runs; its five terms need at least ${MIN_SERVED_RUNS})`,
+        `stepTime.lora (${served.length} served runs; a scale on it needs at least ${MIN_SERVED_RUNS})`,
         ...unchanged,
       ],
       rounds: [],
     };
+  const scaleOnly = served.length < FULL_FIT_RUNS;
   const fitted = await fitLoraOnServingRuns(
     start,
     runs,
     simulateMany,
     options.rounds ?? 3,
     options.onRound,
+    scaleOnly,
   );
   return {
     profile: calibratedProfile(
@@ -76,7 +81,11 @@ export async function calibrateFromRuns(
     runs: folders.length,
     servedRuns: served.length,
     failedToStart,
-    refitted: ['stepTime.lora'],
+    refitted: [
+      scaleOnly
+        ? `stepTime.lora, one scale on all five terms (${served.length} served runs; each term on its own from ${FULL_FIT_RUNS})`
+        : 'stepTime.lora',
+    ],
     unchanged,
     rounds: fitted.report.rounds.map((r) => ({ itlMape: r.itlMape })),
   };
