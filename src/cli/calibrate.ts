@@ -5,10 +5,10 @@ import { calibrate, calibrationInputsSchema, tablesIn } from '../calibrate/calib
 import { readServingRuns } from '../calibrate/runs.js';
 import { fitLoraOnServingRuns } from '../calibrate/serving-fit.js';
 import { SimulationPool } from '../runtime/pool.js';
-import { listProfiles, loadProfile, PACKAGE_ROOT, PROFILES_DIR } from '../profiles/store.js';
-import { derive, readDeriveCatalog, DeriveError } from '../derive/index.js';
+import { loadProfile, measuredProfiles, PACKAGE_ROOT, PROFILES_DIR } from '../profiles/store.js';
+import { derive, readDeriveCatalog } from '../derive/index.js';
 import { calibrateFromRuns } from '../measure/calibrate-runs.js';
-import { evidenceOf, type Profile } from '../twin/profile.js';
+import type { Profile } from '../twin/profile.js';
 import { InputError, fieldIssues } from '../runtime/errors.js';
 import { parseOptions, UsageError } from './options.js';
 
@@ -101,21 +101,12 @@ async function calibrateRuns(
     throw new UsageError(`--runs needs --gpu and --model (or --start PROFILE)\n${USAGE}`);
   let start: Profile;
   if (values.start) start = loadProfile(values.start);
-  else {
-    const measured = listProfiles()
-      .map((id) => loadProfile(id))
-      .filter((p) => evidenceOf(p) === 'measured');
-    try {
-      start = derive(
-        { gpu: values.gpu!, model: values.model! },
-        readDeriveCatalog(join(PACKAGE_ROOT, 'models')),
-        measured,
-      );
-    } catch (e) {
-      if (e instanceof DeriveError) throw new InputError(e.issues);
-      throw e;
-    }
-  }
+  else
+    start = derive(
+      { gpu: values.gpu!, model: values.model! },
+      readDeriveCatalog(join(PACKAGE_ROOT, 'models')),
+      measuredProfiles(),
+    );
   const pool = new SimulationPool();
   try {
     const result = await calibrateFromRuns(

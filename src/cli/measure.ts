@@ -1,13 +1,12 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { derive, readDeriveCatalog, DeriveError } from '../derive/index.js';
+import { derive, readDeriveCatalog } from '../derive/index.js';
 import { runLoad } from '../measure/load.js';
 import { MeasureInputError } from '../measure/npy.js';
 import { measurePlan, planSchema } from '../measure/plan.js';
 import { runScript } from '../measure/runsh.js';
-import { listProfiles, loadProfile, PACKAGE_ROOT } from '../profiles/store.js';
+import { measuredProfiles, PACKAGE_ROOT } from '../profiles/store.js';
 import { InputError, fieldIssues } from '../runtime/errors.js';
-import { evidenceOf } from '../twin/profile.js';
 import { intOption, parseOptions, UsageError } from './options.js';
 
 const USAGE = `usage: loraplan measure plan --gpu G --model M [--ranks 8,16,32] [--budget-minutes 60]
@@ -46,20 +45,11 @@ async function plan(argv: string[]): Promise<number> {
     .map((r, i) => intOption(r.trim(), `--ranks[${i}]`)!);
   const budgetMinutes = intOption(values['budget-minutes'], '--budget-minutes') ?? 60;
   const maxModelLen = intOption(values['max-model-len'], '--max-model-len') ?? 8192;
-  const measured = listProfiles()
-    .map((id) => loadProfile(id))
-    .filter((p) => evidenceOf(p) === 'measured');
-  let profile;
-  try {
-    profile = derive(
-      { gpu: values.gpu, model: values.model, flags: { maxModelLen } },
-      readDeriveCatalog(join(PACKAGE_ROOT, 'models')),
-      measured,
-    );
-  } catch (e) {
-    if (e instanceof DeriveError) throw new InputError(e.issues);
-    throw e;
-  }
+  const profile = derive(
+    { gpu: values.gpu, model: values.model, flags: { maxModelLen } },
+    readDeriveCatalog(join(PACKAGE_ROOT, 'models')),
+    measuredProfiles(),
+  );
   const p = measurePlan(profile, { ranks, budgetMinutes, maxModelLen });
   mkdirSync(values.out, { recursive: true });
   writeFileSync(join(values.out, 'plan.json'), `${JSON.stringify(p, null, 1)}\n`);

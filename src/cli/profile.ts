@@ -1,7 +1,13 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { derive, readDeriveCatalog, DeriveError } from '../derive/index.js';
-import { listProfiles, loadProfile, PACKAGE_ROOT, PROFILES_DIR } from '../profiles/store.js';
+import { derive, readDeriveCatalog } from '../derive/index.js';
+import {
+  listProfiles,
+  loadProfile,
+  measuredProfiles,
+  PACKAGE_ROOT,
+  PROFILES_DIR,
+} from '../profiles/store.js';
 import { InputError, fieldIssues } from '../runtime/errors.js';
 import { deriveRequestSchema } from '../service/profiles.js';
 import { evidenceOf } from '../twin/profile.js';
@@ -65,16 +71,8 @@ export async function profileCommand(argv: string[]): Promise<number> {
     ...(values['fit-on'] ? { fitOn: values['fit-on'].split(',').map((s) => s.trim()) } : {}),
   });
   if (!request.success) throw new InputError(fieldIssues(request.error));
-  const measured = listProfiles()
-    .map((id) => loadProfile(id))
-    .filter((p) => evidenceOf(p) === 'measured');
-  let profile;
-  try {
-    profile = derive(request.data, readDeriveCatalog(join(PACKAGE_ROOT, 'models')), measured);
-  } catch (e) {
-    if (e instanceof DeriveError) throw new InputError(e.issues);
-    throw e;
-  }
+  const measured = measuredProfiles();
+  const profile = derive(request.data, readDeriveCatalog(join(PACKAGE_ROOT, 'models')), measured);
   const out = values.out ?? join(PROFILES_DIR, `${profile.id}.json`);
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(profile, null, 1)}\n`);

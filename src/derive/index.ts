@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import type { FieldIssue } from '../runtime/errors.js';
+import { InputError, type FieldIssue } from '../runtime/errors.js';
 import type { Profile } from '../twin/profile.js';
 import { readModelConfig, type ModelShape } from './config.js';
 import { deriveProfile, type FitSource } from './derive.js';
@@ -144,11 +144,8 @@ export function fitSourceOf(catalog: DeriveCatalog, profile: Profile): FitSource
   };
 }
 
-export class DeriveError extends Error {
-  constructor(readonly issues: FieldIssue[]) {
-    super(issues.map((i) => `${i.field}: ${i.message}`).join('; '));
-  }
-}
+/** Bad or unsupported derivation input, by field: an InputError, so routes answer 400 and commands exit 2. */
+export class DeriveError extends InputError {}
 
 /**
  * Derives the profile a request asks for. `measured` are the profiles factors may be learned

@@ -55,3 +55,10 @@ export function loadProfile(id: string, dir = PROFILES_DIR): Profile {
   cache.set(key, profile);
   return profile;
 }
+
+/** The profiles fitted to measured runs: what derived profiles learn their factors from. */
+export function measuredProfiles(dir = PROFILES_DIR): Profile[] {
+  return listProfiles(dir)
+    .map((id) => loadProfile(id, dir))
+    .filter((p) => (p.evidence ?? 'measured') === 'measured');
+}

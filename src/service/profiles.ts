@@ -4,13 +4,17 @@ import {
   derive,
   deriveFlagsSchema,
   readDeriveCatalog,
-  DeriveError,
   type DeriveCatalog,
 } from '../derive/index.js';
 import { latencyEnvelopeSchema } from '../latency/index.js';
 import { loadLatencyModel } from '../profiles/latency.js';
-import { listProfiles, loadProfile, PACKAGE_ROOT, registerProfile } from '../profiles/store.js';
-import { InputError } from '../runtime/errors.js';
+import {
+  listProfiles,
+  loadProfile,
+  measuredProfiles,
+  PACKAGE_ROOT,
+  registerProfile,
+} from '../profiles/store.js';
 import type { Db } from '../storage/db.js';
 import { ProfileRepository } from '../storage/profiles.js';
 import { evidenceOf, evidenceSchema, type Profile } from '../twin/profile.js';
@@ -79,16 +83,8 @@ export class ProfileService {
 
   /** Derives, stores and registers a profile; the same inputs give the same id. */
   derive(request: DeriveProfileRequest): { profile: Profile; created: boolean } {
-    const measured = listProfiles()
-      .map((id) => loadProfile(id))
-      .filter((p) => evidenceOf(p) === 'measured');
-    let profile: Profile;
-    try {
-      profile = derive(request, this.deriveCatalog(), measured);
-    } catch (e) {
-      if (e instanceof DeriveError) throw new InputError(e.issues);
-      throw e;
-    }
+    const measured = measuredProfiles();
+    const profile = derive(request, this.deriveCatalog(), measured);
     const created = !listProfiles().includes(profile.id);
     this.repository.save(profile);
     registerProfile(profile);
