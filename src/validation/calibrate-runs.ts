@@ -133,6 +133,10 @@ add to a derivation, not a new model's derivation.
 | model | k | mean MAPE on held-out workloads | per workload |
 | --- | --- | --- | --- |
 ${kRows.join('\n')}
+
+The full calibration checked leave one workload out is \`npm run validate:twin:lowo\` (README);
+these are the measurements' one-hour runs, so k of them are k GPU-hours: whether the plan's
+shorter serving runs identify as much is not measured here.
 `;
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'measure-validation.md'), report);
