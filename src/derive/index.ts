@@ -19,6 +19,7 @@ export {
   type FitSource,
 } from './derive.js';
 export {
+  kvBytesPerToken,
   memoryAccount,
   GIB,
   type MemoryAccount,

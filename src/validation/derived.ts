@@ -8,7 +8,13 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { derive, readDeriveCatalog, type DeriveCatalog } from '../derive/index.js';
+import {
+  derive,
+  kvBytesPerToken,
+  readDeriveCatalog,
+  type DeriveCatalog,
+  type ModelShape,
+} from '../derive/index.js';
 import { LATENCY_METRICS, type LatencyModel, type LatencyMetric } from '../latency/index.js';
 import { loadModel } from '../model/model.js';
 import { derivedLatencyPath, derivedVerdictsPath } from '../profiles/derived.js';
@@ -220,15 +226,8 @@ function folds(catalog: DeriveCatalog): Fold[] {
   ];
 }
 
-const kvBytesPerTokenOf = (p: Profile) => {
-  const m = p.derivation?.model as {
-    layers: number;
-    kvHeads: number;
-    headDim: number;
-    dtypeBytes: number;
-  };
-  return 2 * m.layers * m.kvHeads * m.headDim * m.dtypeBytes;
-};
+/** A derived profile records the model shape it was derived for: the account's own KV bytes. */
+const kvBytesPerTokenOf = (p: Profile) => kvBytesPerToken(p.derivation?.model as ModelShape);
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
