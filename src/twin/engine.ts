@@ -1,4 +1,4 @@
-import { Fenwick, IndexedMinHeap } from './heap.js';
+import { Fenwick, IndexedMinHeap, RequestEventHeap } from './heap.js';
 import { LatencyHistogram } from './histogram.js';
 import type { RequestLengthSampler } from './lengths.js';
 import { cpuToGpuLoadMs, loraMsPerBatchedToken, type Profile } from './profile.js';
@@ -204,6 +204,17 @@ function generateArrivals(input: EngineInput): RequestTable {
  * prefill or one decode token, preempting the last running request by recompute when no KV
  * block is free), then, if nothing was preempted, FCFS admission of waiting requests that skips
  * requests whose adapter would push the step over max_loras distinct adapters.
+ *
+ * Most running requests do the same thing step after step: decode one token. The running queue is
+ * therefore kept in two parts. The *steady* part is its prefix of requests that decoded last step
+ * and decode again now; their state is implicit (tokens generated = tokens at joining + steps
+ * since), and each is visited only at its events: the step it needs a new KV block (from a ring
+ * of per-step buckets, a block's worth of steps long) and the step it emits its last token (from a
+ * heap ordered by step, then running order). The *explicit* part
+ * (prefill chunks, requests just admitted or re-admitted) is stepped request by request as vLLM
+ * does. A step costs its events, not its running requests, and the result is the same, bit for
+ * bit, as visiting every request every step (test/twin-events.test.ts checks it against that
+ * engine).
  */
 export function runEngine(input: EngineInput): EngineOutput {
   const { profile, config, durationSeconds, adapterRanks, observer, stepTimeObserver } = input;
@@ -219,8 +230,9 @@ export function runEngine(input: EngineInput): EngineOutput {
   const maxLoras = config.maxLoras;
   const maxNumSeqs = config.maxNumSeqs;
   const tokenBudgetPerStep = config.maxNumBatchedTokens;
+  const runningCapacity = Math.min(N, maxNumSeqs) + 1;
 
-  // Per-request state.
+  // Per-request state. For steady requests `generated` holds the count when they joined.
   const computed = new Int32Array(N);
   const generated = new Int32Array(N);
   const blocks = new Int32Array(N);
@@ -229,12 +241,36 @@ export function runEngine(input: EngineInput): EngineOutput {
   const lastToken = new Float64Array(N);
   let freeBlocks = totalBlocks;
 
-  // Running queue in vLLM order, and the requests scheduled in the current step.
-  const running = new Int32Array(Math.min(N, maxNumSeqs) + 1);
-  let runningCount = 0;
-  const scheduled = new Int32Array(Math.min(N, maxNumSeqs) + 1);
-  const scheduledTokens = new Int32Array(Math.min(N, maxNumSeqs) + 1);
+  // The running queue is steady ++ explicit. `seq` numbers admissions: running order is seq order.
+  const seq = new Int32Array(N);
+  let nextSeq = 0;
+  // Explicit part in vLLM order, and the requests scheduled from it in the current step.
+  const running = new Int32Array(runningCapacity);
+  let explicitCount = 0;
+  const scheduled = new Int32Array(runningCapacity);
+  const scheduledTokens = new Int32Array(runningCapacity);
   let scheduledCount = 0;
+
+  // Steady part: join order (= running order) with lazily dropped leavers, and each request's
+  // next event (a KV block or its last token) in a heap. Observers see every request every step.
+  const steadyEnabled = !observer;
+  const joinStep = new Int32Array(N).fill(-1); // the step a steady request joined at; -1 if not steady
+  // A steady request needs a block within (1 + preallocate) blocks of tokens, one token a step.
+  const ringSize = (preallocate + 1) * blockSize + 2;
+  const blockRing: number[][] = Array.from({ length: ringSize }, () => []);
+  const blockStep = new Int32Array(N).fill(-1);
+  const ringPos = new Int32Array(N);
+  const due: number[] = [];
+  const lastStep = new Int32Array(N);
+  const lastTokens = new RequestEventHeap(N, runningCapacity, lastStep, seq);
+  const steadyOrder = new Int32Array(2 * runningCapacity + 16);
+  let steadyHead = 0;
+  let steadyEnd = 0;
+  let steadyCount = 0;
+  const steadyPerAdapter = new Int32Array(A);
+  let steadyAdapterCount = 0;
+  const completing = new Int32Array(runningCapacity);
+  let completingCount = 0;
 
   // Waiting queue: per adapter, a stack of preempted requests (front) and a FIFO of arrivals.
   const front: number[][] = Array.from({ length: A }, () => []);
@@ -242,13 +278,16 @@ export function runEngine(input: EngineInput): EngineOutput {
   const backHead = new Int32Array(A);
   const headKey = new Float64Array(A).fill(Infinity);
   const waitingHeap = new IndexedMinHeap(A, headKey);
-  const memberHeap = new IndexedMinHeap(A, headKey);
+  // Adapters of the step with requests waiting: steady adapters' persist, the others' per step.
+  const steadyWaitingHeap = new IndexedMinHeap(A, headKey);
+  const extraWaitingHeap = new IndexedMinHeap(A, headKey);
   const waitingArrivals = new Fenwick(Math.max(1, N));
   let waitingCount = 0;
   let frontCount = 0;
   let nextFrontKey = -1;
 
-  // Adapter residency: GPU slots (max_loras) and host memory (max_cpu_loras), both LRU.
+  // Adapter residency: GPU slots (max_loras) and host memory (max_cpu_loras), both LRU. A steady
+  // adapter is used every step, so its last use is the current step, implicitly.
   const gpuLastUse = new Float64Array(A).fill(-1);
   const gpuResident: number[] = [];
   const cpuLastUse = new Float64Array(A).fill(-1);
@@ -258,10 +297,10 @@ export function runEngine(input: EngineInput): EngineOutput {
     loadMs[a] = cpuToGpuLoadMs(profile, config.maxLoraRank, adapterRanks[a]!);
   const diskMs = profile.adapterLoad.diskToCpuMs;
 
-  // Distinct adapters of the current step.
+  // Distinct adapters of the current step beyond the steady ones, in order of first use.
   const adapterStamp = new Int32Array(A).fill(-1);
   const stepAdapters = new Int32Array(Math.max(1, A));
-  let stepAdapterCount = 0;
+  let extraAdapterCount = 0;
 
   const base = profile.stepTime.base;
   const lora = profile.stepTime.lora;
@@ -300,15 +339,36 @@ export function runEngine(input: EngineInput): EngineOutput {
     const f = front[a]!;
     return f.length > 0 ? f[f.length - 1]! : back[a]![backHead[a]!]!;
   };
+  /** After adapter `a`'s head changed: keeps the heaps of waiting adapters in order. */
+  const headChanged = (a: number): void => {
+    const empty = headKey[a] === Infinity;
+    if (waitingHeap.has(a)) {
+      if (empty) waitingHeap.remove(a);
+      else waitingHeap.update(a);
+    }
+    if (steadyWaitingHeap.has(a)) {
+      if (empty) steadyWaitingHeap.remove(a);
+      else steadyWaitingHeap.update(a);
+    }
+    if (extraWaitingHeap.has(a)) {
+      if (empty) extraWaitingHeap.remove(a);
+      else extraWaitingHeap.update(a);
+    }
+    if (!empty) {
+      if (!waitingHeap.has(a)) waitingHeap.push(a);
+      if (steadyPerAdapter[a]! > 0 && !steadyWaitingHeap.has(a)) steadyWaitingHeap.push(a);
+    }
+  };
   const pushBack = (r: number): void => {
     const a = adapter[r]!;
     key[r] = r;
     back[a]!.push(r);
     waitingArrivals.add(r, 1);
     waitingCount++;
+    // Behind other waiting requests, an arrival leaves the adapter's head as it was.
     if (!waitingHeap.has(a)) {
       refreshHead(a);
-      waitingHeap.push(a);
+      headChanged(a);
     }
   };
   const pushFront = (r: number): void => {
@@ -318,8 +378,7 @@ export function runEngine(input: EngineInput): EngineOutput {
     frontCount++;
     waitingCount++;
     refreshHead(a);
-    if (waitingHeap.has(a)) waitingHeap.update(a);
-    else waitingHeap.push(a);
+    headChanged(a);
   };
   /** Removes the head request of adapter `a` from the waiting queue. */
   const popHead = (a: number): void => {
@@ -340,18 +399,14 @@ export function runEngine(input: EngineInput): EngineOutput {
     }
     waitingCount--;
     refreshHead(a);
-    const empty = headKey[a] === Infinity;
-    if (empty) waitingHeap.remove(a);
-    else waitingHeap.update(a);
-    if (memberHeap.has(a)) {
-      if (empty) memberHeap.remove(a);
-      else memberHeap.update(a);
-    }
+    headChanged(a);
   };
 
-  /** KVCacheManager.allocate_slots without prefix caching: false when blocks run out. */
-  const allocate = (r: number, newTokens: number): boolean => {
-    const tokens = computed[r]! + newTokens;
+  /**
+   * KVCacheManager.allocate_slots without prefix caching, for a request holding `tokens` tokens
+   * once this step's are computed: false when blocks run out.
+   */
+  const allocate = (r: number, tokens: number): boolean => {
     // Fast path (most decode steps): the request's last block still has room.
     if (tokens <= blocks[r]! * blockSize) return true;
     const required = Math.ceil(tokens / blockSize);
@@ -368,12 +423,15 @@ export function runEngine(input: EngineInput): EngineOutput {
     freeBlocks += blocks[r]!;
     blocks[r] = 0;
   };
+  /** Marks a scheduled request's adapter as one of the step's (steady adapters always are). */
   const markAdapter = (a: number): void => {
-    if (adapterStamp[a] !== steps) {
+    if (steadyPerAdapter[a] === 0 && adapterStamp[a] !== steps) {
       adapterStamp[a] = steps;
-      stepAdapters[stepAdapterCount++] = a;
+      stepAdapters[extraAdapterCount++] = a;
     }
   };
+  const lastUseOf = (lastUse: Float64Array, a: number): number =>
+    steadyPerAdapter[a]! > 0 ? steps : lastUse[a]!;
   /** Brings the adapter into host memory and a GPU slot (LRU), returning the time it costs. */
   const ensureResident = (a: number): number => {
     let cost = 0;
@@ -395,9 +453,13 @@ export function runEngine(input: EngineInput): EngineOutput {
   /** Evicts the least recently used resident not used in step `protectStep`. */
   const evictLru = (resident: number[], lastUse: Float64Array, protectStep: number): void => {
     let best = -1;
+    let bestUse = 0;
     for (let i = 0; i < resident.length; i++) {
-      const u = lastUse[resident[i]!]!;
-      if (u !== protectStep && (best < 0 || u < lastUse[resident[best]!]!)) best = i;
+      const u = lastUseOf(lastUse, resident[i]!);
+      if (u !== protectStep && (best < 0 || u < bestUse)) {
+        best = i;
+        bestUse = u;
+      }
     }
     const victim = resident[best]!;
     lastUse[victim] = -1;
@@ -415,22 +477,108 @@ export function runEngine(input: EngineInput): EngineOutput {
     return frontAtStart + waitingArrivals.prefix(r) + admittedArrivals;
   };
 
+  // --- the steady part of the running queue ---
+  /** Tokens a steady request has generated before the current step's output. */
+  const steadyGenerated = (r: number): number => generated[r]! + (steps - 1 - joinStep[r]!);
+  /** Queues steady request `r`'s next block, unless its last token comes first. */
+  const scheduleBlock = (r: number): void => {
+    const step = blocks[r]! * blockSize - prompt[r]! - generated[r]! + joinStep[r]! + 2;
+    if (step > lastStep[r]!) return;
+    // Past the last block a request may hold, vLLM asks again every step (and takes none).
+    const at = Math.max(step, steps + 1);
+    const bucket = blockRing[at % ringSize]!;
+    ringPos[r] = bucket.length;
+    bucket.push(r);
+    blockStep[r] = at;
+  };
+  const unscheduleBlock = (r: number): void => {
+    if (blockStep[r]! < 0) return;
+    const bucket = blockRing[blockStep[r]! % ringSize]!;
+    const last = bucket.pop()!;
+    if (last !== r) {
+      bucket[ringPos[r]!] = last;
+      ringPos[last] = ringPos[r]!;
+    }
+    blockStep[r] = -1;
+  };
+  /** Moves `r`, which decoded this step and decodes next, from the explicit part to the steady. */
+  const joinSteady = (r: number): void => {
+    if (steadyEnd === steadyOrder.length) {
+      let n = 0;
+      for (let p = steadyHead; p < steadyEnd; p++) {
+        const s = steadyOrder[p]!;
+        if (joinStep[s]! >= 0) steadyOrder[n++] = s;
+      }
+      steadyHead = 0;
+      steadyEnd = n;
+    }
+    steadyOrder[steadyEnd++] = r;
+    steadyCount++;
+    joinStep[r] = steps;
+    lastStep[r] = output[r]! - generated[r]! + steps;
+    lastTokens.push(r);
+    scheduleBlock(r);
+    const a = adapter[r]!;
+    if (steadyPerAdapter[a]!++ === 0) {
+      steadyAdapterCount++;
+      if (headKey[a] !== Infinity) steadyWaitingHeap.push(a);
+    }
+  };
+  /** Makes steady request `r` explicit again; its adapter was last used at step `lastUsed`. */
+  const leaveSteady = (r: number, lastUsed: number): void => {
+    joinStep[r] = -1;
+    steadyCount--;
+    if (lastTokens.has(r)) lastTokens.remove(r);
+    unscheduleBlock(r);
+    const a = adapter[r]!;
+    if (--steadyPerAdapter[a]! === 0) {
+      steadyAdapterCount--;
+      cpuLastUse[a] = lastUsed;
+      gpuLastUse[a] = lastUsed;
+      if (steadyWaitingHeap.has(a)) steadyWaitingHeap.remove(a);
+    }
+    while (steadyHead < steadyEnd && joinStep[steadyOrder[steadyHead]!]! < 0) steadyHead++;
+    while (steadyEnd > steadyHead && joinStep[steadyOrder[steadyEnd - 1]!]! < 0) steadyEnd--;
+  };
+  /** Writes a steady request's implicit state out, at the start of the current step. */
+  const materialize = (r: number): void => {
+    generated[r] = steadyGenerated(r);
+    computed[r] = prompt[r]! + generated[r]! - 1;
+    lastToken[r] = t;
+  };
   const preemptedThisStep: number[] = [];
+  /** Preempts the running queue's last request by recompute and returns it. */
+  const preemptTail = (): number => {
+    let victim: number;
+    if (explicitCount > 0) victim = running[--explicitCount]!;
+    else {
+      victim = steadyOrder[steadyEnd - 1]!;
+      materialize(victim);
+      leaveSteady(victim, steps - 1);
+    }
+    release(victim);
+    computed[victim] = 0;
+    pushFront(victim);
+    preemptedThisStep.push(victim);
+    preemptions++;
+    return victim;
+  };
 
   while (t < durationSeconds) {
     // Arrivals up to now join the waiting queue, unless the client has too many in flight.
     while (nextArrival < N && arrival[nextArrival]! <= t) {
       const r = nextArrival++;
       offeredTokens += prompt[r]! + output[r]!;
-      if (waitingCount + runningCount >= input.maxInFlight) dropped++;
+      if (waitingCount + steadyCount + explicitCount >= input.maxInFlight) dropped++;
       else {
         pushBack(r);
         if (arrival[r]! > halfWindow) acceptedSecondHalf++;
       }
     }
-    if (backlogAtHalf < 0 && t >= halfWindow) backlogAtHalf = waitingCount + runningCount;
+    if (backlogAtHalf < 0 && t >= halfWindow)
+      backlogAtHalf = waitingCount + steadyCount + explicitCount;
     if (waitingCount > maxWaiting) maxWaiting = waitingCount;
-    if (runningCount === 0 && waitingCount === 0) {
+    if (steadyCount + explicitCount === 0 && waitingCount === 0) {
       if (nextArrival >= N) break;
       t = arrival[nextArrival]!;
       continue;
@@ -438,29 +586,57 @@ export function runEngine(input: EngineInput): EngineOutput {
 
     // --- schedule one step ---
     steps++;
-    const runningAtStart = observer ? Array.from(running.subarray(0, runningCount)) : [];
-    const waitingAtStart = observer ? waitingOrderSnapshot() : [];
+    // Steady requests all decoded one token last step, so they never outnumber the budget.
     let budget = tokenBudgetPerStep;
+    const runningAtStart = observer ? Array.from(running.subarray(0, explicitCount)) : [];
+    const waitingAtStart = observer ? waitingOrderSnapshot() : [];
     scheduledCount = 0;
-    stepAdapterCount = 0;
+    extraAdapterCount = 0;
+    completingCount = 0;
     preemptedThisStep.length = 0;
+    if (extraWaitingHeap.size > 0) extraWaitingHeap.clear();
     let decodeSeqs = 0;
     let prefillTokens = 0;
     let recomputeTokens = 0;
 
+    // Steady requests each decode one token; only those that need a KV block are visited. When
+    // blocks may run short, in running order: who gets the last ones and who is preempted matters.
+    let stopped = false;
+    const bucket = blockRing[steps % ringSize]!;
+    if (bucket.length > 0) {
+      due.length = 0;
+      let wanted = 0;
+      for (const r of bucket) {
+        due.push(r);
+        blockStep[r] = -1;
+        wanted +=
+          Math.ceil((prompt[r]! + steadyGenerated(r)) / blockSize) - blocks[r]! + preallocate;
+      }
+      bucket.length = 0;
+      if (wanted > freeBlocks) due.sort((x, y) => seq[x]! - seq[y]!);
+      for (const r of due) {
+        if (joinStep[r]! < 0) continue; // preempted by one before it
+        while (!allocate(r, prompt[r]! + steadyGenerated(r))) {
+          if (preemptTail() === r) {
+            stopped = true;
+            break;
+          }
+        }
+        if (stopped) break;
+        scheduleBlock(r);
+      }
+    }
+    while (lastTokens.topStep() === steps) completing[completingCount++] = lastTokens.pop();
+    decodeSeqs += steadyCount;
+    budget -= steadyCount;
+
     let index = 0;
-    while (index < runningCount && budget > 0) {
+    while (!stopped && index < explicitCount && budget > 0) {
       const r = running[index]!;
       const n = Math.min(prompt[r]! + generated[r]! - computed[r]!, budget);
       let canSchedule = true;
-      while (!allocate(r, n)) {
-        const victim = running[--runningCount]!;
-        release(victim);
-        computed[victim] = 0;
-        pushFront(victim);
-        preemptedThisStep.push(victim);
-        preemptions++;
-        if (victim === r) {
+      while (!allocate(r, computed[r]! + n)) {
+        if (preemptTail() === r) {
           canSchedule = false;
           break;
         }
@@ -488,44 +664,51 @@ export function runEngine(input: EngineInput): EngineOutput {
       let admittedArrivals = 0;
       let lastConsidered = -1;
       let exhausted = false;
-      let phaseB = stepAdapterCount >= maxLoras;
-      if (phaseB) {
-        memberHeap.clear();
-        for (let i = 0; i < stepAdapterCount; i++) {
+      // Before the step holds max_loras adapters every waiting request is eligible; after,
+      // only those of the step's adapters are: the others are skipped, keeping their place.
+      const startPhaseB = (): void => {
+        for (let i = 0; i < extraAdapterCount; i++) {
           const a = stepAdapters[i]!;
-          if (headKey[a] !== Infinity) memberHeap.push(a);
+          if (headKey[a] !== Infinity) extraWaitingHeap.push(a);
         }
-      }
-      while (budget > 0 && runningCount < maxNumSeqs) {
-        // Before the step holds max_loras adapters every waiting request is eligible; after,
-        // only those of the step's adapters are: the others are skipped, keeping their place.
-        const heap = phaseB ? memberHeap : waitingHeap;
-        if (heap.size === 0) {
-          exhausted = true;
-          break;
+      };
+      let phaseB = steadyAdapterCount + extraAdapterCount >= maxLoras;
+      if (phaseB) startPhaseB();
+      while (budget > 0 && steadyCount + explicitCount < maxNumSeqs) {
+        let a: number;
+        if (!phaseB) {
+          if (waitingHeap.size === 0) {
+            exhausted = true;
+            break;
+          }
+          a = waitingHeap.top();
+        } else {
+          const s = steadyWaitingHeap.size > 0 ? steadyWaitingHeap.top() : -1;
+          const e = extraWaitingHeap.size > 0 ? extraWaitingHeap.top() : -1;
+          if (s < 0 && e < 0) {
+            exhausted = true;
+            break;
+          }
+          a = e < 0 || (s >= 0 && headKey[s]! < headKey[e]!) ? s : e;
         }
-        const a = heap.top();
         const r = headOf(a);
         lastConsidered = r;
         const n = Math.min(prompt[r]! + generated[r]! - computed[r]!, budget);
-        if (!allocate(r, n)) break;
+        if (!allocate(r, computed[r]! + n)) break;
         if (key[r]! >= 0) admittedArrivals++;
         admitted++;
         popHead(a);
-        running[runningCount++] = r;
+        seq[r] = nextSeq++;
+        running[explicitCount++] = r;
         scheduled[scheduledCount] = r;
         scheduledTokens[scheduledCount++] = n;
         prefillTokens += n; // waiting requests always start with a prefill
         if (generated[r]! > 0) recomputeTokens += n; // a preempted request computes again
         budget -= n;
         markAdapter(a);
-        if (!phaseB && stepAdapterCount >= maxLoras) {
+        if (!phaseB && steadyAdapterCount + extraAdapterCount >= maxLoras) {
           phaseB = true;
-          memberHeap.clear();
-          for (let i = 0; i < stepAdapterCount; i++) {
-            const m = stepAdapters[i]!;
-            if (headKey[m] !== Infinity) memberHeap.push(m);
-          }
+          startPhaseB();
         }
       }
       // vLLM's scan visits (pops and re-queues) every waiting request it does not admit, until the
@@ -537,8 +720,11 @@ export function runEngine(input: EngineInput): EngineOutput {
     }
 
     // --- adapters and step time ---
+    // Steady adapters were used last step, so they are resident: only the others can cost a load.
+    const stepAdapterCount = steadyAdapterCount + extraAdapterCount;
     let loadTimeMs = 0;
-    for (let i = 0; i < stepAdapterCount; i++) loadTimeMs += ensureResident(stepAdapters[i]!);
+    for (let i = 0; i < extraAdapterCount; i++) loadTimeMs += ensureResident(stepAdapters[i]!);
+    const runningCount = steadyCount + explicitCount;
     const kvTokensInUse = (totalBlocks - freeBlocks) * blockSize;
     const baseMs =
       base.intercept +
@@ -587,7 +773,7 @@ export function runEngine(input: EngineInput): EngineOutput {
         totalBlocks,
         runningAtStart,
         waitingAtStart,
-        running: Array.from(running.subarray(0, runningCount)),
+        running: Array.from(running.subarray(0, explicitCount)),
         waitingOrder: () => waitingOrderSnapshot(),
         preempted: preemptedThisStep.slice(),
         scheduled: Array.from(scheduled.subarray(0, scheduledCount)),
@@ -596,20 +782,43 @@ export function runEngine(input: EngineInput): EngineOutput {
     }
 
     runningTimeIntegral += runningCount * (stepMs / 1000);
+    const stepStart = t;
     t += stepMs / 1000;
 
     // --- model output: sample tokens, finish requests ---
-    // running[i] === scheduled[i] for i < scheduledCount (the scheduled running prefix, then the
+    // Equal inter-token gaps are recorded in one go: every steady request's gap is this step, and
+    // explicit requests that decoded last step too extend the same run.
+    let gapStart = steadyCount > 0 ? stepStart : -1;
+    let gapCount = steadyCount;
+    for (let i = 0; i < completingCount; i++) {
+      const r = completing[i]!;
+      leaveSteady(r, steps);
+      generated[r] = output[r]!;
+      lastToken[r] = t;
+      release(r);
+      if (t <= durationSeconds) {
+        completed++;
+        completedIn += prompt[r]!;
+        completedOut += output[r]!;
+        ttft.record((firstToken[r]! - arrival[r]!) * 1000);
+        if (output[r]! > 1) {
+          itlCompletedSum += (t - firstToken[r]!) * 1000;
+          itlCompletedCount += output[r]! - 1;
+        }
+      }
+    }
+    // running[i] === scheduled[i] for i < scheduledCount (the scheduled explicit prefix, then the
     // admitted requests appended to both), so finished requests are dropped in the same pass.
     let kept = 0;
-    // Most requests decoded last step too, so their gaps are equal: record equal gaps in one go.
-    let gapStart = -1;
-    let gapCount = 0;
+    // Requests that decoded this step and decode next, from the front: they can turn steady.
+    let joining = 0;
+    let frontDecodes = steadyEnabled;
     for (let i = 0; i < scheduledCount; i++) {
       const r = scheduled[i]!;
       computed[r]! += scheduledTokens[i]!;
       if (computed[r] !== prompt[r]! + generated[r]!) {
         running[kept++] = r; // a partial prefill chunk
+        frontDecodes = false;
         continue;
       }
       generated[r]!++;
@@ -623,6 +832,7 @@ export function runEngine(input: EngineInput): EngineOutput {
       lastToken[r] = t;
       if (generated[r]! < output[r]!) {
         running[kept++] = r;
+        if (frontDecodes) joining++;
         continue;
       }
       release(r);
@@ -639,8 +849,13 @@ export function runEngine(input: EngineInput): EngineOutput {
     }
     if (gapCount > 0) itl.record((t - gapStart) * 1000, gapCount);
     // Running requests the budget did not reach keep their place behind the scheduled ones.
-    for (let i = scheduledCount; i < runningCount; i++) running[kept++] = running[i]!;
-    runningCount = kept;
+    for (let i = scheduledCount; i < explicitCount; i++) running[kept++] = running[i]!;
+    explicitCount = kept;
+    if (joining > 0) {
+      for (let i = 0; i < joining; i++) joinSteady(running[i]!);
+      running.copyWithin(0, joining, explicitCount);
+      explicitCount -= joining;
+    }
   }
 
   // Requests that arrived but were never looked at (the window closed first) still count as offered.
@@ -660,6 +875,7 @@ export function runEngine(input: EngineInput): EngineOutput {
     return all.sort((x, y) => key[x]! - key[y]!);
   }
 
+  const runningAtEnd = steadyCount + explicitCount;
   return {
     arrivedRequests: N,
     droppedRequests: dropped,
@@ -678,7 +894,7 @@ export function runEngine(input: EngineInput): EngineOutput {
     stepStats: stats,
     // The loop also stops early once every request is done: the backlog was empty from then on.
     backlogAtHalfWindow: Math.max(0, backlogAtHalf),
-    backlogAtEnd: t >= durationSeconds ? waitingCount + runningCount : 0,
+    backlogAtEnd: t >= durationSeconds ? waitingCount + runningAtEnd : 0,
     acceptedSecondHalf,
   };
 }

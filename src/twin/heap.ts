@@ -115,3 +115,115 @@ export class Fenwick {
     return s;
   }
 }
+
+/**
+ * Binary min-heap of request ids ordered by (step, seq): the step at which a request's next event
+ * falls, then its place in the running queue. Popping the events of one step therefore yields them
+ * in vLLM's running order, which decides who gets the last free KV blocks and who is preempted.
+ */
+export class RequestEventHeap {
+  private readonly heap: Int32Array;
+  private readonly pos: Int32Array;
+  private count = 0;
+
+  constructor(
+    requests: number,
+    capacity: number,
+    private readonly step: Int32Array,
+    private readonly seq: Int32Array,
+  ) {
+    this.heap = new Int32Array(Math.max(1, capacity));
+    this.pos = new Int32Array(Math.max(1, requests)).fill(-1);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  has(id: number): boolean {
+    return this.pos[id]! >= 0;
+  }
+
+  /** The request whose event comes first; only valid when size > 0. */
+  top(): number {
+    return this.heap[0]!;
+  }
+
+  /** The step of the first event, or Infinity when the heap is empty. */
+  topStep(): number {
+    return this.count > 0 ? this.step[this.heap[0]!]! : Infinity;
+  }
+
+  clear(): void {
+    for (let i = 0; i < this.count; i++) this.pos[this.heap[i]!] = -1;
+    this.count = 0;
+  }
+
+  push(id: number): void {
+    const i = this.count++;
+    this.heap[i] = id;
+    this.pos[id] = i;
+    this.siftUp(i);
+  }
+
+  pop(): number {
+    const id = this.heap[0]!;
+    this.remove(id);
+    return id;
+  }
+
+  remove(id: number): void {
+    const i = this.pos[id]!;
+    const last = --this.count;
+    this.pos[id] = -1;
+    if (i === last) return;
+    const moved = this.heap[last]!;
+    this.heap[i] = moved;
+    this.pos[moved] = i;
+    this.siftUp(i);
+    this.siftDown(this.pos[moved]!);
+  }
+
+  private before(a: number, b: number): boolean {
+    const sa = this.step[a]!;
+    const sb = this.step[b]!;
+    return sa < sb || (sa === sb && this.seq[a]! < this.seq[b]!);
+  }
+
+  private siftUp(start: number): void {
+    const { heap, pos } = this;
+    let i = start;
+    const id = heap[i]!;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      const pid = heap[parent]!;
+      if (!this.before(id, pid)) break;
+      heap[i] = pid;
+      pos[pid] = i;
+      i = parent;
+    }
+    heap[i] = id;
+    pos[id] = i;
+  }
+
+  private siftDown(start: number): void {
+    const { heap, pos } = this;
+    const n = this.count;
+    let i = start;
+    const id = heap[i]!;
+    for (;;) {
+      const left = 2 * i + 1;
+      if (left >= n) break;
+      const right = left + 1;
+      let child = left;
+      if (right < n && this.before(heap[right]!, heap[left]!)) child = right;
+      const cid = heap[child]!;
+      if (!this.before(cid, id)) break;
+      heap[i] = cid;
+      pos[cid] = i;
+      i = child;
+    }
+    heap[i] = id;
+    pos[id] = i;
+  }
+}
