@@ -159,6 +159,20 @@ describe('the event-driven twin reproduces the step-by-step engine exactly', () 
       maxInFlight: 30,
     },
     {
+      name: 'requests longer than max_model_len, blocks preallocated',
+      profile: { ...llama, maxModelLen: 1024, preallocateBlocks: 2 },
+      s: scenario({
+        config: { maxLoras: 8, maxCpuLoras: 16, maxLoraRank: 16 },
+        workload: {
+          rates: [0.5],
+          ranks: [16],
+          requestLengths: { kind: 'fixed', input: 900, output: 300 },
+        },
+        durationSeconds: 120,
+        seed: 17,
+      }),
+    },
+    {
       name: 'KV-bound, tiny cache, one slot',
       profile: qwen,
       s: scenario({
@@ -186,7 +200,7 @@ describe('the event-driven twin reproduces the step-by-step engine exactly', () 
     });
   }
 
-  it('on 24 random scenarios across slots, host memory, cache size, budgets and lengths', () => {
+  it('on 24 random scenarios across slots, host memory, cache size, budgets, lengths and block caps', () => {
     const u = seededStream(2026, 7);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(u.next() * xs.length)]!;
     for (let i = 0; i < 24; i++) {
@@ -217,7 +231,13 @@ describe('the event-driven twin reproduces the step-by-step engine exactly', () 
         durationSeconds: 60,
         seed: i,
       });
-      const { events, reference } = both(s, pick([llama, qwen]), pick([1, 0.2, 0.05]));
+      // Block preallocation and a short max_model_len reach the per-request block cap.
+      const profile = {
+        ...pick([llama, qwen]),
+        preallocateBlocks: pick([0, 0, 1, 4]),
+        maxModelLen: pick([131072, 1024]),
+      };
+      const { events, reference } = both(s, profile, pick([1, 0.2, 0.05]));
       expect(events, `scenario ${i}`).toStrictEqual(reference);
     }
   });

@@ -5,6 +5,9 @@ import { cpuToGpuLoadMs, loraMsPerBatchedToken, type Profile } from './profile.j
 import { exponential, type UniformSource } from './random.js';
 import type { TwinConfig } from './scenario.js';
 
+/** A steady request's first block crossing when it needs no more blocks before finishing. */
+const NO_CROSSING = 0x7fffffff;
+
 /** Everything one simulation needs, already resolved from a scenario. */
 export interface EngineInput {
   profile: Profile;
@@ -255,10 +258,15 @@ export function runEngine(input: EngineInput): EngineOutput {
   // next event (a KV block or its last token) in a heap. Observers see every request every step.
   const steadyEnabled = !observer;
   const joinStep = new Int32Array(N).fill(-1); // the step a steady request joined at; -1 if not steady
-  // A steady request needs a block within (1 + preallocate) blocks of tokens, one token a step.
-  const ringSize = (preallocate + 1) * blockSize + 2;
-  const blockRing: number[][] = Array.from({ length: ringSize }, () => []);
-  const blockStep = new Int32Array(N).fill(-1);
+  // A steady request takes 1 + preallocate blocks each time its tokens outgrow its blocks, one
+  // token a step: every `period` steps. Requests are bucketed by that phase, and a bucket's blocks
+  // are taken in one subtraction unless they could run short (or a request is near its cap).
+  const blocksPerCrossing = preallocate + 1;
+  const period = blocksPerCrossing * blockSize;
+  const blockRing: number[][] = Array.from({ length: period }, () => []);
+  const irregularIn = new Int32Array(period);
+  const irregular = new Uint8Array(N);
+  const firstCrossing = new Int32Array(N).fill(NO_CROSSING); // blocks[r] holds those before it
   const ringPos = new Int32Array(N);
   const due: number[] = [];
   const lastStep = new Int32Array(N);
@@ -480,26 +488,46 @@ export function runEngine(input: EngineInput): EngineOutput {
   // --- the steady part of the running queue ---
   /** Tokens a steady request has generated before the current step's output. */
   const steadyGenerated = (r: number): number => generated[r]! + (steps - 1 - joinStep[r]!);
-  /** Queues steady request `r`'s next block, unless its last token comes first. */
-  const scheduleBlock = (r: number): void => {
-    const step = blocks[r]! * blockSize - prompt[r]! - generated[r]! + joinStep[r]! + 2;
-    if (step > lastStep[r]!) return;
-    // Past the last block a request may hold, vLLM asks again every step (and takes none).
-    const at = Math.max(step, steps + 1);
-    const bucket = blockRing[at % ringSize]!;
-    ringPos[r] = bucket.length;
-    bucket.push(r);
-    blockStep[r] = at;
+  /** Block crossings of steady request `r` up to and including step `step`. */
+  const crossingsThrough = (r: number, step: number): number => {
+    const c = firstCrossing[r]!;
+    return step >= c ? Math.floor((step - c) / period) + 1 : 0;
   };
-  const unscheduleBlock = (r: number): void => {
-    if (blockStep[r]! < 0) return;
-    const bucket = blockRing[blockStep[r]! % ringSize]!;
+  /**
+   * Puts steady request `r`, holding `tokens` once this step is computed, in the bucket of its next
+   * block, unless its last token comes first. Its crossings are periodic unless the per-request
+   * cap (max_model_len) would cut one short: then it is irregular, visited one by one.
+   */
+  const anchorBlocks = (r: number, tokens: number): void => {
+    const room = blocks[r]! * blockSize - tokens;
+    const c = steps + Math.max(0, room) + 1;
+    if (c > lastStep[r]!) return;
+    const bucket = c % period;
+    firstCrossing[r] = c;
+    ringPos[r] = blockRing[bucket]!.length;
+    blockRing[bucket]!.push(r);
+    const finalBlocks = blocks[r]! + blocksPerCrossing * crossingsThrough(r, lastStep[r]!);
+    if (room < 0 || finalBlocks > maxBlocksPerRequest) {
+      irregular[r] = 1;
+      irregularIn[bucket]!++;
+    }
+  };
+  /** Takes `r` out of its bucket, its blocks up to `step` made explicit. */
+  const unanchorBlocks = (r: number, step: number): void => {
+    const c = firstCrossing[r]!;
+    if (c === NO_CROSSING) return;
+    blocks[r]! += blocksPerCrossing * crossingsThrough(r, step);
+    const bucket = blockRing[c % period]!;
     const last = bucket.pop()!;
     if (last !== r) {
       bucket[ringPos[r]!] = last;
       ringPos[last] = ringPos[r]!;
     }
-    blockStep[r] = -1;
+    if (irregular[r]) {
+      irregular[r] = 0;
+      irregularIn[c % period]!--;
+    }
+    firstCrossing[r] = NO_CROSSING;
   };
   /** Moves `r`, which decoded this step and decodes next, from the explicit part to the steady. */
   const joinSteady = (r: number): void => {
@@ -517,7 +545,7 @@ export function runEngine(input: EngineInput): EngineOutput {
     joinStep[r] = steps;
     lastStep[r] = output[r]! - generated[r]! + steps;
     lastTokens.push(r);
-    scheduleBlock(r);
+    anchorBlocks(r, computed[r]!);
     const a = adapter[r]!;
     if (steadyPerAdapter[a]!++ === 0) {
       steadyAdapterCount++;
@@ -529,7 +557,7 @@ export function runEngine(input: EngineInput): EngineOutput {
     joinStep[r] = -1;
     steadyCount--;
     if (lastTokens.has(r)) lastTokens.remove(r);
-    unscheduleBlock(r);
+    unanchorBlocks(r, steps);
     const a = adapter[r]!;
     if (--steadyPerAdapter[a]! === 0) {
       steadyAdapterCount--;
@@ -602,28 +630,28 @@ export function runEngine(input: EngineInput): EngineOutput {
     // Steady requests each decode one token; only those that need a KV block are visited. When
     // blocks may run short, in running order: who gets the last ones and who is preempted matters.
     let stopped = false;
-    const bucket = blockRing[steps % ringSize]!;
+    const phase = steps % period;
+    const bucket = blockRing[phase]!;
     if (bucket.length > 0) {
-      due.length = 0;
-      let wanted = 0;
-      for (const r of bucket) {
-        due.push(r);
-        blockStep[r] = -1;
-        wanted +=
-          Math.ceil((prompt[r]! + steadyGenerated(r)) / blockSize) - blocks[r]! + preallocate;
-      }
-      bucket.length = 0;
-      if (wanted > freeBlocks) due.sort((x, y) => seq[x]! - seq[y]!);
-      for (const r of due) {
-        if (joinStep[r]! < 0) continue; // preempted by one before it
-        while (!allocate(r, prompt[r]! + steadyGenerated(r))) {
-          if (preemptTail() === r) {
-            stopped = true;
-            break;
+      if (irregularIn[phase] === 0 && bucket.length * blocksPerCrossing <= freeBlocks) {
+        freeBlocks -= bucket.length * blocksPerCrossing;
+      } else {
+        due.length = 0;
+        for (const r of bucket) due.push(r);
+        for (const r of due) unanchorBlocks(r, steps - 1);
+        due.sort((x, y) => seq[x]! - seq[y]!);
+        for (const r of due) {
+          if (joinStep[r]! < 0) continue; // preempted by one before it
+          const tokens = prompt[r]! + steadyGenerated(r);
+          while (!allocate(r, tokens)) {
+            if (preemptTail() === r) {
+              stopped = true;
+              break;
+            }
           }
+          if (stopped) break;
+          anchorBlocks(r, tokens);
         }
-        if (stopped) break;
-        scheduleBlock(r);
       }
     }
     while (lastTokens.topStep() === steps) completing[completingCount++] = lastTokens.pop();
