@@ -1,4 +1,4 @@
-// npm run bench [-- --quick --only forest|search|slo|twin|memory|runs]: times the twin, the search,
+// npm run bench [-- --quick --only cases|forest|search|slo|twin|memory|runs]: times the twin, the search,
 // the forest and recommendations under an SLO. Reports medians and ratios, never pass/fail:
 // docs/performance.md records the figures.
 import { cpus } from 'node:os';
@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_DATA_DIR } from '../validation/twin.js';
 import { benchForest, benchRecommend, benchSearch, datasetCost } from './recommend.js';
 import { runListing, simulationMemory } from './service.js';
-import { benchTwin } from './twin.js';
+import { benchTwin, benchTwinCases } from './twin.js';
 
 const { values } = parseArgs({
   options: { quick: { type: 'boolean' }, data: { type: 'string' }, only: { type: 'string' } },
@@ -18,6 +18,18 @@ const PROFILES = ['h100-64gb/llama-3.1-8b-instruct', 'h100-64gb/qwen-2.5-7b-inst
 
 out(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
 out();
+
+if (!values.only || values.only === 'cases') {
+  out("## The twin against the published one (issue 27's cases, 3600 s, one thread, median of 5)");
+  out('| case | workload | published twin | loraplan | ratio | engine steps | requests |');
+  out('|---|---|---|---|---|---|---|');
+  for (const c of benchTwinCases(values.quick ? 1 : 5)) {
+    out(
+      `| ${c.id} | ${c.label} | ${c.publishedSeconds.toFixed(1)} s | ${s(c.medianWallMs)} | ${c.ratio.toFixed(0)}x | ${c.engineSteps} | ${c.arrivedRequests} |`,
+    );
+  }
+  out();
+}
 
 if (!values.only || values.only === 'forest') {
   out('## Forest prediction (features + three forests, one workload, this thread)');

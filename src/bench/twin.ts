@@ -1,7 +1,10 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
 import { readServingRuns } from '../calibrate/runs.js';
-import { loadProfile } from '../profiles/store.js';
+import { loadProfile, PACKAGE_ROOT } from '../profiles/store.js';
 import { median, nearestRankQuantile } from '../stats/index.js';
-import { simulate, type Scenario } from '../twin/index.js';
+import { scenarioSchema, simulate, type Scenario } from '../twin/index.js';
 
 export interface TwinBench {
   runs: number;
@@ -59,4 +62,72 @@ export function benchTwin(
       arrivedRequests: h.result.arrivedRequests,
     },
   };
+}
+
+const publishedCasesSchema = z.object({
+  profile: z.string(),
+  durationSeconds: z.number().positive(),
+  maxLoraRank: z.number().int().positive(),
+  cases: z.array(
+    z.object({
+      id: z.string(),
+      rates: z.array(z.number().nonnegative()),
+      ranks: z.array(z.number().int().positive()),
+      maxCpuLoras: z.number().int().positive(),
+      maxLoras: z.number().int().positive(),
+      publishedSeconds: z.number().positive(),
+    }),
+  ),
+});
+
+export interface TwinCase {
+  id: string;
+  label: string;
+  publishedSeconds: number;
+  medianWallMs: number;
+  ratio: number;
+  engineSteps: number;
+  arrivedRequests: number;
+}
+
+/**
+ * The issue's four cases against the published twin's times (models/bench/): each simulated
+ * `repeats` times on this thread after one warm-up run, reported as the median.
+ */
+export function benchTwinCases(
+  repeats = 5,
+  now: () => number = () => performance.now(),
+): TwinCase[] {
+  const file = publishedCasesSchema.parse(
+    JSON.parse(
+      readFileSync(join(PACKAGE_ROOT, 'models', 'bench', 'published-twin-cases.json'), 'utf8'),
+    ),
+  );
+  const profile = loadProfile(file.profile);
+  return file.cases.map((c) => {
+    const scenario = scenarioSchema.parse({
+      profile: file.profile,
+      config: { maxLoras: c.maxLoras, maxCpuLoras: c.maxCpuLoras, maxLoraRank: file.maxLoraRank },
+      workload: { rates: c.rates, ranks: c.ranks },
+      durationSeconds: file.durationSeconds,
+      seed: 1,
+    });
+    const first = simulate(scenario, profile);
+    const walls: number[] = [];
+    for (let i = 0; i < repeats; i++) {
+      const start = now();
+      simulate(scenario, profile);
+      walls.push(now() - start);
+    }
+    const medianWallMs = median(walls);
+    return {
+      id: c.id,
+      label: `rates ${c.rates.join('/')}, ranks ${c.ranks.join('/')}, ${c.maxCpuLoras} adapters, ${c.maxLoras} slots${first.starving ? ' (overloaded)' : ''}`,
+      publishedSeconds: c.publishedSeconds,
+      medianWallMs,
+      ratio: (c.publishedSeconds * 1000) / medianWallMs,
+      engineSteps: first.engineSteps,
+      arrivedRequests: first.arrivedRequests,
+    };
+  });
 }

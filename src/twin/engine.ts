@@ -1,4 +1,4 @@
-import { Fenwick, IndexedMinHeap, RequestEventHeap } from './heap.js';
+import { Fenwick, IndexedMinHeap } from './heap.js';
 import { LatencyHistogram } from './histogram.js';
 import type { RequestLengthSampler } from './lengths.js';
 import { cpuToGpuLoadMs, loraMsPerBatchedToken, type Profile } from './profile.js';
@@ -7,6 +7,8 @@ import type { TwinConfig } from './scenario.js';
 
 /** A steady request's first block crossing when it needs no more blocks before finishing. */
 const NO_CROSSING = 0x7fffffff;
+/** A request in no list of the last-token calendar. */
+const UNLISTED = -2;
 
 /** Everything one simulation needs, already resolved from a scenario. */
 export interface EngineInput {
@@ -269,8 +271,16 @@ export function runEngine(input: EngineInput): EngineOutput {
   const firstCrossing = new Int32Array(N).fill(NO_CROSSING); // blocks[r] holds those before it
   const ringPos = new Int32Array(N);
   const due: number[] = [];
+  // The step of each steady request's last token, in a calendar of per-step lists (a request is
+  // at most its output length away), each in join order, which is running order.
   const lastStep = new Int32Array(N);
-  const lastTokens = new RequestEventHeap(N, runningCapacity, lastStep, seq);
+  let longestOutput = 0;
+  for (let r = 0; r < N; r++) if (output[r]! > longestOutput) longestOutput = output[r]!;
+  const calendar = longestOutput + 1;
+  const lastHead = new Int32Array(calendar).fill(-1);
+  const lastTail = new Int32Array(calendar).fill(-1);
+  const lastNext = new Int32Array(N);
+  const lastPrev = new Int32Array(N).fill(UNLISTED);
   const steadyOrder = new Int32Array(2 * runningCapacity + 16);
   let steadyHead = 0;
   let steadyEnd = 0;
@@ -544,7 +554,13 @@ export function runEngine(input: EngineInput): EngineOutput {
     steadyCount++;
     joinStep[r] = steps;
     lastStep[r] = output[r]! - generated[r]! + steps;
-    lastTokens.push(r);
+    const day = lastStep[r]! % calendar;
+    const tail = lastTail[day]!;
+    lastPrev[r] = tail;
+    lastNext[r] = -1;
+    if (tail >= 0) lastNext[tail] = r;
+    else lastHead[day] = r;
+    lastTail[day] = r;
     anchorBlocks(r, computed[r]!);
     const a = adapter[r]!;
     if (steadyPerAdapter[a]!++ === 0) {
@@ -556,7 +572,16 @@ export function runEngine(input: EngineInput): EngineOutput {
   const leaveSteady = (r: number, lastUsed: number): void => {
     joinStep[r] = -1;
     steadyCount--;
-    if (lastTokens.has(r)) lastTokens.remove(r);
+    if (lastPrev[r] !== UNLISTED) {
+      const day = lastStep[r]! % calendar;
+      const prev = lastPrev[r]!;
+      const next = lastNext[r]!;
+      if (prev >= 0) lastNext[prev] = next;
+      else lastHead[day] = next;
+      if (next >= 0) lastPrev[next] = prev;
+      else lastTail[day] = prev;
+      lastPrev[r] = UNLISTED;
+    }
     unanchorBlocks(r, steps);
     const a = adapter[r]!;
     if (--steadyPerAdapter[a]! === 0) {
@@ -621,7 +646,7 @@ export function runEngine(input: EngineInput): EngineOutput {
     scheduledCount = 0;
     extraAdapterCount = 0;
     completingCount = 0;
-    preemptedThisStep.length = 0;
+    if (preemptedThisStep.length > 0) preemptedThisStep.length = 0;
     if (extraWaitingHeap.size > 0) extraWaitingHeap.clear();
     let decodeSeqs = 0;
     let prefillTokens = 0;
@@ -639,7 +664,13 @@ export function runEngine(input: EngineInput): EngineOutput {
         due.length = 0;
         for (const r of bucket) due.push(r);
         for (const r of due) unanchorBlocks(r, steps - 1);
-        due.sort((x, y) => seq[x]! - seq[y]!);
+        // Insertion sort into running order: a bucket holds a few dozen requests.
+        for (let i = 1; i < due.length; i++) {
+          const r = due[i]!;
+          let j = i - 1;
+          for (; j >= 0 && seq[due[j]!]! > seq[r]!; j--) due[j + 1] = due[j]!;
+          due[j + 1] = r;
+        }
         for (const r of due) {
           if (joinStep[r]! < 0) continue; // preempted by one before it
           const tokens = prompt[r]! + steadyGenerated(r);
@@ -654,7 +685,12 @@ export function runEngine(input: EngineInput): EngineOutput {
         }
       }
     }
-    while (lastTokens.topStep() === steps) completing[completingCount++] = lastTokens.pop();
+    const today = steps % calendar;
+    for (let r = lastHead[today]!; r >= 0; r = lastNext[r]!) {
+      completing[completingCount++] = r;
+      lastPrev[r] = UNLISTED;
+    }
+    lastHead[today] = lastTail[today] = -1;
     decodeSeqs += steadyCount;
     budget -= steadyCount;
 
@@ -881,7 +917,7 @@ export function runEngine(input: EngineInput): EngineOutput {
     explicitCount = kept;
     if (joining > 0) {
       for (let i = 0; i < joining; i++) joinSteady(running[i]!);
-      running.copyWithin(0, joining, explicitCount);
+      for (let i = joining; i < explicitCount; i++) running[i - joining] = running[i]!;
       explicitCount -= joining;
     }
   }
