@@ -20,10 +20,12 @@ out(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.ve
 out();
 
 if (!values.only || values.only === 'cases') {
-  out("## The twin against the published one (issue 27's cases, 3600 s, one thread, median of 5)");
+  out(
+    "## The twin against the published one (issue 27's cases, 3600 s, one thread, median of 7 interleaved rounds)",
+  );
   out('| case | workload | published twin | loraplan | ratio | engine steps | requests |');
   out('|---|---|---|---|---|---|---|');
-  for (const c of benchTwinCases(values.quick ? 1 : 5)) {
+  for (const c of benchTwinCases(values.quick ? 1 : 7)) {
     out(
       `| ${c.id} | ${c.label} | ${c.publishedSeconds.toFixed(1)} s | ${s(c.medianWallMs)} | ${c.ratio.toFixed(0)}x | ${c.engineSteps} | ${c.arrivedRequests} |`,
     );

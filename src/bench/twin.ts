@@ -91,11 +91,11 @@ export interface TwinCase {
 }
 
 /**
- * The issue's four cases against the published twin's times (models/bench/): each simulated
- * `repeats` times on this thread after one warm-up run, reported as the median.
+ * The issue's four cases against the published twin's times (models/bench/): one warm-up run of
+ * each, then `rounds` rounds of the four interleaved on this thread, reported as medians.
  */
 export function benchTwinCases(
-  repeats = 5,
+  rounds = 7,
   now: () => number = () => performance.now(),
 ): TwinCase[] {
   const file = publishedCasesSchema.parse(
@@ -104,7 +104,7 @@ export function benchTwinCases(
     ),
   );
   const profile = loadProfile(file.profile);
-  return file.cases.map((c) => {
+  const cases = file.cases.map((c) => {
     const scenario = scenarioSchema.parse({
       profile: file.profile,
       config: { maxLoras: c.maxLoras, maxCpuLoras: c.maxCpuLoras, maxLoraRank: file.maxLoraRank },
@@ -112,13 +112,16 @@ export function benchTwinCases(
       durationSeconds: file.durationSeconds,
       seed: 1,
     });
-    const first = simulate(scenario, profile);
-    const walls: number[] = [];
-    for (let i = 0; i < repeats; i++) {
+    return { c, scenario, first: simulate(scenario, profile), walls: [] as number[] };
+  });
+  for (let round = 0; round < rounds; round++) {
+    for (const k of cases) {
       const start = now();
-      simulate(scenario, profile);
-      walls.push(now() - start);
+      simulate(k.scenario, profile);
+      k.walls.push(now() - start);
     }
+  }
+  return cases.map(({ c, first, walls }) => {
     const medianWallMs = median(walls);
     return {
       id: c.id,

@@ -290,10 +290,12 @@ export function runEngine(input: EngineInput): EngineOutput {
   const completing = new Int32Array(runningCapacity);
   let completingCount = 0;
 
-  // Waiting queue: per adapter, a stack of preempted requests (front) and a FIFO of arrivals.
-  const front: number[][] = Array.from({ length: A }, () => []);
-  const back: number[][] = Array.from({ length: A }, () => []);
-  const backHead = new Int32Array(A);
+  // Waiting queue: per adapter, a stack of preempted requests (front) and a FIFO of arrivals,
+  // linked through `waitingNext` (a request waits in one of them at most).
+  const frontTop = new Int32Array(A).fill(-1);
+  const backHead = new Int32Array(A).fill(-1);
+  const backTail = new Int32Array(A).fill(-1);
+  const waitingNext = new Int32Array(N);
   const headKey = new Float64Array(A).fill(Infinity);
   const waitingHeap = new IndexedMinHeap(A, headKey);
   // Adapters of the step with requests waiting: steady adapters' persist, the others' per step.
@@ -347,15 +349,10 @@ export function runEngine(input: EngineInput): EngineOutput {
   let backlogAtHalf = -1;
   let acceptedSecondHalf = 0;
 
+  const headOf = (a: number): number => (frontTop[a]! >= 0 ? frontTop[a]! : backHead[a]!);
   const refreshHead = (a: number): void => {
-    const f = front[a]!;
-    const b = back[a]!;
-    const h = backHead[a]!;
-    headKey[a] = f.length > 0 ? key[f[f.length - 1]!]! : h < b.length ? key[b[h]!]! : Infinity;
-  };
-  const headOf = (a: number): number => {
-    const f = front[a]!;
-    return f.length > 0 ? f[f.length - 1]! : back[a]![backHead[a]!]!;
+    const r = headOf(a);
+    headKey[a] = r >= 0 ? key[r]! : Infinity;
   };
   /** After adapter `a`'s head changed: keeps the heaps of waiting adapters in order. */
   const headChanged = (a: number): void => {
@@ -380,7 +377,10 @@ export function runEngine(input: EngineInput): EngineOutput {
   const pushBack = (r: number): void => {
     const a = adapter[r]!;
     key[r] = r;
-    back[a]!.push(r);
+    waitingNext[r] = -1;
+    if (backTail[a]! >= 0) waitingNext[backTail[a]!] = r;
+    else backHead[a] = r;
+    backTail[a] = r;
     waitingArrivals.add(r, 1);
     waitingCount++;
     // Behind other waiting requests, an arrival leaves the adapter's head as it was.
@@ -392,7 +392,8 @@ export function runEngine(input: EngineInput): EngineOutput {
   const pushFront = (r: number): void => {
     const a = adapter[r]!;
     key[r] = nextFrontKey--;
-    front[a]!.push(r);
+    waitingNext[r] = frontTop[a]!;
+    frontTop[a] = r;
     frontCount++;
     waitingCount++;
     refreshHead(a);
@@ -400,20 +401,14 @@ export function runEngine(input: EngineInput): EngineOutput {
   };
   /** Removes the head request of adapter `a` from the waiting queue. */
   const popHead = (a: number): void => {
-    const f = front[a]!;
-    if (f.length > 0) {
-      f.pop();
+    if (frontTop[a]! >= 0) {
+      frontTop[a] = waitingNext[frontTop[a]!]!;
       frontCount--;
     } else {
-      const b = back[a]!;
-      const r = b[backHead[a]!]!;
+      const r = backHead[a]!;
       waitingArrivals.add(r, -1);
-      backHead[a]!++;
-      // Compact the FIFO now and then so the consumed prefix does not grow without bound.
-      if (backHead[a]! > 1024 && backHead[a]! * 2 > b.length) {
-        b.splice(0, backHead[a]!);
-        backHead[a] = 0;
-      }
+      backHead[a] = waitingNext[r]!;
+      if (backHead[a]! < 0) backTail[a] = -1;
     }
     waitingCount--;
     refreshHead(a);
@@ -931,10 +926,8 @@ export function runEngine(input: EngineInput): EngineOutput {
   function waitingOrderSnapshot(): number[] {
     const all: number[] = [];
     for (let a = 0; a < A; a++) {
-      const f = front[a]!;
-      for (let i = f.length - 1; i >= 0; i--) all.push(f[i]!);
-      const b = back[a]!;
-      for (let i = backHead[a]!; i < b.length; i++) all.push(b[i]!);
+      for (let r = frontTop[a]!; r >= 0; r = waitingNext[r]!) all.push(r);
+      for (let r = backHead[a]!; r >= 0; r = waitingNext[r]!) all.push(r);
     }
     return all.sort((x, y) => key[x]! - key[y]!);
   }
