@@ -1,62 +1,58 @@
 import { describe } from './options.js';
-import { calibrateCommand } from './calibrate.js';
-import { simulateCommand } from './simulate.js';
-import { datasetCommand } from './dataset.js';
-import { trainCommand } from './train.js';
-import { recommendCommand } from './recommend.js';
-import { serveCommand } from './serve.js';
-import { checkCommand } from './check.js';
-import { placeCommand } from './place.js';
-import { workerCommand } from './worker.js';
-import { profileCommand } from './profile.js';
-import { measureCommand } from './measure.js';
 
-/** A command's exit code; errors a user can fix exit 2 with a one-line message, never a stack. */
+/**
+ * A command's exit code; errors a user can fix exit 2 with a one-line message, never a stack.
+ * Each command is imported when run: `recommend` in a CI job need not load the HTTP server,
+ * SQLite and the Redis client.
+ */
 type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
-  serve: { run: serveCommand, summary: 'serve the HTTP API (Swagger UI at /docs)' },
+  serve: {
+    run: async (argv) => (await import('./serve.js')).serveCommand(argv),
+    summary: 'serve the HTTP API (Swagger UI at /docs)',
+  },
   check: {
-    run: checkCommand,
+    run: async (argv) => (await import('./check.js')).checkCommand(argv),
     summary: 'check a configuration: exit 0 ok, 1 starving/infeasible/slo-violated, 2 error',
   },
   recommend: {
-    run: recommendCommand,
+    run: async (argv) => (await import('./recommend.js')).recommendCommand(argv),
     summary: 'recommend --max-cpu-loras / --max-loras for a workload (--file W.json [--json])',
   },
   place: {
-    run: placeCommand,
+    run: async (argv) => (await import('./place.js')).placeCommand(argv),
     summary:
       'place an adapter catalog on GPUs (--file P.json, or --trace requests.csv --profile P --rank R)',
   },
   worker: {
-    run: workerCommand,
+    run: async (argv) => (await import('./worker.js')).workerCommand(argv),
     summary: 'run queued twin simulations from Redis (--redis URL --concurrency N)',
   },
   simulate: {
-    run: simulateCommand,
+    run: async (argv) => (await import('./simulate.js')).simulateCommand(argv),
     summary: 'run the digital twin on --scenario FILE or --batch FILE.jsonl',
   },
   dataset: {
-    run: datasetCommand,
+    run: async (argv) => (await import('./dataset.js')).datasetCommand(argv),
     summary: 'build a training set: workloads and their twin optimum (--profile P --workloads N)',
   },
   train: {
-    run: trainCommand,
+    run: async (argv) => (await import('./train.js')).trainCommand(argv),
     summary: 'fit the random forests of a profile from its dataset (--profile P)',
   },
   profile: {
-    run: profileCommand,
+    run: async (argv) => (await import('./profile.js')).profileCommand(argv),
     summary:
       'derive a profile from a GPU datasheet and a model config (derive --gpu G --model M), or list them',
   },
   measure: {
-    run: measureCommand,
+    run: async (argv) => (await import('./measure.js')).measureCommand(argv),
     summary:
       'plan measurements for your GPU (plan --gpu G --model M --out DIR) and drive their load (run)',
   },
   calibrate: {
-    run: calibrateCommand,
+    run: async (argv) => (await import('./calibrate.js')).calibrateCommand(argv),
     summary: 'fit a profile from measurement tables (--data DIR --model M)',
   },
 };
