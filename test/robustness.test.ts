@@ -72,13 +72,15 @@ describe('a crash loses no acknowledged run', () => {
 });
 
 describe('under load', () => {
-  it('answers /healthz within 50 ms while two twin searches run', async () => {
+  // How fast it answers is for `npm run bench:http`; here, that twin work never holds it up.
+  it('answers /healthz while two twin searches run, all before either search ends', async () => {
     const core = new ServiceCore({ db: openDatabase(':memory:'), threads: 2 });
     const app = await buildApp({ core });
     await app.listen({ port: 0, host: '127.0.0.1' });
     const address = app.server.address();
     const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
     try {
+      let searchesEnded = 0;
       const search = (rates: number[]) =>
         fetch(`${base}/v1/recommend`, {
           method: 'POST',
@@ -89,20 +91,21 @@ describe('under load', () => {
             method: 'twin',
             search: { concurrent: [16, 64, 128, 256], parallel: [8, 16, 32] },
           }),
+        }).then((res) => {
+          searchesEnded++;
+          return res;
         });
       const searches = Promise.all([search([0.3, 0.1]), search([0.2, 0.05])]);
-      await new Promise((r) => setTimeout(r, 300));
-      const latencies: number[] = [];
+      await new Promise((r) => setTimeout(r, 300)); // both searches are simulating by then
+      const endedBeforeHealth: number[] = [];
       for (let i = 0; i < 10; i++) {
-        const t = performance.now();
         const res = await fetch(`${base}/healthz`);
-        latencies.push(performance.now() - t);
         expect(res.status).toBe(200);
+        endedBeforeHealth.push(searchesEnded);
       }
       const responses = await searches;
       expect(responses.every((r) => r.status === 200)).toBe(true);
-      latencies.sort((a, b) => a - b);
-      expect(latencies[latencies.length - 1]).toBeLessThan(50);
+      expect(endedBeforeHealth).toEqual(Array(10).fill(0));
     } finally {
       await app.close();
       await core.close();
