@@ -102,7 +102,7 @@ export interface StepStats {
   weightedAdapters: number;
   weightedBatchedTokens: number;
 }
-const newStepStats = (): StepStats => ({
+export const newStepStats = (): StepStats => ({
   decodeTokens: 0,
   weightedStepMs: 0,
   weightedLoraMs: 0,
@@ -111,7 +111,7 @@ const newStepStats = (): StepStats => ({
 });
 
 /** Requests as a struct of arrays: one index per arrival, in arrival order. */
-class RequestTable {
+export class RequestTable {
   arrival: Float64Array;
   adapter: Int32Array;
   prompt: Int32Array;
@@ -180,7 +180,7 @@ function aliasTable(weights: Float64Array): { prob: Float64Array; alias: Int32Ar
  * one Poisson process of the summed rate whose arrivals belong to adapter a with probability
  * rate_a / total, which is how they are drawn: two uniforms per request, no per-adapter heap.
  */
-function generateArrivals(input: EngineInput): RequestTable {
+export function generateArrivals(input: EngineInput): RequestTable {
   const { adapterRates: rates, durationSeconds, arrivals, lengths } = input;
   const n = rates.length;
   let total = 0;
@@ -588,11 +588,18 @@ export function runEngine(input: EngineInput): EngineOutput {
     while (steadyHead < steadyEnd && joinStep[steadyOrder[steadyHead]!]! < 0) steadyHead++;
     while (steadyEnd > steadyHead && joinStep[steadyOrder[steadyEnd - 1]!]! < 0) steadyEnd--;
   };
-  /** Writes a steady request's implicit state out, at the start of the current step. */
-  const materialize = (r: number): void => {
-    generated[r] = steadyGenerated(r);
-    computed[r] = prompt[r]! + generated[r]! - 1;
-    lastToken[r] = t;
+  /** Frees a request that emitted its last token at `t`; counts it if the window was still open. */
+  const finish = (r: number): void => {
+    release(r);
+    if (t > durationSeconds) return;
+    completed++;
+    completedIn += prompt[r]!;
+    completedOut += output[r]!;
+    ttft.record((firstToken[r]! - arrival[r]!) * 1000);
+    if (output[r]! > 1) {
+      itlCompletedSum += (lastToken[r]! - firstToken[r]!) * 1000;
+      itlCompletedCount += output[r]! - 1;
+    }
   };
   const preemptedThisStep: number[] = [];
   /** Preempts the running queue's last request by recompute and returns it. */
@@ -600,8 +607,10 @@ export function runEngine(input: EngineInput): EngineOutput {
     let victim: number;
     if (explicitCount > 0) victim = running[--explicitCount]!;
     else {
+      // Its implicit state written out: it decoded last step, at the time this one starts.
       victim = steadyOrder[steadyEnd - 1]!;
-      materialize(victim);
+      generated[victim] = steadyGenerated(victim);
+      lastToken[victim] = t;
       leaveSteady(victim, steps - 1);
     }
     release(victim);
@@ -854,17 +863,7 @@ export function runEngine(input: EngineInput): EngineOutput {
       leaveSteady(r, steps);
       generated[r] = output[r]!;
       lastToken[r] = t;
-      release(r);
-      if (t <= durationSeconds) {
-        completed++;
-        completedIn += prompt[r]!;
-        completedOut += output[r]!;
-        ttft.record((firstToken[r]! - arrival[r]!) * 1000);
-        if (output[r]! > 1) {
-          itlCompletedSum += (t - firstToken[r]!) * 1000;
-          itlCompletedCount += output[r]! - 1;
-        }
-      }
+      finish(r);
     }
     // running[i] === scheduled[i] for i < scheduledCount (the scheduled explicit prefix, then the
     // admitted requests appended to both), so finished requests are dropped in the same pass.
@@ -894,17 +893,7 @@ export function runEngine(input: EngineInput): EngineOutput {
         if (frontDecodes) joining++;
         continue;
       }
-      release(r);
-      if (t <= durationSeconds) {
-        completed++;
-        completedIn += prompt[r]!;
-        completedOut += output[r]!;
-        ttft.record((firstToken[r]! - arrival[r]!) * 1000);
-        if (output[r]! > 1) {
-          itlCompletedSum += (lastToken[r]! - firstToken[r]!) * 1000;
-          itlCompletedCount += output[r]! - 1;
-        }
-      }
+      finish(r);
     }
     if (gapCount > 0) itl.record((t - gapStart) * 1000, gapCount);
     // Running requests the budget did not reach keep their place behind the scheduled ones.
