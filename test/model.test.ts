@@ -13,7 +13,12 @@ import {
   type DatasetRow,
 } from '../src/model/dataset.js';
 import { FEATURE_NAMES, workloadFeatures } from '../src/model/features.js';
-import { predict, trainForest, trainMlForest } from '../src/model/forest.js';
+import {
+  predict,
+  predictWithEachFeatureMoved,
+  trainForest,
+  trainMlForest,
+} from '../src/model/forest.js';
 import {
   loadModel,
   localExplanation,
@@ -159,6 +164,29 @@ describe('trained model files', () => {
     expect(modelFileSchema.parse(JSON.parse(readFileSync(path, 'utf8')))).toEqual(loaded);
     for (const row of fakeRows(10))
       expect(predictWorkload(loaded, row.features)).toEqual(predictWorkload(model, row.features));
+  });
+
+  it('predict each feature moved to its median exactly as one walk per moved row would', () => {
+    const shipped = loadModel('h100-64gb/llama-3.1-8b-instruct');
+    const random = seededStream(11, 0);
+    const rows = fakeRows(20).map((r) => r.features);
+    // Rows off the training workloads too, so paths meet thresholds the samples do not.
+    for (const features of [...rows, ...rows.map((r) => r.map((v) => v * (0.5 + random.next())))]) {
+      for (const target of ['concurrent', 'parallel'] as const) {
+        const forest = shipped.targets[target].forest;
+        const { here, moved } = predictWithEachFeatureMoved(
+          forest,
+          features,
+          shipped.featureMedians,
+        );
+        expect(here).toBe(predict(forest, features));
+        shipped.featureMedians.forEach((median, f) => {
+          const rowMoved = [...features];
+          rowMoved[f] = median;
+          expect(moved[f]).toBe(predict(forest, rowMoved));
+        });
+      }
+    }
   });
 
   it('explain one answer by the features that moved it most', () => {

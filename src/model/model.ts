@@ -4,7 +4,12 @@ import { z } from 'zod';
 import { PACKAGE_ROOT } from '../profiles/store.js';
 import { envelopeSchema } from './envelope.js';
 import { FEATURE_NAMES } from './features.js';
-import { predict, predictTrees, type CompactForest } from './forest.js';
+import {
+  predict,
+  predictTrees,
+  predictWithEachFeatureMoved,
+  type CompactForest,
+} from './forest.js';
 import { decodePrediction, TARGET_ENCODINGS, type TargetName } from './targets.js';
 
 export const FORESTS_DIR = join(PACKAGE_ROOT, 'models', 'forests');
@@ -85,10 +90,15 @@ export function predictRaw(
 }
 
 export function predictWorkload(model: ModelFile, x: readonly number[]): ForestPrediction {
-  const raw = predictRaw(model.targets, x);
   // The concurrent forest predicts log2 of offered tokens: per adapter that is a fixed shift, so
-  // the trees' spread is directly a spread of log2(adapters).
+  // the trees' spread is directly a spread of log2(adapters). Its mean is summed from the same
+  // walks, in the order `predict` sums them.
   const per = predictTrees(model.targets.concurrent.forest, x);
+  const raw = {
+    concurrent: per.reduce((s, v) => s + v, 0) / per.length,
+    parallel: predict(model.targets.parallel.forest, x),
+    throughput: predict(model.targets.throughput.forest, x),
+  };
   const spread = Math.sqrt(per.reduce((s, v) => s + (v - raw.concurrent) ** 2, 0) / per.length);
   return {
     ...decodePrediction(x, raw, model.concurrentCeiling),
@@ -112,22 +122,18 @@ export interface FeatureEffect {
 export function localExplanation(model: ModelFile, x: readonly number[], top = 3): FeatureEffect[] {
   // Only adapters and slots are explained: the throughput forest is not consulted (a third fewer
   // tree walks on a path every model-method request takes).
-  const answer = (row: readonly number[]) =>
-    decodePrediction(
-      row,
-      {
-        concurrent: predict(model.targets.concurrent.forest, row),
-        parallel: predict(model.targets.parallel.forest, row),
-        throughput: 0,
-      },
-      model.concurrentCeiling,
-    );
-  const here = answer(x);
+  const { featureMedians: medians, concurrentCeiling: ceiling } = model;
+  const concurrent = predictWithEachFeatureMoved(model.targets.concurrent.forest, x, medians);
+  const parallel = predictWithEachFeatureMoved(model.targets.parallel.forest, x, medians);
+  const answer = (row: readonly number[], c: number, p: number) =>
+    decodePrediction(row, { concurrent: c, parallel: p, throughput: 0 }, ceiling);
+  const here = answer(x, concurrent.here, parallel.here);
   return model.features
     .map((feature, i) => {
       const moved = [...x];
-      moved[i] = model.featureMedians[i]!;
-      const there = moved[i] === x[i] ? here : answer(moved);
+      moved[i] = medians[i]!;
+      const there =
+        moved[i] === x[i] ? here : answer(moved, concurrent.moved[i]!, parallel.moved[i]!);
       return {
         feature,
         value: x[i]!,
