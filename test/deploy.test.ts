@@ -136,6 +136,20 @@ describe('production-stack and vllm targets', () => {
     expect(() => validateObjects([broken], MODELS)).toThrow(ManifestInvalidError);
   });
 
+  it("a LoraAdapter's source type follows the source's scheme", () => {
+    const typeOf = (adapterSource: string) => {
+      const out = emit(
+        fromPlacement(placement),
+        { ...options('production-stack'), adapterSource },
+        MODELS,
+      );
+      return (out.objects[1]!.spec as { adapterSource: { type: string } }).adapterSource.type;
+    };
+    expect(typeOf('s3://bucket/{id}')).toBe('s3');
+    expect(typeOf('https://hub.example/{id}.tar')).toBe('http');
+    expect(typeOf('/adapters/{id}')).toBe('local');
+  });
+
   it('the vllm target is the serve command per GPU, with its adapters loaded at start', () => {
     const out = emit(
       fromPlacement(placement),
@@ -156,5 +170,105 @@ describe('production-stack and vllm targets', () => {
     );
     expect(JSON.parse(json.body)).toEqual(yaml.objects);
     expect(parse(yaml.body.split('---\n')[0]!)).toEqual(yaml.objects[0]);
+  });
+});
+
+describe('kserve target', () => {
+  const out = emit(fromPlacement(placement), options('kserve'), MODELS);
+  const docs = parseAllDocuments(out.body).map((d) => d.toJSON() as Record<string, any>);
+  const services = docs.filter((d) => d.kind === 'InferenceService');
+
+  it("an InferenceService per GPU whose vLLM container carries the GPU's flags and adapters", () => {
+    expect(() => validateObjects(docs, MODELS)).not.toThrow();
+    expect(services.map((d) => d.metadata.name)).toEqual(['gpu-0', 'gpu-1']);
+    for (const [i, d] of services.entries()) {
+      expect(d.spec.predictor).toMatchObject({ minReplicas: 1, maxReplicas: 1 });
+      const args: string[] = d.spec.predictor.containers[0].args;
+      expect(args.slice(2, 6)).toEqual(placement.gpus[i]!.vllmArgs);
+      const modules = args.slice(args.indexOf('--lora-modules') + 1).map((m) => m.split('=')[0]);
+      expect(modules).toEqual(placement.gpus[i]!.adapters.map((a) => a.id));
+    }
+  });
+
+  it("routes a replicated adapter to the predictors' Services with the placement's weights", () => {
+    const rules = docs.filter((d) => d.kind === 'HTTPRoute').flatMap((d) => d.spec.rules);
+    const hot = rules.find((r: any) => r.matches[0].headers[0].value === 'hot');
+    expect(hot.backendRefs).toEqual([
+      { name: 'gpu-0-predictor', port: 80, weight: 600 },
+      { name: 'gpu-1-predictor', port: 80, weight: 400 },
+    ]);
+  });
+
+  it('reads back as the placement it deploys', () => {
+    expect(currentFromManifests(out.body)).toEqual(
+      placement.gpus.map((g) => ({ id: g.id, adapters: g.adapters.map((a) => a.id) })),
+    );
+  });
+
+  it('a predictor field the CRD lacks, or a container without a name, is refused', () => {
+    const misspelt = {
+      ...services[0],
+      spec: { predictor: { ...services[0]!.spec.predictor, minReplica: 1 } },
+    };
+    expect(() => validateObjects([misspelt], MODELS)).toThrow(/InferenceService gpu-0/);
+    const nameless = structuredClone(services[0]!);
+    delete nameless.spec.predictor.containers[0].name;
+    expect(() => validateObjects([nameless], MODELS)).toThrow(ManifestInvalidError);
+    const noPredictor = { ...services[0], spec: {} };
+    expect(() => validateObjects([noPredictor], MODELS)).toThrow(/predictor/);
+  });
+});
+
+describe('aibrix target', () => {
+  const out = emit(
+    fromPlacement(placement),
+    { ...options('aibrix'), adapterSource: 'huggingface://acme/{id}' },
+    MODELS,
+  );
+  const docs = parseAllDocuments(out.body).map((d) => d.toJSON() as Record<string, any>);
+  const adapters = docs.filter((d) => d.kind === 'ModelAdapter');
+
+  it('a ModelAdapter per adapter, selecting exactly the GPUs that serve it, valid against the upstream CRD', () => {
+    expect(() => validateObjects(docs, MODELS)).not.toThrow();
+    const servers = (id: string) =>
+      placement.gpus.filter((g) => g.adapters.some((a) => a.id === id)).map((g) => g.id);
+    expect(adapters.map((a) => a.metadata.name).sort()).toEqual([
+      'finance',
+      'hot',
+      'legal',
+      'support',
+    ]);
+    for (const a of adapters) {
+      expect(a.spec.podSelector.matchExpressions).toEqual([
+        { key: 'loraplan.dev/server', operator: 'In', values: servers(a.metadata.name) },
+      ]);
+      expect(a.spec.replicas).toBe(servers(a.metadata.name).length);
+      expect(a.spec.artifactURL).toBe(`huggingface://acme/${a.metadata.name}`);
+    }
+    const broken = { ...adapters[0], spec: { baseModel: 'x' } }; // no artifactURL, no podSelector
+    expect(() => validateObjects([broken], MODELS)).toThrow(/ModelAdapter/);
+  });
+
+  it("each GPU's Deployment loads adapters at run time, with the GPU's flags and AIBrix's labels", () => {
+    const deployments = docs.filter((d) => d.kind === 'Deployment');
+    for (const [i, d] of deployments.entries()) {
+      const pod = d.spec.template;
+      expect(pod.metadata.labels).toMatchObject({
+        'model.aibrix.ai/name': 'llama-3-1-8b-instruct',
+        'adapter.model.aibrix.ai/enabled': 'true',
+        'loraplan.dev/server': placement.gpus[i]!.id,
+      });
+      const container = pod.spec.containers[0];
+      expect(container.env).toEqual([{ name: 'VLLM_ALLOW_RUNTIME_LORA_UPDATING', value: 'True' }]);
+      expect(container.args.slice(3)).toEqual(placement.gpus[i]!.vllmArgs);
+      expect(container.args).not.toContain('--lora-modules');
+    }
+  });
+
+  it('reads back as the placement it deploys, from the ModelAdapters', () => {
+    const current = currentFromManifests(out.body);
+    expect(current.map((s) => ({ id: s.id, adapters: [...s.adapters].sort() }))).toEqual(
+      placement.gpus.map((g) => ({ id: g.id, adapters: g.adapters.map((a) => a.id).sort() })),
+    );
   });
 });

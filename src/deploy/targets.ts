@@ -1,7 +1,13 @@
 import { z } from 'zod';
 import { dnsName, type DeploySet, type DeployServer } from './servers.js';
 
-export const DEPLOY_TARGETS = ['vllm', 'kubernetes', 'production-stack'] as const;
+export const DEPLOY_TARGETS = [
+  'vllm',
+  'kubernetes',
+  'production-stack',
+  'kserve',
+  'aibrix',
+] as const;
 export type DeployTarget = (typeof DEPLOY_TARGETS)[number];
 
 /** What the manifests need beyond the plan; each has a default, documented in docs/deploy.md. */
@@ -25,7 +31,26 @@ export const deployOptionsSchema = z.object({
 });
 export type DeployOptions = z.infer<typeof deployOptionsSchema>;
 
-const sourceOf = (o: DeployOptions, id: string) => o.adapterSource.replaceAll('{id}', id);
+export const sourceOf = (o: DeployOptions, id: string) => o.adapterSource.replaceAll('{id}', id);
+
+/** The vLLM container of one server: one GPU, ready when vLLM's /health answers. */
+export function vllmContainer(
+  name: string,
+  args: string[],
+  o: DeployOptions,
+  env: Array<{ name: string; value: string }> = [],
+): Record<string, unknown> {
+  return {
+    name,
+    image: o.image,
+    command: ['vllm', 'serve'],
+    args,
+    ...(env.length > 0 ? { env } : {}),
+    ports: [{ name: 'http', containerPort: o.port, protocol: 'TCP' }],
+    resources: { limits: { 'nvidia.com/gpu': '1' } },
+    readinessProbe: { httpGet: { path: '/health', port: o.port }, periodSeconds: 5 },
+  };
+}
 
 /** The `vllm serve` arguments of one server, its adapters loaded at start (--lora-modules). */
 export function serveArgs(server: DeployServer, o: DeployOptions): string[] {
@@ -62,9 +87,8 @@ const RULES_PER_ROUTE = 16;
 const WEIGHT_SCALE = 1000;
 
 /**
- * Target "kubernetes": a Deployment and a Service per server, and HTTPRoutes sending each
- * adapter's requests (matched on the x-lora-adapter header) to its servers with the placement's
- * weights. Plain objects; deploy/validate.ts checks them against the Kubernetes schemas.
+ * Target "kubernetes": a Deployment and a Service per server, and the adapters' HTTPRoutes
+ * (adapterRoutes). Plain objects; deploy/validate.ts checks them against the Kubernetes schemas.
  */
 export function kubernetesObjects(
   set: DeploySet,
@@ -93,17 +117,7 @@ export function kubernetesObjects(
         template: {
           metadata: { labels },
           spec: {
-            containers: [
-              {
-                name: 'vllm',
-                image: o.image,
-                command: ['vllm', 'serve'],
-                args: serveArgs(s, o),
-                ports: [{ name: 'http', containerPort: o.port }],
-                resources: { limits: { 'nvidia.com/gpu': '1' } },
-                readinessProbe: { httpGet: { path: '/health', port: o.port }, periodSeconds: 5 },
-              },
-            ],
+            containers: [vllmContainer('vllm', serveArgs(s, o), o)],
           },
         },
       },
@@ -118,7 +132,22 @@ export function kubernetesObjects(
       },
     });
   }
-  // Every adapter's backends: one server at weight 1, or the routing's replicas.
+  objects.push(
+    ...adapterRoutes(set, o.namespace, (server) => ({ name: dnsName(server), port: o.port })),
+  );
+  return objects;
+}
+
+/**
+ * HTTPRoutes sending each adapter's requests (matched on the x-lora-adapter header) to the
+ * Services of its servers, weighted as the placement routes it: one server at weight 1, or the
+ * routing's replicas, in thousandths.
+ */
+export function adapterRoutes(
+  set: DeploySet,
+  namespace: string,
+  backendOf: (server: string) => { name: string; port: number },
+): Array<Record<string, unknown>> {
   const replicated = new Map(set.routing.map((r) => [r.id, r.replicas]));
   const seen = new Set<string>();
   const rules: Array<Record<string, unknown>> = [];
@@ -130,27 +159,28 @@ export function kubernetesObjects(
       rules.push({
         matches: [{ headers: [{ type: 'Exact', name: 'x-lora-adapter', value: a.id }] }],
         backendRefs: replicas.map((r) => ({
-          name: dnsName(r.server),
-          port: o.port,
+          ...backendOf(r.server),
           weight: Math.round(r.weight * WEIGHT_SCALE),
         })),
       });
     }
+  const routes: Array<Record<string, unknown>> = [];
   for (let i = 0; i < rules.length; i += RULES_PER_ROUTE)
-    objects.push({
+    routes.push({
       apiVersion: 'gateway.networking.k8s.io/v1',
       kind: 'HTTPRoute',
-      metadata: {
-        name: dnsName(`loraplan-adapters-${i / RULES_PER_ROUTE}`),
-        namespace: o.namespace,
-      },
+      metadata: { name: dnsName(`loraplan-adapters-${i / RULES_PER_ROUTE}`), namespace },
       spec: {
         parentRefs: [{ name: 'inference-gateway' }],
         rules: rules.slice(i, i + RULES_PER_ROUTE),
       },
     });
-  return objects;
+  return routes;
 }
+
+/** production-stack's adapter source type, from the source's scheme (a path is `local`). */
+const sourceType = (source: string) =>
+  /^s3:\/\//.test(source) ? 's3' : /^https?:\/\//.test(source) ? 'http' : 'local';
 
 /**
  * Target "production-stack": Helm values for vLLM's production-stack chart (one modelSpec per
@@ -184,7 +214,11 @@ export function productionStackObjects(
     metadata: { name: dnsName(id), namespace: o.namespace },
     spec: {
       baseModel: o.model,
-      adapterSource: { type: 'local', adapterName: id, adapterPath: sourceOf(o, id) },
+      adapterSource: {
+        type: sourceType(sourceOf(o, id)),
+        adapterName: id,
+        adapterPath: sourceOf(o, id),
+      },
       loraAdapterDeploymentConfig: { algorithm: 'default', replicas },
     },
   }));

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { HTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/HTTPRoute';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { Pod } from 'kubernetes-models/v1/Pod';
 import { Service } from 'kubernetes-models/v1/Service';
 import { parse } from 'yaml';
 
@@ -43,6 +44,19 @@ export function validateObjects(
 ): void {
   const custom: Record<string, () => Validator> = {
     LoraAdapter: () => crdValidator(modelsDir, 'production-stack-loraadapter.yaml'),
+    ModelAdapter: () => crdValidator(modelsDir, 'aibrix-modeladapter.yaml'),
+    InferenceService: () => {
+      const crd = crdValidator(modelsDir, 'kserve-inferenceservice.yaml');
+      // The predictor's containers are corev1.Containers (KServe inlines a PodSpec there).
+      return (o) => {
+        crd(o);
+        const predictor = (o.spec as { predictor: { containers?: unknown[] } }).predictor;
+        new Pod({
+          metadata: { name: 'predictor' },
+          spec: { containers: (predictor.containers ?? []) as never },
+        }).validate();
+      };
+    },
   };
   const made = new Map<string, Validator>();
   for (const o of objects) {

@@ -50,6 +50,24 @@ describe('GET /v1/runs/:id/deploy', () => {
     expect(deployments[0]!.metadata.namespace).toBe('serving');
   });
 
+  it('emits the same run for KServe and AIBrix, one object per GPU and per adapter', async () => {
+    const placed = await post('/v1/placement', {
+      profile: 'h100-64gb/llama-3.1-8b-instruct',
+      catalog: Array.from({ length: 3 }, (_, i) => ({ id: `b${i}`, rate: 0.05, rank: 16 })),
+    });
+    const answer = placed.json() as { runId: string; gpus: Array<{ vllmArgs: string[] }> };
+    const kinds = async (target: string) => {
+      const res = await app.inject({ url: `/v1/runs/${answer.runId}/deploy?target=${target}` });
+      expect(res.statusCode).toBe(200);
+      return parseAllDocuments(res.body).map((d) => (d.toJSON() as { kind: string }).kind);
+    };
+    const gpus = answer.gpus.length;
+    expect((await kinds('kserve')).filter((k) => k === 'InferenceService')).toHaveLength(gpus);
+    const aibrix = await kinds('aibrix');
+    expect(aibrix.filter((k) => k === 'Deployment')).toHaveLength(gpus);
+    expect(aibrix.filter((k) => k === 'ModelAdapter')).toHaveLength(3);
+  });
+
   it('names a bad target, and refuses a run with nothing to deploy', async () => {
     const bad = await app.inject({ url: '/v1/runs/x/deploy?target=nomad' });
     expect(bad.statusCode).toBe(400);
