@@ -1,7 +1,9 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- parsed YAML documents, walked by path */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { parseAllDocuments } from 'yaml';
 import { main } from '../src/cli/main.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'loraplan-cli-'));
@@ -194,6 +196,51 @@ describe('the compiled CLI under repetition (what CI jobs run)', () => {
     expect(outcomes).toHaveLength(50);
     expect(outcomes.filter((o) => o.status !== 0)).toEqual([]);
   }, 300_000);
+});
+
+describe('loraplan recommend --emit', () => {
+  const workload = file(
+    'workload.json',
+    JSON.stringify({
+      profile: 'h100-64gb/llama-3.1-8b-instruct',
+      workload: { rates: [0.1, 0.05, 0.025], ranks: [8, 16] },
+      method: 'model',
+    }),
+  );
+
+  it("prints the recommended server as the target's manifests, its flags the answer's", async () => {
+    const json = await run(['recommend', '--file', workload, '--json']);
+    const answer = JSON.parse(json.stdout) as {
+      vllmArgs: string[];
+      recommendation: { concurrentAdapters: number };
+    };
+    const r = await run([
+      'recommend',
+      '--file',
+      workload,
+      '--emit',
+      'kserve',
+      '--namespace',
+      'llm',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const [service] = parseAllDocuments(r.stdout).map((d) => d.toJSON() as Record<string, any>);
+    expect(service!.kind).toBe('InferenceService');
+    expect(service!.metadata.namespace).toBe('llm');
+    const args: string[] = service!.spec.predictor.containers[0].args;
+    expect(args.slice(2, 2 + answer.vllmArgs.length)).toEqual(answer.vllmArgs);
+    expect(args.slice(args.indexOf('--lora-modules') + 1)).toHaveLength(
+      answer.recommendation.concurrentAdapters,
+    );
+  });
+
+  it('an unknown target is named, exit 2', async () => {
+    const r = await run(['recommend', '--file', workload, '--emit', 'helm']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/emit/);
+    expect(r.stdout).toBe('');
+  });
 });
 
 describe('loraplan place', () => {

@@ -90,6 +90,11 @@ export async function main(argv: string[]): Promise<number> {
 
 /** Runs the CLI and sets the process exit code; the bin script and direct execution call it. */
 export function run(argv: string[]): void {
+  // Output piped into `head` closes early: that is the reader's choice, not an error.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw error;
+  });
   main(argv).then(
     (code) => {
       process.exitCode = code;

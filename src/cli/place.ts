@@ -1,13 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import {
-  currentFromManifests,
-  deployOptionsSchema,
-  emit,
-  fromPlacement,
-  type DeployOptions,
-} from '../deploy/index.js';
-import { PACKAGE_ROOT } from '../profiles/store.js';
+import { currentFromManifests, fromPlacement } from '../deploy/index.js';
 import {
   TraceError,
   parseTrace,
@@ -17,13 +9,13 @@ import {
 import { InputError, fieldIssues } from '../runtime/errors.js';
 import { ServiceCore } from '../service/core.js';
 import { openDatabase } from '../storage/db.js';
+import { EMIT_OPTIONS, emitOptions, emitted, EMIT_USAGE } from './emit.js';
 import { parseOptions, UsageError } from './options.js';
 
 const USAGE = `usage: loraplan place --file P.json [--json] [--url http://host:8080]
        loraplan place --trace requests.csv --profile P (--rank R | --ranks ranks.csv)
                       [--budget N] [--objective paper|stable] [--current gpus.json] [--json]
-       [--current-from manifests.yaml] [--emit vllm|kubernetes|production-stack
-       [--model M --image I --namespace N --adapter-source '/adapters/{id}']]
+       [--current-from manifests.yaml] ${EMIT_USAGE}
 
 P.json: { profile, catalog: [{ id, rate, rank }], requestLengths?, starvationThreshold?,
 objective?, slo?, gpuBudget?, current? } (as POST /v1/placement).
@@ -32,7 +24,7 @@ requests.csv: one request per line, timestamp,adapter_id[,prompt_tokens,output_t
 span; lengths, when every line has them, become the workload's length distribution. The log has
 no ranks: --rank gives one to every adapter, --ranks a CSV of adapter_id,rank.
 --current: the placement running now (a previous answer's "gpus", or [{ adapters: [ids] }]);
---current-from: the same read from manifests loraplan emitted (--emit kubernetes).
+--current-from: the same read from manifests loraplan emitted (any --emit target but vllm).
 --emit: print the placement as manifests for that target instead of the table (docs/deploy.md).
 Exit 0 when every adapter is placed, 1 when some are unplaced, 2 on an error.`;
 
@@ -135,11 +127,7 @@ export async function placeCommand(argv: string[]): Promise<number> {
     url: { type: 'string' },
     json: { type: 'boolean' },
     'current-from': { type: 'string' },
-    emit: { type: 'string' },
-    model: { type: 'string' },
-    image: { type: 'string' },
-    namespace: { type: 'string' },
-    'adapter-source': { type: 'string' },
+    ...EMIT_OPTIONS,
   });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
@@ -174,29 +162,7 @@ export async function placeCommand(argv: string[]): Promise<number> {
       await core.close();
     }
   }
-  if (deployOptions)
-    process.stdout.write(
-      emit(fromPlacement(response), deployOptions, join(PACKAGE_ROOT, 'models')).body,
-    );
+  if (deployOptions) process.stdout.write(emitted(fromPlacement(response), deployOptions));
   else process.stdout.write(values.json ? `${JSON.stringify(response)}\n` : `${table(response)}\n`);
   return response.unplaced.length > 0 ? 1 : 0;
-}
-
-/** --emit and its options, checked as GET /v1/runs/:id/deploy checks its query. */
-export function emitOptions(values: {
-  emit?: string;
-  model?: string;
-  image?: string;
-  namespace?: string;
-  'adapter-source'?: string;
-}): DeployOptions {
-  const parsed = deployOptionsSchema.safeParse({
-    target: values.emit,
-    ...(values.model ? { model: values.model } : {}),
-    ...(values.image ? { image: values.image } : {}),
-    ...(values.namespace ? { namespace: values.namespace } : {}),
-    ...(values['adapter-source'] ? { adapterSource: values['adapter-source'] } : {}),
-  });
-  if (!parsed.success) throw new InputError(fieldIssues(parsed.error, ['emit']));
-  return parsed.data;
 }

@@ -6,15 +6,20 @@ import {
   recommendRequestSchema,
   type RecommendResponse,
 } from '../recommend/index.js';
+import { fromRecommendation, type DeployOptions } from '../deploy/index.js';
+import { EMIT_OPTIONS, emitOptions, emitted, EMIT_USAGE } from './emit.js';
 import { parseOptions, UsageError } from './options.js';
 
 const USAGE = `usage: loraplan recommend --file W.json [--json] [--url http://host:8080]
+       ${EMIT_USAGE}
 
 W.json: { profile, workload: { rates, ranks, requestLengths? }, method?: "model" | "twin" | "auto",
           search?: { concurrent?: number[], parallel?: number[] }, starvationThreshold?, slo?: { ttftP99Ms?, itlP99Ms? },
           objective?: "paper" | "stable" }
-Prints a readable table, or with --json the response object. Exit 0 with a recommendation, 1 when
-no configuration serves the workload, 2 for an error in the input.`;
+Prints a readable table, or with --json the response object, or with --emit the recommended server
+as manifests for that target (docs/deploy.md; its adapters are adapter-0, adapter-1, ...: a
+workload names none). Exit 0 with a recommendation, 1 when no configuration serves the workload,
+2 for an error in the input.`;
 
 export function renderTable(r: RecommendResponse): string {
   const rec = r.recommendation;
@@ -80,13 +85,28 @@ export function renderTable(r: RecommendResponse): string {
   return lines.join('\n');
 }
 
-async function recommendRemote(url: string, body: unknown, json: boolean): Promise<number> {
+interface Output {
+  json: boolean;
+  deploy: DeployOptions | undefined;
+}
+
+function print(response: RecommendResponse, profile: string, out: Output): void {
+  process.stdout.write(
+    out.deploy
+      ? emitted(fromRecommendation(response, profile), out.deploy)
+      : out.json
+        ? `${JSON.stringify(response)}\n`
+        : `${renderTable(response)}\n`,
+  );
+}
+
+async function recommendRemote(url: string, body: unknown, out: Output): Promise<number> {
   const res = await fetch(new URL('/v1/recommend', url), {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
-  const answer = (await res.json()) as RecommendResponse & { detail?: string };
+  const answer = (await res.json()) as RecommendResponse & { detail?: string; profile: string };
   if (res.status === 422) {
     process.stderr.write(
       `loraplan recommend: no configuration serves this workload: ${answer.detail ?? ''}\n`,
@@ -103,7 +123,7 @@ async function recommendRemote(url: string, body: unknown, json: boolean): Promi
     explanation,
     evaluated,
   };
-  process.stdout.write(json ? `${JSON.stringify(response)}\n` : `${renderTable(response)}\n`);
+  print(response, answer.profile, out);
   return 0;
 }
 
@@ -112,6 +132,7 @@ export async function recommendCommand(argv: string[]): Promise<number> {
     file: { type: 'string' },
     json: { type: 'boolean' },
     url: { type: 'string' },
+    ...EMIT_OPTIONS,
   });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
@@ -119,15 +140,14 @@ export async function recommendCommand(argv: string[]): Promise<number> {
   }
   if (!values.file) throw new UsageError(`--file is required\n${USAGE}`);
   const body = JSON.parse(readFileSync(values.file, 'utf8')) as unknown;
-  if (values.url) return recommendRemote(values.url, body, values.json === true);
+  const out = { json: values.json === true, deploy: values.emit ? emitOptions(values) : undefined };
+  if (values.url) return recommendRemote(values.url, body, out);
   const parsed = recommendRequestSchema.safeParse(body);
   if (!parsed.success) throw new InputError(fieldIssues(parsed.error));
   const local = localRecommender();
   try {
     const response = await local.recommender.recommend(parsed.data);
-    process.stdout.write(
-      values.json ? `${JSON.stringify(response)}\n` : `${renderTable(response)}\n`,
-    );
+    print(response, parsed.data.profile, out);
     return 0;
   } catch (e) {
     if (e instanceof NoServingConfigurationError) {
