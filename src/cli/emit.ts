@@ -1,6 +1,8 @@
 // --emit TARGET and the manifests' options, shared by `loraplan place` and `loraplan recommend`.
+// The deploy module (schemas of every Kubernetes kind) loads only when --emit is given: a plain
+// `recommend --json` stays as quick to start as before.
 import { join } from 'node:path';
-import { deployOptionsSchema, emit, type DeploySet, type DeployOptions } from '../deploy/index.js';
+import type { DeploySet, DeployOptions } from '../deploy/index.js';
 import { PACKAGE_ROOT } from '../profiles/store.js';
 import { InputError, fieldIssues } from '../runtime/errors.js';
 
@@ -16,13 +18,14 @@ export const EMIT_USAGE = `[--emit vllm|kubernetes|production-stack|kserve|aibri
        [--model M --image I --namespace N --adapter-source '/adapters/{id}']]`;
 
 /** --emit and its options, checked as GET /v1/runs/:id/deploy checks its query. */
-export function emitOptions(values: {
+export async function emitOptions(values: {
   emit?: string;
   model?: string;
   image?: string;
   namespace?: string;
   'adapter-source'?: string;
-}): DeployOptions {
+}): Promise<DeployOptions> {
+  const { deployOptionsSchema } = await import('../deploy/index.js');
   const parsed = deployOptionsSchema.safeParse({
     target: values.emit,
     ...(values.model ? { model: values.model } : {}),
@@ -35,6 +38,7 @@ export function emitOptions(values: {
 }
 
 /** The manifests of a deploy set, each object validated against its schema. */
-export function emitted(set: DeploySet, options: DeployOptions): string {
+export async function emitted(set: DeploySet, options: DeployOptions): Promise<string> {
+  const { emit } = await import('../deploy/index.js');
   return emit(set, options, join(PACKAGE_ROOT, 'models')).body;
 }

@@ -138,7 +138,7 @@ export async function placeCommand(argv: string[]): Promise<number> {
   const body = fromTrace
     ? fromTrace.body
     : (JSON.parse(readFileSync(values.file as string, 'utf8')) as unknown);
-  const deployOptions = values.emit ? emitOptions(values) : undefined;
+  const deployOptions = values.emit ? await emitOptions(values) : undefined;
   if (values['current-from'])
     (body as { current?: unknown }).current = currentFromManifests(
       readFileSync(values['current-from'], 'utf8'),
@@ -162,7 +162,7 @@ export async function placeCommand(argv: string[]): Promise<number> {
       await core.close();
     }
   }
-  if (deployOptions) process.stdout.write(emitted(fromPlacement(response), deployOptions));
+  if (deployOptions) process.stdout.write(await emitted(fromPlacement(response), deployOptions));
   else process.stdout.write(values.json ? `${JSON.stringify(response)}\n` : `${table(response)}\n`);
   return response.unplaced.length > 0 ? 1 : 0;
 }

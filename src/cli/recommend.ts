@@ -6,7 +6,7 @@ import {
   recommendRequestSchema,
   type RecommendResponse,
 } from '../recommend/index.js';
-import { fromRecommendation, type DeployOptions } from '../deploy/index.js';
+import type { DeployOptions } from '../deploy/index.js';
 import { EMIT_OPTIONS, emitOptions, emitted, EMIT_USAGE } from './emit.js';
 import { parseOptions, UsageError } from './options.js';
 
@@ -90,14 +90,13 @@ interface Output {
   deploy: DeployOptions | undefined;
 }
 
-function print(response: RecommendResponse, profile: string, out: Output): void {
-  process.stdout.write(
-    out.deploy
-      ? emitted(fromRecommendation(response, profile), out.deploy)
-      : out.json
-        ? `${JSON.stringify(response)}\n`
-        : `${renderTable(response)}\n`,
-  );
+async function print(response: RecommendResponse, profile: string, out: Output): Promise<void> {
+  if (out.deploy) {
+    const { fromRecommendation } = await import('../deploy/index.js');
+    process.stdout.write(await emitted(fromRecommendation(response, profile), out.deploy));
+    return;
+  }
+  process.stdout.write(out.json ? `${JSON.stringify(response)}\n` : `${renderTable(response)}\n`);
 }
 
 async function recommendRemote(url: string, body: unknown, out: Output): Promise<number> {
@@ -123,7 +122,7 @@ async function recommendRemote(url: string, body: unknown, out: Output): Promise
     explanation,
     evaluated,
   };
-  print(response, answer.profile, out);
+  await print(response, answer.profile, out);
   return 0;
 }
 
@@ -140,14 +139,17 @@ export async function recommendCommand(argv: string[]): Promise<number> {
   }
   if (!values.file) throw new UsageError(`--file is required\n${USAGE}`);
   const body = JSON.parse(readFileSync(values.file, 'utf8')) as unknown;
-  const out = { json: values.json === true, deploy: values.emit ? emitOptions(values) : undefined };
+  const out = {
+    json: values.json === true,
+    deploy: values.emit ? await emitOptions(values) : undefined,
+  };
   if (values.url) return recommendRemote(values.url, body, out);
   const parsed = recommendRequestSchema.safeParse(body);
   if (!parsed.success) throw new InputError(fieldIssues(parsed.error));
   const local = localRecommender();
   try {
     const response = await local.recommender.recommend(parsed.data);
-    print(response, parsed.data.profile, out);
+    await print(response, parsed.data.profile, out);
     return 0;
   } catch (e) {
     if (e instanceof NoServingConfigurationError) {
