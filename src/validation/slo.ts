@@ -23,7 +23,8 @@ import {
   type P99s,
   type SloCase,
 } from './slo-sources.js';
-import { measuredWorkloads, type MeasuredPoint } from './recommend.js';
+import { measuredWorkloads, type MeasuredPoint, type MeasuredWorkload } from './recommend.js';
+import { regimeFits } from './slo-regimes.js';
 import { compareRuns, DEFAULT_DATA_DIR } from './twin.js';
 
 interface SloLevel {
@@ -60,7 +61,7 @@ const LEVELS: SloLevel[] = [
   level(30_000, 400),
 ];
 
-type Variant = '90% bound' | 'point estimate';
+type Variant = '90% bound' | 'point estimate' | 'leave-regime-out';
 
 interface Case {
   variant: Variant;
@@ -72,6 +73,10 @@ interface Case {
   recommended: { c: number; p: number } | null;
   measured: MeasuredPoint | undefined;
   meets: boolean | undefined;
+  /** The regime held out of the fit (leave-regime-out cases). */
+  regime?: string;
+  /** How far outside the fitted runs' envelope the answer's latency lay (0: inside). */
+  envelopeDistance: number;
 }
 
 /** The same model with zero-width intervals: what checking the median alone would promise. */
@@ -89,11 +94,66 @@ const pointOnly = (m: LatencyModel): LatencyModel => ({
   ) as LatencyModel['metrics'],
 });
 
+/**
+ * One case: the recommender, with this latency model and the edge-rule errors of every other
+ * workload, answers the workload under the level on its measured grid; the answer's pair is then
+ * looked up in the measurements.
+ */
+async function judged(
+  w: MeasuredWorkload,
+  level: SloLevel,
+  latencyModel: LatencyModel,
+  variant: Variant,
+  method: 'twin' | 'auto',
+  local: ReturnType<typeof localRecommender>,
+): Promise<Case> {
+  const recommender = new Recommender({
+    loadProfile,
+    loadModel,
+    simulate: (sc, pr, t) => local.cache.simulate(sc, pr, t),
+    loadVerdictRuns: (id) => loadVerdictRuns(id).filter((r) => r.workload !== w.workload),
+    loadLatencyModel: () => latencyModel,
+  });
+  const realBest = realBestMeeting(w.points, level.meets);
+  let recommended: Case['recommended'] = null;
+  let envelopeDistance = 0;
+  try {
+    const r = await recommender.recommend({
+      profile: profileOf(w.model),
+      workload: { rates: w.rates, ranks: w.ranks },
+      method,
+      search: { concurrent: w.concurrentGrid, parallel: w.parallelGrid },
+      starvationThreshold: 0.1,
+      objective: 'paper',
+      slo: level.slo,
+    });
+    recommended = { c: r.recommendation.concurrentAdapters, p: r.recommendation.parallelAdapters };
+    envelopeDistance = r.recommendation.latency?.envelopeDistance ?? 0;
+  } catch (e) {
+    if (!(e instanceof NoServingConfigurationError)) throw e;
+  }
+  const measured = recommended
+    ? w.points.find((p) => p.c === recommended.c && p.p === recommended.p)
+    : undefined;
+  return {
+    variant,
+    limits: level.limits,
+    model: w.model,
+    workload: w.workload,
+    level: level.label,
+    realBest,
+    recommended,
+    measured,
+    meets: measured ? reallyMeets(measured, level.meets) : undefined,
+    envelopeDistance,
+  };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: { data: { type: 'string' }, out: { type: 'string' }, method: { type: 'string' } },
   });
-  const method = values.method ?? 'twin';
+  const method = (values.method ?? 'twin') as 'twin' | 'auto';
   if (method !== 'twin' && method !== 'auto')
     throw new Error(`--method must be twin or auto, not ${method}`);
   const dataDir = resolve(values.data ?? DEFAULT_DATA_DIR);
@@ -104,6 +164,7 @@ async function main(): Promise<void> {
   const local = localRecommender();
   const cases: Case[] = [];
   const sourceCases: SloCase[] = [];
+  const regimesSkipped: Array<{ regime: string; why: string }> = [];
   try {
     for (const w of workloads) {
       // Latency model and edge-rule errors without this workload: nothing of it informs its answer.
@@ -136,51 +197,29 @@ async function main(): Promise<void> {
         ['90% bound', fitted],
         ['point estimate', pointOnly(fitted)],
       ];
-      for (const [variant, latencyModel] of variants) {
-        const recommender = new Recommender({
-          loadProfile,
-          loadModel,
-          simulate: (sc, pr, t) => local.cache.simulate(sc, pr, t),
-          loadVerdictRuns: (id) => loadVerdictRuns(id).filter((r) => r.workload !== w.workload),
-          loadLatencyModel: () => latencyModel,
-        });
-        for (const level of LEVELS) {
-          const realBest = realBestMeeting(w.points, level.meets);
-          let recommended: Case['recommended'] = null;
-          try {
-            const r = await recommender.recommend({
-              profile: profileOf(w.model),
-              workload: { rates: w.rates, ranks: w.ranks },
-              method,
-              search: { concurrent: w.concurrentGrid, parallel: w.parallelGrid },
-              starvationThreshold: 0.1,
-              objective: 'paper',
-              slo: level.slo,
-            });
-            recommended = {
-              c: r.recommendation.concurrentAdapters,
-              p: r.recommendation.parallelAdapters,
-            };
-          } catch (e) {
-            if (!(e instanceof NoServingConfigurationError)) throw e;
-          }
-          const measured = recommended
-            ? w.points.find((p) => p.c === recommended.c && p.p === recommended.p)
-            : undefined;
-          cases.push({
-            variant,
-            limits: level.limits,
-            model: w.model,
-            workload: w.workload,
-            level: level.label,
-            realBest,
-            recommended,
-            measured,
-            meets: measured ? reallyMeets(measured, level.meets) : undefined,
-          });
-        }
-      }
+      for (const [variant, latencyModel] of variants)
+        for (const level of LEVELS)
+          cases.push(await judged(w, level, latencyModel, variant, method, local));
       process.stderr.write(`  ${w.model} ${w.workload} done\n`);
+    }
+    // Whole regimes held out: the answers' pairs lie outside the envelope of the runs fitted on.
+    const { fits, skipped } = regimeFits(runs, workloads);
+    regimesSkipped.push(...skipped);
+    for (const fit of fits) {
+      for (const w of fit.workloads)
+        for (const level of LEVELS.filter((l) => l.limits === 1))
+          cases.push({
+            ...(await judged(
+              w,
+              level,
+              fit.models[profileOf(w.model)]!,
+              'leave-regime-out',
+              method,
+              local,
+            )),
+            regime: fit.regime,
+          });
+      process.stderr.write(`  held out ${fit.regime}: ${fit.workloads.length} workloads done\n`);
     }
   } finally {
     await local.close();
@@ -245,6 +284,44 @@ async function main(): Promise<void> {
       return `| ${w.model} | ${w.workload} | ${l.label} | ${best ? `${best.c} x ${best.p} (${Math.round(best.throughput)})` : 'none'} | ${cell(find('90% bound'))} | ${cell(find('point estimate'))} |`;
     }),
   );
+  // Leave-regime-out: per regime, and pooled, with the answers outside the envelope apart.
+  const regimeRow = (label: string, rows: Case[]) => {
+    const judgedRows = rows.filter((c) => c.meets !== undefined);
+    const outside = judgedRows.filter((c) => c.envelopeDistance > 0);
+    const share = (xs: Case[]) =>
+      xs.length
+        ? `${pct((100 * xs.filter((c) => c.meets).length) / xs.length)} (${xs.filter((c) => c.meets).length} of ${xs.length})`
+        : '—';
+    const lost = judgedRows
+      .filter((c) => c.meets && c.realBest)
+      .map(
+        (c) => (100 * (c.realBest!.throughput - c.measured!.throughput)) / c.realBest!.throughput,
+      );
+    const distances = outside.map((c) => c.envelopeDistance).sort((a, b) => a - b);
+    return `| ${label} | ${rows.length} | ${share(judgedRows)} | ${share(outside)} | ${distances.length ? distances[Math.floor(distances.length / 2)]!.toFixed(2) : '—'} | ${lost.length ? pct(lost.reduce((a, b) => a + b, 0) / lost.length) : '—'} | ${rows.filter((c) => !c.recommended && c.realBest).length} |`;
+  };
+  const regimeCases = cases.filter((c) => c.variant === 'leave-regime-out');
+  const regimeNames = [...new Set(regimeCases.map((c) => c.regime!))];
+  const regimeSection = `**Leave-regime-out** (issue 24). Whole regimes of runs are held out of the latency fit, as
+\`validate:twin\` holds them out (docs/validation/extrapolation.md), and their workloads are answered
+under each one-limit level with a model fitted on the other runs, its growth beyond the envelope
+sized on the other regimes only. A regime of pairs (the largest adapter counts) leaves every
+workload in, with those pairs outside the envelope of the runs fitted on. "outside the envelope"
+counts the answers whose own latency prediction lay outside it (\`envelopeDistance\` > 0), judged on
+the widened bound.
+
+| regime held out | cases | recommended pair really meets the SLO | of which outside the envelope | median distance outside | throughput given up, mean | no pair, though a real one meets it |
+|---|---:|---:|---:|---:|---:|---:|
+${regimeNames
+  .map((name) =>
+    regimeRow(
+      name,
+      regimeCases.filter((c) => c.regime === name),
+    ),
+  )
+  .join('\n')}
+${regimeRow('**all regimes**', regimeCases)}
+${regimesSkipped.length ? `\nNot held out (the fit without them fails): ${regimesSkipped.map((r) => `${r.regime} (${r.why})`).join('; ')}.\n` : ''}`;
   const sources = SLO_RULES.map((rule) => ({
     label: rule.label,
     ...ruleOutcome(sourceCases, rule),
@@ -271,6 +348,8 @@ most 10% of the real best pair's throughput on average. These are the one-limit 
 
 ${summaryTable(twoLimit)}
 
+${regimeSection}
+
 **Where the throughput given up comes from.** The one-limit cases again, judged over the measured
 pairs the twin can simulate (the twin's verdict from \`validate:twin\`'s simulation of each run, the
 latency model fitted without the workload), with one part of the rule at a time replaced by what
@@ -294,6 +373,7 @@ ${rows.join('\n')}
     process.stdout.write(
       `${label}, ${s.variant}: meets ${pct(100 * s.keptShare)} (${s.kept}/${s.judged}), lost ${pct(s.meanLost)}, refused rightly ${s.refusedRightly}, wrongly ${s.refusedWrongly}, unmeasured ${s.unmeasured}\n`,
     );
+  process.stdout.write(`${regimeRow('leave-regime-out, all regimes', regimeCases)}\n`);
   process.stdout.write(`wrote ${join(outDir, 'slo.md')}\n`);
 }
 
