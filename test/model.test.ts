@@ -26,7 +26,8 @@ import {
   predictWorkload,
 } from '../src/model/model.js';
 import { decodePrediction, encodeOptimum } from '../src/model/targets.js';
-import { trainModel } from '../src/model/train.js';
+import { trainModel, type CvResult, type CvTask } from '../src/model/train.js';
+import { workerPool } from '../src/runtime/pool.js';
 import { loadProfile } from '../src/profiles/store.js';
 import type { PointSimulator } from '../src/search/index.js';
 import { TWIN_VERSION } from '../src/twin/index.js';
@@ -126,18 +127,32 @@ describe('target encoding', () => {
   });
 });
 
+const TRAIN_OPTIONS = {
+  profile: 'h100-64gb/llama-3.1-8b-instruct',
+  twinVersion: 'test',
+  datasetFile: 'fake.jsonl',
+  datasetSeed: 1,
+  folds: 3,
+  grid: [
+    { nEstimators: 10, maxFeatures: 1, maxDepth: 6, minNumSamples: 2 },
+    { nEstimators: 10, maxFeatures: 0.5, maxDepth: 4, minNumSamples: 3 },
+  ],
+};
+const model = await trainModel(fakeRows(60), TRAIN_OPTIONS);
+
 describe('trained model files', () => {
-  const model = trainModel(fakeRows(60), {
-    profile: 'h100-64gb/llama-3.1-8b-instruct',
-    twinVersion: 'test',
-    datasetFile: 'fake.jsonl',
-    datasetSeed: 1,
-    folds: 3,
-    grid: [
-      { nEstimators: 10, maxFeatures: 1, maxDepth: 6, minNumSamples: 2 },
-      { nEstimators: 10, maxFeatures: 0.5, maxDepth: 4, minNumSamples: 3 },
-    ],
-  });
+  it("trains the same model when the grid's cross-validations run on other threads", async () => {
+    const pool = workerPool<CvTask, CvResult>('cv-worker', 2);
+    try {
+      const pooled = await trainModel(fakeRows(60), {
+        ...TRAIN_OPTIONS,
+        crossValidate: (task) => pool.run(task),
+      });
+      expect(pooled).toEqual(model);
+    } finally {
+      await pool.destroy();
+    }
+  }, 60_000);
 
   it('record hyperparameter search, CV errors, importances and medians', () => {
     expect(model.hyperparameterSearch).toHaveLength(2);

@@ -1,7 +1,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, relative } from 'node:path';
 import { modelPath } from '../model/model.js';
-import { trainModel } from '../model/train.js';
+import { availableParallelism } from 'node:os';
+import { trainModel, type CvResult, type CvTask } from '../model/train.js';
+import { workerPool } from '../runtime/pool.js';
 import { loadProfile, PACKAGE_ROOT } from '../profiles/store.js';
 import { TWIN_VERSION } from '../twin/index.js';
 import { datasetPath, readDataset, withCurrentFeatures } from '../model/dataset.js';
@@ -37,7 +39,10 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const folds = intOption(values.folds, '--folds', 2) ?? 5;
   const seed = intOption(values.seed, '--seed', 0) ?? 1;
   const started = performance.now();
-  const model = trainModel(rows, {
+  // The grid's cross-validations run on every core; the forests are the same as on one.
+  const threads = Math.max(1, availableParallelism());
+  const pool = threads > 1 ? workerPool<CvTask, CvResult>('cv-worker', threads) : undefined;
+  const model = await trainModel(rows, {
     profile: profile.id,
     twinVersion: TWIN_VERSION,
     datasetFile: relative(PACKAGE_ROOT, file),
@@ -45,7 +50,8 @@ export async function trainCommand(argv: string[]): Promise<number> {
     folds,
     seed,
     onProgress: (m) => process.stderr.write(`${m}\n`),
-  });
+    ...(pool ? { crossValidate: (task: CvTask) => pool.run(task) } : {}),
+  }).finally(() => pool?.destroy());
   const out = values.out ?? modelPath(profile.id);
   mkdirSync(dirname(out), { recursive: true });
   const json = JSON.stringify(model);

@@ -64,7 +64,24 @@ export interface CvResult {
   forests: Forests[];
 }
 
-function crossValidate(
+/** One cross-validation to run: the rows, their folds and one set of hyperparameters. */
+export interface CvTask {
+  xs: number[][];
+  encoded: Array<Record<TargetName, number | null>>;
+  fold: number[];
+  k: number;
+  h: ForestHyperparameters;
+  seed: number;
+  ceiling: number;
+}
+
+/** Runs cross-validations, in this thread or in others: the results are the same either way. */
+export type CrossValidator = (task: CvTask) => Promise<CvResult>;
+
+export const crossValidateHere: CrossValidator = (t) =>
+  Promise.resolve(crossValidate(t.xs, t.encoded, t.fold, t.k, t.h, t.seed, t.ceiling));
+
+export function crossValidate(
   xs: number[][],
   encoded: Array<Record<TargetName, number | null>>,
   fold: number[],
@@ -139,10 +156,12 @@ export interface TrainOptions {
   seed?: number;
   grid?: ForestHyperparameters[];
   onProgress?: (message: string) => void;
+  /** Where the grid's cross-validations run (default: one after another in this thread). */
+  crossValidate?: CrossValidator;
 }
 
 /** Chooses hyperparameters by k-fold CV (mean paper-SMAPE over the three targets) and fits the final forests. */
-export function trainModel(rows: DatasetRow[], options: TrainOptions): ModelFile {
+export async function trainModel(rows: DatasetRow[], options: TrainOptions): Promise<ModelFile> {
   const k = options.folds ?? 5;
   const seed = options.seed ?? 1;
   const grid = options.grid ?? HYPERPARAMETER_GRID;
@@ -160,19 +179,29 @@ export function trainModel(rows: DatasetRow[], options: TrainOptions): ModelFile
   const errorsOf = (cv: CvResult) =>
     TARGET_NAMES.map((t) => targetErrors(truth, cv.predictions, t));
 
-  const search = grid.map((h) => {
-    const errors = errorsOf(crossValidate(xs, encoded, fold, k, h, seed, ceiling)).map(
-      (e) => e.smapePaper,
-    );
+  // Every grid entry is cross-validated at once: with a pool of threads they run side by side.
+  // The chosen entry's cross-validation is then kept, not run again: it is seeded, so a second
+  // run would fit the same forests (a fifth of the training time on the default grid).
+  const runs = await Promise.all(
+    grid.map((h) =>
+      (options.crossValidate ?? crossValidateHere)({ xs, encoded, fold, k, h, seed, ceiling }),
+    ),
+  );
+  let best: { cv: CvResult; mean: number; hyperparameters: ForestHyperparameters } | undefined;
+  const search = grid.map((h, i) => {
+    const run = runs[i]!;
+    const errors = errorsOf(run).map((e) => e.smapePaper);
     const mean = errors.reduce((s, e) => s + e, 0) / errors.length;
     options.onProgress?.(
       `  ${JSON.stringify(h)}: CV paper-SMAPE ${errors.map((e) => e.toFixed(2)).join(' / ')} (mean ${mean.toFixed(2)})`,
     );
-    return { hyperparameters: h, cvSmapePaper: Number(mean.toFixed(4)) };
+    const cvSmapePaper = Number(mean.toFixed(4));
+    // The lowest rounded mean, the earliest on a tie.
+    if (!best || cvSmapePaper < best.mean)
+      best = { cv: run, mean: cvSmapePaper, hyperparameters: h };
+    return { hyperparameters: h, cvSmapePaper };
   });
-  const chosen = search.reduce((a, b) => (b.cvSmapePaper < a.cvSmapePaper ? b : a)).hyperparameters;
-
-  const cv = crossValidate(xs, encoded, fold, k, chosen, seed, ceiling);
+  const { cv, hyperparameters: chosen } = best!;
   const errors = errorsOf(cv);
   // How far the twin's starvation edge lay above each out-of-fold prediction (log2): the edge is
   // between the optimum and the next grid value, taken at their geometric midpoint. Optima at the

@@ -18,6 +18,24 @@ export class PoolSaturatedError extends Error {
 }
 
 /**
+ * A Piscina pool of `threads` threads running the default export of `./<worker>.ts` in this
+ * folder. Compiled, threads enter through a CommonJS file that import()s the ES-module worker (see
+ * simulate-worker-entry.cts). From source under tsx, tsx's require hook compiles the worker to
+ * CommonJS itself, so it is loaded directly.
+ */
+export function workerPool<Task, Result>(worker: string, threads: number): Piscina<Task, Result> {
+  const fromSource = import.meta.url.endsWith('.ts');
+  const entry = fromSource ? `./${worker}.ts` : './simulate-worker-entry.cjs';
+  return new Piscina<Task, Result>({
+    filename: fileURLToPath(new URL(entry, import.meta.url)),
+    workerData: { workerModuleUrl: new URL(`./${worker}.js`, import.meta.url).href },
+    minThreads: threads,
+    maxThreads: threads,
+    execArgv: fromSource ? [...process.execArgv, '--import', 'tsx'] : process.execArgv,
+  });
+}
+
+/**
  * A worker-thread pool for twin simulations; works from compiled JS and from TS under tsx/vitest.
  * No thread starts until the first simulation is asked for: a command that needs none (the
  * forest's answer) never spawns one, so it never has to tear down a thread that is still loading.
@@ -34,18 +52,7 @@ export class SimulationPool implements TwinRunner {
 
   private started(): Piscina<SimulateTask, SimulateTaskResult> {
     if (this.pool) return this.pool;
-    // Compiled, threads enter through a CommonJS file that import()s the ES-module worker (see
-    // simulate-worker-entry.cts). From source under tsx, tsx's require hook compiles the worker to
-    // CommonJS itself, so it is loaded directly.
-    const fromSource = import.meta.url.endsWith('.ts');
-    const entry = fromSource ? './simulate-worker.ts' : './simulate-worker-entry.cjs';
-    this.pool = new Piscina({
-      filename: fileURLToPath(new URL(entry, import.meta.url)),
-      workerData: { workerModuleUrl: new URL('./simulate-worker.js', import.meta.url).href },
-      minThreads: this.threads,
-      maxThreads: this.threads,
-      execArgv: fromSource ? [...process.execArgv, '--import', 'tsx'] : process.execArgv,
-    });
+    this.pool = workerPool<SimulateTask, SimulateTaskResult>('simulate-worker', this.threads);
     return this.pool;
   }
 

@@ -48,22 +48,23 @@ for (const profile of PROFILES) {
   const sizes = [50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 800]
     .filter((n) => n < usable.length)
     .concat([usable.length]);
-  const curve = sizes.map((n) => {
+  const curve: Array<{ n: number; errors: number[] }> = [];
+  for (const n of sizes) {
     const subset = usable.slice(0, n);
-    const m = trainModel(subset, {
+    const m = await trainModel(subset, {
       profile,
       twinVersion: model.twinVersion,
       datasetFile: '',
       datasetSeed: model.trainingSet.seed,
       grid: [model.hyperparameters],
     });
-    return {
+    curve.push({
       n,
       errors: [m.targets.concurrent, m.targets.parallel, m.targets.throughput].map(
         (t) => t.cv.smapePaper,
       ),
-    };
-  });
+    });
+  }
   // How flat the curve is at its end: the change over the last doubling-or-so of the set.
   const last = curve[curve.length - 1]!;
   const earlier = curve.find((c) => c.n * 1.5 >= last.n) ?? curve[0]!;
