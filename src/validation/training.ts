@@ -120,7 +120,9 @@ loraplan dataset --profile h100-64gb/llama-3.1-8b-instruct --workloads 600 --see
 loraplan train --profile h100-64gb/llama-3.1-8b-instruct
 \`\`\`
 
-(and the same for \`h100-64gb/qwen-2.5-7b-instruct\`). Workloads 0 to ${WIDENED_FROM_INDEX - 1} have 1 to ${WORKLOAD_SPACE.groups[1]} rate groups with
+(and the same for \`h100-64gb/qwen-2.5-7b-instruct\`). How long the two commands take for a new
+profile, and against what they were timed, is in docs/performance.md ("A new profile's forest").
+Workloads 0 to ${WIDENED_FROM_INDEX - 1} have 1 to ${WORKLOAD_SPACE.groups[1]} rate groups with
 per-adapter rates log-uniform in [${WORKLOAD_SPACE.rate.join(', ')}] req/s, a rank per group from
 {${WORKLOAD_SPACE.ranks.join(', ')}} and ShareGPT-like lengths scaled by a factor log-uniform in
 [${WORKLOAD_SPACE.lengthScale.join(', ')}]. From workload ${WIDENED_FROM_INDEX} on, the space is wider, so that the forests'
