@@ -1,6 +1,7 @@
 import { datasetPath, readDataset } from '../model/dataset.js';
 import { workloadFeatures } from '../model/features.js';
-import { loadModel, predictWorkload } from '../model/model.js';
+import { predict } from '../model/forest.js';
+import { loadModel, localExplanation, predictWorkload } from '../model/model.js';
 import { loadProfile } from '../profiles/store.js';
 import type { RecommendRequest } from '../recommend/index.js';
 import { localRecommender } from '../runtime/local.js';
@@ -23,11 +24,31 @@ export function benchForest(profileId: string, now: () => number = () => perform
       times.push(now() - s);
     }
   }
+  // The explanation (each feature moved to its median), and what it cost when each moved row was
+  // walked through both forests from the root.
+  const explained: number[] = [];
+  const walkedPerRow: number[] = [];
+  for (const row of rows) {
+    const x = workloadFeatures(row.workload, profile);
+    let s = now();
+    localExplanation(model, x);
+    explained.push(now() - s);
+    s = now();
+    for (let f = 0; f < x.length; f++) {
+      const moved = [...x];
+      moved[f] = model.featureMedians[f]!;
+      predict(model.targets.concurrent.forest, moved);
+      predict(model.targets.parallel.forest, moved);
+    }
+    walkedPerRow.push(now() - s);
+  }
   return {
     loadMs,
     predictions: times.length,
     medianMs: median(times),
     p99Ms: nearestRankQuantile(times, 0.99),
+    explanationMedianMs: median(explained),
+    walkedPerRowMedianMs: median(walkedPerRow),
   };
 }
 
