@@ -154,3 +154,21 @@ describe('twin work whose request gave up', () => {
     }
   }, 60_000);
 });
+
+describe('warming the pool', () => {
+  it('leaves every simulation as a cold thread would run it, and nothing queued', async () => {
+    const task = { scenario: scenarioSchema.parse(knifeEdge(4)) };
+    const cold = new SimulationPool({ threads: 1 });
+    const warm = new SimulationPool({ threads: 2 });
+    try {
+      const coldResult = await cold.run(task);
+      await warm.warmUp();
+      expect(warm.queueSize).toBe(0);
+      const [a, b] = await Promise.all([warm.run(task), warm.run(task)]);
+      for (const r of [a, b])
+        expect({ ...r, wallTimeMs: 0 }).toEqual({ ...coldResult, wallTimeMs: 0 });
+    } finally {
+      await Promise.all([cold.close(), warm.close()]);
+    }
+  }, 60_000);
+});

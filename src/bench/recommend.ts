@@ -105,10 +105,14 @@ export function datasetCost(profileId: string) {
  */
 export async function benchRecommend(
   request: Pick<RecommendRequest, 'profile' | 'workload' | 'method' | 'slo'>,
+  options: { warmUp?: boolean } = {},
   now: () => number = () => performance.now(),
 ) {
   const local = localRecommender();
   try {
+    // Warmed: as the service's threads are after start-up (LORAPLAN_WARM_UP); nothing of this
+    // workload is cached either way.
+    if (options.warmUp) await local.pool.warmUp();
     const t = now();
     const r = await local.recommender.recommend({
       starvationThreshold: 0.1,

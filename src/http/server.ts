@@ -19,6 +19,8 @@ export interface ServerConfig {
   logLevel: string;
   retention: RetentionPolicy;
   retentionIntervalMs: number;
+  /** Warm the twin's threads after start-up, so the first request runs at full speed. */
+  warmUp: boolean;
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
@@ -46,6 +48,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
       maxRows: int('LORAPLAN_RUN_MAX_ROWS', 100_000),
     },
     retentionIntervalMs: int('LORAPLAN_RUN_RETENTION_INTERVAL_MS', 600_000),
+    warmUp: env.LORAPLAN_WARM_UP !== '0',
   };
 }
 
@@ -66,6 +69,14 @@ export async function startServer(config: ServerConfig) {
   });
   const app = await buildApp({ core, logger, rateLimitPerMinute: config.rateLimitPerMinute });
   await app.listen({ port: config.port, host: config.host });
+  // In the background: a request that arrives meanwhile waits behind at most one short run.
+  if (config.warmUp && core.runner.warmUp) {
+    const started = performance.now();
+    core.runner.warmUp().then(
+      () => logger.info({ ms: Math.round(performance.now() - started) }, 'twin threads warm'),
+      (err: unknown) => logger.warn({ err }, 'twin warm-up did not finish'),
+    );
+  }
   const retention = startRetention(core.runs, config.retention, config.retentionIntervalMs, (err) =>
     logger.error({ err }, 'run retention failed'),
   );

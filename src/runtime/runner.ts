@@ -23,6 +23,12 @@ export interface TwinRunner {
   /** Why it cannot run work now, or undefined when it can. */
   notReady(): Promise<string | undefined>;
   stats(): Promise<RunnerStats>;
+  /**
+   * Starts the runner's threads and runs a short simulation on each, so the first request does
+   * not pay for starting threads, loading the twin and compiling its step loop. Optional: a queue
+   * backend's workers warm up in their own processes.
+   */
+  warmUp?(): Promise<void>;
   close(): Promise<void>;
 }
 
