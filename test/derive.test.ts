@@ -1,17 +1,20 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { CachingAllocator } from '../src/derive/allocator.js';
 import { readModelConfig } from '../src/derive/config.js';
 import { derive, DeriveError, readDeriveCatalog } from '../src/derive/index.js';
 import {
   activationPeakBytes,
   kvBytesPerToken,
+  kvCacheTable,
   loraBytesPerSlot,
   loraBytesPerSlotRank,
   memoryAccount,
   weightBytes,
   type ServerFlags,
 } from '../src/derive/memory.js';
+import { residency } from '../src/derive/residency.js';
 import { loadProfile, PACKAGE_ROOT } from '../src/profiles/store.js';
 import { kvCacheTokens, vllmStarts } from '../src/twin/index.js';
 
@@ -97,9 +100,85 @@ describe("the memory account follows vLLM 0.8.5's, term by term (hand-computed)"
       weightBytes(QWEN, WITHOUT_EMBEDDING, 64) -
       64 * 16 * loraBytesPerSlotRank(QWEN, WITHOUT_EMBEDDING) -
       2048 * 152064 * 14 -
+      a.allocatorGapBytes -
       other;
     expect(a.kvCacheBytes).toBeCloseTo(kvBytes, 0);
     expect(a.kvCacheTokens).toBe(Math.floor(kvBytes / (16 * 57344)) * 16);
+  });
+
+  it("the allocator's gaps are what its segments hold beyond the tensors: weights and slots counted exactly", () => {
+    for (const [shape, lora] of [
+      [QWEN, WITHOUT_EMBEDDING],
+      [LLAMA, WITH_EMBEDDING],
+    ] as const) {
+      for (const [maxLoras, rank] of [
+        [0, 0],
+        [1, 8],
+        [64, 16],
+        [384, 8],
+      ] as const) {
+        const r = residency(shape, lora, maxLoras, rank);
+        const a = memoryAccount(shape, lora, MEASURED_FLAGS, 63.43 * 2 ** 30, 0, maxLoras, rank);
+        // The replay allocates exactly the tensors the byte count adds up.
+        expect(r.tensorBytes).toBe(a.weightBytes + a.loraBytes);
+        expect(r.reservedBytes).toBeGreaterThanOrEqual(r.tensorBytes);
+        expect(a.allocatorGapBytes).toBe(r.reservedBytes - r.tensorBytes);
+      }
+    }
+  });
+});
+
+describe("PyTorch's caching allocator, as vLLM 0.8.5's memory profile sees it (hand-computed)", () => {
+  const MiB = 2 ** 20;
+  it('requests under 10 MiB share 20 MiB segments; larger ones get their own, rounded to 2 MiB', () => {
+    const a = new CachingAllocator();
+    a.alloc(7 * MiB);
+    a.alloc(7 * MiB);
+    expect(a.reservedBytes).toBe(20 * MiB); // one segment, 6 MiB of it a gap
+    a.alloc(7 * MiB); // 6 MiB left is too small: a second segment
+    expect(a.reservedBytes).toBe(40 * MiB);
+    const b = new CachingAllocator();
+    b.alloc(14 * MiB + 1);
+    expect(b.reservedBytes).toBe(16 * MiB);
+    expect(b.allocatedBytes).toBe(14 * MiB + 512); // rounded to 512 B, tail over 1 MiB split off
+  });
+
+  it('small requests round to 512 B inside 2 MiB segments', () => {
+    const a = new CachingAllocator();
+    a.alloc(1000);
+    a.alloc(1);
+    expect(a.allocatedBytes).toBe(1024 + 512);
+    expect(a.reservedBytes).toBe(2 * MiB);
+  });
+
+  it('best fit takes the smallest free block that holds the request, and frees merge', () => {
+    const a = new CachingAllocator();
+    const x = a.alloc(3 * MiB);
+    a.alloc(2 * MiB);
+    const y = a.alloc(5 * MiB);
+    a.alloc(2 * MiB); // 20 MiB segment: 3 | 2 | 5 | 2 | 8 free
+    a.free(x);
+    a.free(y);
+    a.alloc(3 * MiB); // fits the freed 3 MiB exactly: no new segment, the 5 and 8 stay free
+    a.alloc(7 * MiB); // the freed 5 MiB is too small: the 8 MiB tail
+    a.alloc(5 * MiB); // the freed 5 MiB hole
+    expect(a.reservedBytes).toBe(20 * MiB);
+    // The 7 MiB request holds the whole 8 MiB tail: a 1 MiB rest is not split off.
+    expect(a.allocatedBytes).toBe(20 * MiB);
+  });
+
+  it('empty_cache releases only segments that hold no live block', () => {
+    const a = new CachingAllocator();
+    const first = a.alloc(7 * MiB);
+    const second = a.alloc(7 * MiB);
+    const own = a.alloc(12 * MiB);
+    a.free(first);
+    a.free(own);
+    a.emptyCache();
+    expect(a.reservedBytes).toBe(20 * MiB); // the shared segment still holds `second`
+    a.free(second);
+    a.emptyCache();
+    expect(a.reservedBytes).toBe(0);
   });
 });
 
@@ -140,6 +219,31 @@ describe('configs the derivation cannot handle are refused by field', () => {
 });
 
 describe('a derived profile', () => {
+  it('reads its KV cache per slot count from the replayed accounting, which ends where vLLM would not start', () => {
+    const p = derive(
+      { gpu: 'h100-64gb', model: 'qwen-2.5-7b-instruct', flags: { maxModelLen: 32768 } },
+      catalog,
+      measured,
+    );
+    const m = p.derivation as { memoryGiB: { cudaTotal: number }; factors: { otherGiB: number } };
+    const table = kvCacheTable(
+      QWEN,
+      WITHOUT_EMBEDDING,
+      MEASURED_FLAGS,
+      m.memoryGiB.cudaTotal * 2 ** 30,
+      m.factors.otherGiB * 2 ** 30,
+      64,
+    );
+    expect(p.kvCache.accounted?.find((a) => a.maxLoraRank === 64)?.kvCacheTokens).toEqual(table);
+    expect(kvCacheTokens(p, 7, 64)).toBe(table[6]);
+    // The last entry is the first slot count whose cache cannot hold one 32k sequence.
+    expect(table.at(-1)).toBeLessThan(32768);
+    expect(table.at(-2)).toBeGreaterThanOrEqual(32768);
+    expect(vllmStarts(p, table.length, 64)).toBe(false);
+    expect(vllmStarts(p, table.length + 100, 64)).toBe(false);
+    expect(vllmStarts(p, table.length - 1, 64)).toBe(true);
+  });
+
   it('is the same bit for bit from the same inputs, and its id hashes them', () => {
     const request = { gpu: 'a100-80gb-sxm', model: 'qwen3-8b', flags: { maxModelLen: 16384 } };
     const a = derive(request, catalog, measured);

@@ -6,6 +6,7 @@ import type { Gpu } from './gpus.js';
 import {
   GIB,
   kvBytesPerToken,
+  kvCacheTable,
   loraBytesPerSlot,
   loraBytesPerSlotRank,
   memoryAccount,
@@ -173,6 +174,7 @@ export function deriveProfile(target: DeriveTarget, sources: readonly FitSource[
       loraPerSlotRank: round(loraBytesPerSlotRank(shape, lora) / GIB),
       loraPerSlot: round(loraBytesPerSlot(shape, lora) / GIB),
       activationPeak: round(empty.activationPeakBytes / GIB),
+      allocatorGapWithoutSlots: round(empty.allocatorGapBytes / GIB),
       other: factors.otherGiB,
       kvCacheWithoutSlots: round(empty.kvCacheBytes / GIB),
     },
@@ -193,6 +195,10 @@ export function deriveProfile(target: DeriveTarget, sources: readonly FitSource[
       perSlotRank: round(loraBytesPerSlotRank(shape, lora) / bytesPerToken, 9),
       perSlot: round(loraBytesPerSlot(shape, lora) / bytesPerToken, 9),
       measured: [],
+      accounted: ranks.map((maxLoraRank) => ({
+        maxLoraRank,
+        kvCacheTokens: kvCacheTable(shape, lora, flags, total, other, maxLoraRank),
+      })),
     },
     stepTime: { base: term('base'), lora: term('lora') },
     scheduler: {

@@ -1,4 +1,5 @@
 import type { ModelShape } from './config.js';
+import { residency } from './residency.js';
 
 export const GIB = 2 ** 30;
 
@@ -101,6 +102,11 @@ export interface MemoryAccount {
   weightBytes: number;
   loraBytes: number;
   activationPeakBytes: number;
+  /**
+   * What the caching allocator holds beyond the tensors' bytes after empty_cache: segment
+   * rounding and the gaps beside the slot buffers, which vLLM counts as non-torch memory.
+   */
+  allocatorGapBytes: number;
   /** Non-torch allocations (CUDA context, NCCL, cuBLAS workspaces): learned from measurements. */
   otherBytes: number;
   kvCacheBytes: number;
@@ -109,8 +115,10 @@ export interface MemoryAccount {
 
 /**
  * vLLM 0.8.5's determine_available_memory: total x gpu_memory_utilization minus the profiled
- * peak (weights, LoRA slots, the activation peak) minus non-torch memory; what remains is the
- * KV cache, cut into blocks of block_size tokens over every layer.
+ * peak (weights, LoRA slots, the activation peak) minus non-torch memory, which is what CUDA
+ * holds beyond torch's live tensors after empty_cache (the allocator's gaps, then CUDA's
+ * context and workspaces); what remains is the KV cache, cut into blocks of block_size tokens
+ * over every layer.
  */
 export function memoryAccount(
   m: ModelShape,
@@ -128,7 +136,10 @@ export function memoryAccount(
     // the embedding's extra rows are counted in the weights already
     (lora.embeddingLora ? maxLoras * lora.extraVocabSize * m.hiddenSize * m.dtypeBytes : 0);
   const activation = activationPeakBytes(m, lora, flags);
-  const kvCacheBytes = budgetBytes - weights - loraBytes - activation - otherBytes;
+  const resident = residency(m, lora, maxLoras, maxLoraRank);
+  const allocatorGapBytes = resident.reservedBytes - resident.tensorBytes;
+  const kvCacheBytes =
+    budgetBytes - weights - loraBytes - allocatorGapBytes - activation - otherBytes;
   const blockBytes = flags.blockSize * kvBytesPerToken(m);
   const kvCacheTokens =
     kvCacheBytes > 0 ? Math.floor(kvCacheBytes / blockBytes) * flags.blockSize : 0;
@@ -138,8 +149,34 @@ export function memoryAccount(
     weightBytes: weights,
     loraBytes,
     activationPeakBytes: activation,
+    allocatorGapBytes,
     otherBytes,
     kvCacheBytes,
     kvCacheTokens,
   };
+}
+
+/** The most slots a scenario may ask for (the twin's LIMITS.maxAdapters). */
+const SLOT_LIMIT = 4096;
+
+/**
+ * KV tokens for 1, 2, ... slots of one rank, each replayed through memoryAccount, up to and
+ * including the first slot count at which vLLM would not start, as it refuses to when one
+ * max_model_len sequence does not fit the cache (or SLOT_LIMIT).
+ */
+export function kvCacheTable(
+  m: ModelShape,
+  lora: LoraLayout,
+  flags: ServerFlags,
+  totalBytes: number,
+  otherBytes: number,
+  maxLoraRank: number,
+): number[] {
+  const tokens: number[] = [];
+  for (let maxLoras = 1; maxLoras <= SLOT_LIMIT; maxLoras++) {
+    const kv = memoryAccount(m, lora, flags, totalBytes, otherBytes, maxLoras, maxLoraRank);
+    tokens.push(kv.kvCacheTokens);
+    if (kv.kvCacheTokens < flags.maxModelLen) break;
+  }
+  return tokens;
 }

@@ -70,6 +70,19 @@ export const profileSchema = z.object({
         kvCacheTokens: z.number().int().nullable(),
       }),
     ),
+    /**
+     * For derived profiles: vLLM's memory accounting replayed per rank, kvCacheTokens[n - 1] for
+     * n slots, up to the first n at which vLLM would not start. The caching allocator's gaps
+     * beside the slot buffers make this uneven in n, which the linear form cannot follow.
+     */
+    accounted: z
+      .array(
+        z.object({
+          maxLoraRank: z.number().int(),
+          kvCacheTokens: z.array(z.number().int().min(0)).min(1),
+        }),
+      )
+      .optional(),
   }),
   /**
    * Step time in ms = base + lora + scheduler + adapter loads, where
@@ -132,6 +145,17 @@ export function kvCacheTokens(profile: Profile, maxLoras: number, maxLoraRank: n
   );
   // A measured start-up failure (KV or CUDA memory) means no cache at all.
   if (measured) return measured.kvCacheTokens ?? 0;
+  const accounted = profile.kvCache.accounted?.find((a) => a.maxLoraRank === maxLoraRank);
+  if (accounted && maxLoras >= 1) {
+    const table = accounted.kvCacheTokens;
+    // Past the table's end vLLM no longer starts: its last entry is already too small.
+    if (maxLoras <= table.length) return table[maxLoras - 1]!;
+    return Math.min(table[table.length - 1]!, linearKvCacheTokens(profile, maxLoras, maxLoraRank));
+  }
+  return linearKvCacheTokens(profile, maxLoras, maxLoraRank);
+}
+
+function linearKvCacheTokens(profile: Profile, maxLoras: number, maxLoraRank: number): number {
   const estimate =
     profile.kvCache.intercept -
     profile.kvCache.perSlotRank * maxLoras * maxLoraRank -
