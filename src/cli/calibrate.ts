@@ -22,9 +22,11 @@ validation_runs.csv holds runs of the model, the LoRA step cost is then fitted o
 rounds of twin simulations of every run: minutes). Writes
 <out>/<gpu>/<model>.json (default out: models/profiles) and prints each fit's quality.
 
---runs: calibrates from recorded run folders (what run.sh or vLLM's benchmark left: launcher or
-flags, the client's result block, server logs, metrics), starting from the derived profile of
---gpu and --model (or --start PROFILE), refitting the LoRA step cost on the serving runs. Writes
+--runs: calibrates from recorded run folders, starting from the derived profile of --gpu and
+--model (or --start PROFILE). What run.sh recorded (plan.json beside runs/) refits the KV cache
+from vLLM's start-up logs, the base step terms and a scale on the LoRA terms from the closed
+loads' token times; raw vLLM folders (launcher, the client's result block, server logs, metrics)
+refit the LoRA step cost on their serving runs. Prints what was refitted and what stays. Writes
 an evidence "calibrated" profile (default: models/profiles/<gpu>/<model>@<hash>.json).`;
 
 export async function calibrateCommand(argv: string[]): Promise<number> {

@@ -2,6 +2,8 @@ import { relative } from 'node:path';
 import { fitLoraOnServingRuns, type SimulateMany } from '../calibrate/serving-fit.js';
 import type { Profile } from '../twin/profile.js';
 import { ingestRun, runFolders } from './ingest.js';
+import { fitKitRuns } from './kit-fit.js';
+import { readKitRuns } from './kit.js';
 import { calibratedProfile, servingRunOf } from './serving.js';
 
 /** Fewer served runs than this identify nothing of the LoRA cost. */
@@ -28,7 +30,7 @@ export interface RunsCalibration {
  */
 export async function calibrateFromRuns(
   root: string,
-  start: Profile,
+  derivedStart: Profile,
   simulateMany: SimulateMany,
   options: {
     rounds?: number;
@@ -36,31 +38,43 @@ export async function calibrateFromRuns(
     onRound?: (round: number, mape: number) => void;
   } = {},
 ): Promise<RunsCalibration> {
+  // What run.sh recorded (a plan.json beside runs/) refits the terms its experiments identify.
+  const kit = readKitRuns(root);
+  const kitFit = kit ? fitKitRuns(derivedStart, kit.runs) : undefined;
+  const start = kitFit?.profile ?? derivedStart;
   const folders = runFolders(root).filter((d) => options.select?.(d) ?? true);
   const ingested = folders.map((d) => ({ dir: d, run: ingestRun(d) }));
   const runs = ingested.map(({ dir, run }) => servingRunOf(run, start, relative(root, dir)));
   const served = runs.filter((r) => r.ok);
-  const failedToStart = ingested.filter(
-    (i) => i.run.failure === 'kv_cache_insufficient' || i.run.failure === 'cuda_oom',
-  ).length;
-  const unchanged = [
-    'kvCache (the runs hold no start-up log of their cache size)',
-    'stepTime.base',
-    'scheduler',
-    'adapterLoad',
-  ];
+  const failedToStart =
+    ingested.filter(
+      (i) => i.run.failure === 'kv_cache_insufficient' || i.run.failure === 'cuda_oom',
+    ).length + (kit?.runs.filter((r) => r.outcome === 'startup-failed').length ?? 0);
+  const kitRuns = kit?.runs.filter((r) => r.outcome !== 'missing').length ?? 0;
+  const unchanged = kitFit
+    ? kitFit.unchanged.filter((u) => !u.startsWith('stepTime.lora'))
+    : [
+        'kvCache (the runs hold no start-up log of their cache size)',
+        'stepTime.base',
+        'scheduler',
+        'adapterLoad',
+      ];
+  const kitRefitted = kitFit?.refitted ?? [];
+  const kitLora = kitRefitted.find((r) => r.startsWith('stepTime.lora'));
   // Five LoRA terms need more runs than terms, spread over slots and loads, to be identified.
   if (served.length < MIN_SERVED_RUNS)
     return {
-      profile: calibratedProfile(start, start, { runs: folders.length, root }),
-      runs: folders.length,
+      profile: calibratedProfile(derivedStart, start, { runs: folders.length + kitRuns, root }),
+      runs: folders.length + kitRuns,
       servedRuns: served.length,
       failedToStart,
-      refitted: [],
-      unchanged: [
-        `stepTime.lora (${served.length} served runs; a scale on it needs at least ${MIN_SERVED_RUNS})`,
-        ...unchanged,
-      ],
+      refitted: kitRefitted,
+      unchanged: kitLora
+        ? unchanged
+        : [
+            `stepTime.lora (${served.length} served runs; a scale on it needs at least ${MIN_SERVED_RUNS})`,
+            ...unchanged,
+          ],
       rounds: [],
     };
   const scaleOnly = served.length < FULL_FIT_RUNS;
@@ -74,14 +88,15 @@ export async function calibrateFromRuns(
   );
   return {
     profile: calibratedProfile(
-      start,
+      derivedStart,
       { ...fitted.profile, fit: { ...fitted.profile.fit, loraServingFit: fitted.report } },
-      { runs: folders.length, root },
+      { runs: folders.length + kitRuns, root },
     ),
-    runs: folders.length,
+    runs: folders.length + kitRuns,
     servedRuns: served.length,
     failedToStart,
     refitted: [
+      ...kitRefitted.filter((r) => r !== kitLora),
       scaleOnly
         ? `stepTime.lora, one scale on all five terms (${served.length} served runs; each term on its own from ${FULL_FIT_RUNS})`
         : 'stepTime.lora',

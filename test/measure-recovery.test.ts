@@ -1,0 +1,253 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { derive, readDeriveCatalog } from '../src/derive/index.js';
+import { calibrateFromRuns } from '../src/measure/calibrate-runs.js';
+import { runLoad } from '../src/measure/load.js';
+import { measurePlan, type Experiment } from '../src/measure/plan.js';
+import { observedSteps } from '../src/measure/steps.js';
+import { loadProfile, PACKAGE_ROOT } from '../src/profiles/store.js';
+import { parseScenario } from '../src/runtime/scenario-runner.js';
+import { seededStream } from '../src/twin/random.js';
+import { simulate } from '../src/twin/simulate.js';
+import {
+  capacityTokensPerSecond,
+  kvCacheTokens,
+  meanLengths,
+  vllmStarts,
+  type Profile,
+} from '../src/twin/index.js';
+import { StandIn } from './fixtures/standin.js';
+
+const measured = [
+  loadProfile('h100-64gb/llama-3.1-8b-instruct'),
+  loadProfile('h100-64gb/qwen-2.5-7b-instruct'),
+];
+const MAX_MODEL_LEN = 8192;
+const derived = derive(
+  { gpu: 'a100-80gb-sxm', model: 'qwen3-8b', flags: { maxModelLen: MAX_MODEL_LEN } },
+  readDeriveCatalog(join(PACKAGE_ROOT, 'models')),
+  measured,
+);
+
+/**
+ * The hidden profile: the derived one with every term the kit fits changed by a known amount —
+ * each base step term on its own, the LoRA terms by one scale (two slot counts identify a scale,
+ * not five terms) and the KV cache by a constant (non-torch memory the derivation misjudged).
+ */
+function hiddenProfile(start: Profile): Profile {
+  const p = structuredClone(start);
+  const b = p.stepTime.base;
+  b.intercept *= 1.25;
+  b.perDecodeSeq *= 0.8;
+  b.perPrefillToken *= 1.15;
+  b.perKvKiloToken *= 1.3;
+  for (const k of Object.keys(p.stepTime.lora) as Array<keyof Profile['stepTime']['lora']>)
+    p.stepTime.lora[k] *= 1.2;
+  const shift = -3008; // 188 blocks of 16: vLLM sizes its cache in blocks
+  p.kvCache.intercept += shift;
+  p.kvCache.accounted = p.kvCache.accounted!.map((a) => ({
+    maxLoraRank: a.maxLoraRank,
+    kvCacheTokens: a.kvCacheTokens.map((t) => Math.max(0, t + shift)),
+  }));
+  return p;
+}
+
+const flag = (e: Experiment, name: string) =>
+  Number(e.serverArgs.find((a) => a.startsWith(`--${name}=`))?.split('=')[1]);
+
+/** What run.sh leaves for an experiment, with the stand-in serving as the hidden profile. */
+async function runExperiment(hidden: Profile, e: Experiment, dir: string): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const slots = flag(e, 'max-loras');
+  const rank = flag(e, 'max-lora-rank');
+  if (e.load.kind === 'startup') {
+    const starts = vllmStarts(hidden, slots, rank);
+    const tokens = kvCacheTokens(hidden, slots, rank);
+    writeFileSync(
+      join(dir, 'server.log'),
+      starts
+        ? `INFO kv_cache_utils.py:634] GPU KV cache size: ${tokens.toLocaleString('en-US')} tokens\n`
+        : 'ValueError: the KV cache cannot hold max_model_len\n',
+    );
+    writeFileSync(join(dir, 'outcome'), starts ? 'ok\n' : 'startup-failed\n');
+    return;
+  }
+  const standIn = new StandIn(hidden, {
+    maxLoras: Number.isFinite(slots) ? slots : 0,
+    maxNumSeqs: flag(e, 'max-num-seqs'),
+    maxNumBatchedTokens: flag(e, 'max-num-batched-tokens'),
+    adapters: e.adapters.map((a) => a.name),
+    jitter: 0.05,
+  });
+  const records = await runLoad(e, {
+    baseUrl: 'http://stand-in',
+    fetch: standIn.fetch,
+    now: standIn.now,
+  });
+  writeFileSync(join(dir, 'requests.jsonl'), records.map((r) => JSON.stringify(r)).join('\n'));
+  writeFileSync(join(dir, 'outcome'), 'ok\n');
+}
+
+describe('measure plan, run against a stand-in, calibrate --runs', () => {
+  it('reads each step of a closed load from its token times', async () => {
+    const hidden = hiddenProfile(derived);
+    const e: Experiment = {
+      id: 'decode-4',
+      purpose: 'test',
+      identifies: [],
+      serverArgs: ['--max-num-seqs=512', '--max-num-batched-tokens=2048'],
+      adapters: [],
+      load: { kind: 'closed', concurrency: 4, promptTokens: 16, outputTokens: 20, requests: 8 },
+      estimatedMinutes: 1,
+    };
+    const standIn = new StandIn(hidden, {
+      maxLoras: 0,
+      maxNumSeqs: 512,
+      maxNumBatchedTokens: 2048,
+      adapters: [],
+    });
+    const records = await runLoad(e, {
+      baseUrl: 'http://s',
+      fetch: standIn.fetch,
+      now: standIn.now,
+    });
+    const steps = observedSteps(records, hidden.blockSize);
+    // Two waves of 4: 20 steps each (the first step of all goes unmarked), the second wave's
+    // prefill in the step after the first wave's last token.
+    expect(steps).toHaveLength(standIn.steps - 1);
+    const second = steps[0]!; // 4 decodes of their second token: 16 + 1 tokens, 2 blocks each
+    expect(second).toMatchObject({ decodeSeqs: 4, prefillSeqs: 0, kvTokens: 4 * 32, waiting: 0 });
+    const b = hidden.stepTime.base;
+    const s = hidden.scheduler;
+    expect(second.ms).toBeCloseTo(
+      b.intercept +
+        4 * b.perDecodeSeq +
+        (b.perKvKiloToken * 128) / 1000 +
+        s.intercept +
+        4 * s.perRunningRequest,
+      9,
+    );
+    const refill = steps.find((x) => x.prefillSeqs > 0)!;
+    expect(refill).toMatchObject({
+      decodeSeqs: 0,
+      prefillSeqs: 4,
+      prefillTokens: 64,
+      kvTokens: 64,
+    });
+  });
+
+  it('a truncated record is refused with its file and line, and a kv-only folder refits the KV cache alone', async () => {
+    const plan = measurePlan(derived, {
+      ranks: [16],
+      budgetMinutes: 60,
+      maxModelLen: MAX_MODEL_LEN,
+    });
+    const root = mkdtempSync(join(tmpdir(), 'loraplan-kit-'));
+    writeFileSync(join(root, 'plan.json'), JSON.stringify(plan));
+    const hidden = hiddenProfile(derived);
+    for (const e of plan.experiments.filter((x) => x.load.kind === 'startup'))
+      await runExperiment(hidden, e, join(root, 'runs', e.id));
+    const none = () => Promise.reject(new Error('no serving runs'));
+    const kvOnly = await calibrateFromRuns(join(root, 'runs'), derived, none);
+    expect(kvOnly.refitted).toHaveLength(1);
+    expect(kvOnly.refitted[0]).toMatch(/^kvCache \(3 start-up logs/);
+    expect(kvOnly.unchanged.join('; ')).toMatch(/stepTime\.base \(no closed load/);
+    const dir = join(root, 'runs', 'decode-1');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'outcome'), 'ok\n');
+    writeFileSync(
+      join(dir, 'requests.jsonl'),
+      '{"adapter":"base","sentS":0,"promptTokens":16,"outputTokens":2,"ttftMs":5,"itlMs":[4],"ok":true}\n{"adapter":"ba',
+    );
+    await expect(calibrateFromRuns(join(root, 'runs'), derived, none)).rejects.toThrow(
+      `${join(dir, 'requests.jsonl')}:2: not a JSON line`,
+    );
+  });
+
+  it('recovers a hidden profile: throughput and p99 ITL within 2% over 50 random workloads', async () => {
+    const hidden = hiddenProfile(derived);
+    const plan = measurePlan(derived, {
+      ranks: [16],
+      budgetMinutes: 60,
+      maxModelLen: MAX_MODEL_LEN,
+    });
+    const root = mkdtempSync(join(tmpdir(), 'loraplan-recovery-'));
+    writeFileSync(join(root, 'plan.json'), JSON.stringify(plan));
+    // The Poisson experiments (adapter loads, serving runs) need the driver's timers on the
+    // virtual clock; the kit does not fit them yet, so they stay unrun here.
+    for (const e of plan.experiments.filter((x) => x.load.kind !== 'poisson'))
+      await runExperiment(hidden, e, join(root, 'runs', e.id));
+    const result = await calibrateFromRuns(join(root, 'runs'), derived, () => {
+      throw new Error('no serving runs to simulate');
+    });
+    expect(result.refitted.join('; ')).toMatch(/kvCache.*stepTime\.base.*stepTime\.lora/);
+    expect(result.unchanged.join('; ')).toMatch(/adapterLoad/);
+    const calibrated = result.profile;
+    expect(calibrated.evidence).toBe('calibrated');
+
+    const source = seededStream(7, 0);
+    const random = () => source.next();
+    const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)]!;
+    // 50 workloads from a fifth of the capacity bound to a third beyond it, keeping up or not.
+    const lengths = meanLengths({ kind: 'sharegpt' }, hidden.requestLengths);
+    const capacity = capacityTokensPerSecond(hidden, lengths);
+    const errors: Array<{ throughput: number; p99Itl: number; keepsUp: boolean }> = [];
+    for (let i = 0; i < 50; i++) {
+      const maxLoras = pick([8, 16, 32, 64]);
+      const adapters = maxLoras * pick([1, 2, 4]);
+      const groups = Array.from({ length: pick([1, 2, 3]) }, () => 0.25 + random());
+      const perAdapter = groups.reduce((a, b) => a + b, 0) / groups.length;
+      const share = 0.2 + 1.13 * random();
+      const unit = (share * capacity) / (lengths.prompt + lengths.output) / adapters;
+      const scenario = parseScenario({
+        profile: derived.id,
+        config: { maxLoras, maxCpuLoras: adapters, maxLoraRank: 16 },
+        workload: {
+          rates: groups.map((g) => Number(((unit * g) / perAdapter).toPrecision(4))),
+          ranks: [pick([8, 16])],
+        },
+        durationSeconds: 300,
+        seed: i + 1,
+      });
+      const truth = simulate(scenario, hidden);
+      const fitted = simulate(scenario, calibrated);
+      errors.push({
+        throughput: Math.abs(
+          fitted.throughputTokensPerSecond / truth.throughputTokensPerSecond - 1,
+        ),
+        p99Itl: Math.abs(fitted.itlMs.p99 / truth.itlMs.p99 - 1),
+        keepsUp: !truth.starving,
+      });
+    }
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const figures = {
+      workloads: errors.length,
+      keepUp: errors.filter((e) => e.keepsUp).length,
+      throughputMapePct: 100 * mean(errors.map((e) => e.throughput)),
+      throughputWorstPct: 100 * Math.max(...errors.map((e) => e.throughput)),
+      p99ItlMapePct: 100 * mean(errors.map((e) => e.p99Itl)),
+      p99ItlWorstPct: 100 * Math.max(...errors.map((e) => e.p99Itl)),
+      p99ItlWithin2Pct: errors.filter((e) => e.p99Itl <= 0.02).length,
+      baseTermsFittedOverHidden: Object.fromEntries(
+        Object.entries(calibrated.stepTime.base).map(([k, v]) => [
+          k,
+          v / hidden.stepTime.base[k as keyof Profile['stepTime']['base']],
+        ]),
+      ),
+      loraScaleFittedOverHidden:
+        calibrated.stepTime.lora.perBatchedToken / hidden.stepTime.lora.perBatchedToken,
+    };
+    // npm run validate:kit records what this run measured (docs/measure.md cites it).
+    const report = process.env.LORAPLAN_KIT_REPORT;
+    if (report) writeFileSync(report, `${JSON.stringify(figures, null, 1)}\n`);
+    expect(figures.throughputWorstPct).toBeLessThanOrEqual(2);
+    expect(figures.p99ItlMapePct).toBeLessThanOrEqual(2);
+    expect(figures.p99ItlWithin2Pct).toBeGreaterThanOrEqual(40);
+    // The KV rows vLLM logged are kept as measured; the rest moved by the same shift.
+    for (const row of calibrated.kvCache.measured)
+      expect(row.kvCacheTokens).toBe(kvCacheTokens(hidden, row.maxLoras, row.maxLoraRank));
+    expect(kvCacheTokens(calibrated, 100, 16)).toBe(kvCacheTokens(hidden, 100, 16));
+  }, 120_000);
+});
