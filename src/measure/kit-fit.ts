@@ -1,5 +1,10 @@
 import { independentColumns, solve } from '../calibrate/ols.js';
-import { kvCacheTokens, loraMsPerBatchedToken, type Profile } from '../twin/profile.js';
+import {
+  cpuToGpuLoadMs,
+  kvCacheTokens,
+  loraMsPerBatchedToken,
+  type Profile,
+} from '../twin/profile.js';
 import type { RequestRecord } from './load.js';
 import type { Experiment } from './plan.js';
 import { observedSteps, type ObservedStep } from './steps.js';
@@ -29,6 +34,10 @@ export interface KitFit {
     loraSteps: number;
     loraScale?: number;
     loraStepMedianAbsPct?: number;
+    /** Steps of the loads experiment, the loads their slot replay finds, and the fitted scale. */
+    loadSteps: number;
+    adapterLoads?: number;
+    adapterLoadScale?: number;
   };
 }
 
@@ -75,7 +84,7 @@ export function fitKitRuns(start: Profile, runs: readonly KitRun[]): KitFit {
   const refitted: string[] = [];
   const unchanged: string[] = [];
   const profile: Profile = structuredClone(start);
-  const report: KitFit['report'] = { kvRows: [], baseSteps: 0, loraSteps: 0 };
+  const report: KitFit['report'] = { kvRows: [], baseSteps: 0, loraSteps: 0, loadSteps: 0 };
 
   // KV cache: what vLLM logged, per (slots, rank).
   for (const run of runs.filter((r) => r.experiment.load.kind === 'startup')) {
@@ -174,25 +183,36 @@ export function fitKitRuns(start: Profile, runs: readonly KitRun[]): KitFit {
       );
   } else unchanged.push('stepTime.base (no closed load without LoRA was recorded)');
 
-  // One scale on the LoRA terms, on the steps with LoRA.
-  const loraSteps = stepsOf(true);
+  const baseMs = (s: ObservedStep) =>
+    schedulerMs(s) +
+    BASE_TERMS.reduce((sum, t, j) => sum + profile.stepTime.base[t] * baseRow(s)[j]!, 0);
+  const loraMsOf = (p: Profile) => (s: ObservedStep, maxLoras: number) =>
+    p.stepTime.lora.intercept +
+    p.stepTime.lora.perSlot * maxLoras +
+    p.stepTime.lora.perAdapterInBatch * s.adapters +
+    loraMsPerBatchedToken(p, maxLoras) * (s.decodeSeqs + s.prefillTokens);
+
+  // One scale on the LoRA terms, on the steps with LoRA that load no adapter.
+  const loraSteps = closed
+    .filter((r) => r.experiment.adapters.length > 0)
+    .flatMap((r) => {
+      const maxLoras = flag(r.experiment.serverArgs, 'max-loras') ?? 0;
+      const steps = observedSteps(r.records, start.blockSize);
+      const loads = replaySlots(steps, maxLoras);
+      return steps
+        .filter((_, i) => loads[i]!.loaded.length === 0)
+        .map((step) => ({ step, maxLoras }));
+    });
   report.loraSteps = loraSteps.length;
-  const lora = start.stepTime.lora;
-  const loraMs = (s: ObservedStep, maxLoras: number) =>
-    lora.intercept +
-    lora.perSlot * maxLoras +
-    lora.perAdapterInBatch * s.adapters +
-    loraMsPerBatchedToken(start, maxLoras) * (s.decodeSeqs + s.prefillTokens);
+  const loraMs = loraMsOf(start);
   if (loraSteps.length > 0) {
-    const baseMs = (s: ObservedStep) =>
-      schedulerMs(s) +
-      BASE_TERMS.reduce((sum, t, j) => sum + profile.stepTime.base[t] * baseRow(s)[j]!, 0);
     const [scale] = scaledLeastSquares(
       loraSteps.map(({ step, maxLoras }) => [loraMs(step, maxLoras)]),
       loraSteps.map(({ step }) => step.ms - baseMs(step)),
       loraSteps.map(({ step, maxLoras }) => baseMs(step) + loraMs(step, maxLoras)),
     ) as [number];
     report.loraScale = scale;
+    const lora = start.stepTime.lora;
     for (const k of Object.keys(lora) as Array<keyof typeof lora>)
       profile.stepTime.lora[k] = lora[k] * scale;
     report.loraStepMedianAbsPct = median(
@@ -206,10 +226,90 @@ export function fitKitRuns(start: Profile, runs: readonly KitRun[]): KitFit {
     );
   } else unchanged.push('stepTime.lora (no closed LoRA load was recorded)');
 
-  unchanged.push(
-    'adapterLoad (the loads experiment is recorded, not yet fitted)',
-    'scheduler (its CPU terms carry over)',
+  // Adapter loads: what the loads experiment's steps take beyond their fitted time, against the
+  // loads a replay of vLLM's least-recently-used slots puts in them.
+  const loadRuns = runs.filter(
+    (r) => r.experiment.identifies.includes('adapterLoad') && r.records.length > 0,
   );
+  const rows: number[][] = [];
+  const ys: number[] = [];
+  const scales: number[] = [];
+  let adapterLoads = 0;
+  const fittedLoraMs = loraMsOf(profile);
+  for (const run of loadRuns) {
+    const maxLoras = flag(run.experiment.serverArgs, 'max-loras') ?? 0;
+    const maxLoraRank = flag(run.experiment.serverArgs, 'max-lora-rank') ?? 0;
+    const rankOf = new Map(run.experiment.adapters.map((a) => [a.name, a.rank]));
+    const steps = observedSteps(run.records, start.blockSize);
+    replaySlots(steps, maxLoras).forEach(({ loaded, firstUse }, i) => {
+      // A first use reads the adapter from disk too (a term not fitted here).
+      if (firstUse) return;
+      const s = steps[i]!;
+      const loadMs = loaded.reduce(
+        (sum, a) => sum + cpuToGpuLoadMs(start, maxLoraRank, rankOf.get(a) ?? maxLoraRank),
+        0,
+      );
+      const other = baseMs(s) + fittedLoraMs(s, maxLoras);
+      rows.push([loadMs]);
+      ys.push(s.ms - other);
+      scales.push(other + loadMs);
+      adapterLoads += loaded.length;
+    });
+  }
+  report.loadSteps = rows.length;
+  report.adapterLoads = adapterLoads;
+  if (adapterLoads > 0) {
+    const [scale] = scaledLeastSquares(rows, ys, scales) as [number];
+    report.adapterLoadScale = scale;
+    const load = profile.adapterLoad;
+    load.cpuToGpuMs = load.cpuToGpuMs.map((r) => ({ ...r, ms: r.ms * scale }));
+    load.cpuToGpuFallback = {
+      intercept: load.cpuToGpuFallback.intercept * scale,
+      perMaxLoraRank: load.cpuToGpuFallback.perMaxLoraRank * scale,
+      paddedPenalty: load.cpuToGpuFallback.paddedPenalty * scale,
+    };
+    refitted.push(
+      `adapterLoad, one scale on the host-to-GPU load times (${adapterLoads} loads in ${rows.length} steps of the loads experiment; disk reads stay)`,
+    );
+  } else
+    unchanged.push(
+      loadRuns.length > 0
+        ? "adapterLoad (the loads experiment made no load after each adapter's first use)"
+        : 'adapterLoad (no loads experiment was recorded)',
+    );
+  unchanged.push('scheduler (its CPU terms carry over)');
   profile.fit = { ...start.fit, kitFit: report };
   return { profile, refitted, unchanged, report };
+}
+
+/**
+ * vLLM's GPU slots replayed over a load's steps: an adapter in a step's batch and in no slot is
+ * loaded in that step, into a free slot or that of the least recently used adapter not in the
+ * batch. `firstUse`: the step holds an adapter no earlier step had.
+ */
+function replaySlots(
+  steps: readonly ObservedStep[],
+  maxLoras: number,
+): Array<{ loaded: string[]; firstUse: boolean }> {
+  const lastUsed = new Map<string, number>();
+  const seen = new Set<string>();
+  return steps.map((s, i) => {
+    const names = s.adapterNames;
+    for (const a of names) if (lastUsed.has(a)) lastUsed.set(a, i);
+    const loaded: string[] = [];
+    for (const a of names) {
+      if (lastUsed.has(a)) continue;
+      if (lastUsed.size >= maxLoras) {
+        let victim: string | undefined;
+        for (const [name, used] of lastUsed)
+          if (used !== i && (victim === undefined || used < lastUsed.get(victim)!)) victim = name;
+        if (victim !== undefined) lastUsed.delete(victim);
+      }
+      lastUsed.set(a, i);
+      loaded.push(a);
+    }
+    const firstUse = names.some((a) => !seen.has(a));
+    for (const a of names) seen.add(a);
+    return { loaded, firstUse };
+  });
 }

@@ -19,6 +19,8 @@ export interface LoadOptions {
   fetch?: typeof fetch;
   /** Milliseconds on a monotonic clock (injected: tests pass their own). */
   now?: () => number;
+  /** Waits this many milliseconds on that clock (injected with it). */
+  sleep?: (ms: number) => Promise<void>;
   seed?: number;
   /** Cut a Poisson load to this many seconds (tests). */
   durationSeconds?: number;
@@ -124,6 +126,8 @@ export async function runLoad(
     baseUrl: options.baseUrl.replace(/\/$/, ''),
     fetch: options.fetch ?? fetch,
     now: options.now ?? (() => performance.now()),
+    sleep:
+      options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))),
   };
   const load = experiment.load;
   if (load.kind === 'startup') return [];
@@ -154,16 +158,10 @@ export async function runLoad(
       sends.push({ model, at: t });
   });
   sends.sort((a, b) => a.at - b.at || a.model.localeCompare(b.model));
-  const pending = sends.map(
-    (s) =>
-      new Promise<RequestRecord>((resolve) => {
-        const wait = Math.max(0, s.at * 1000 - (o.now() - t0));
-        setTimeout(
-          () =>
-            void oneRequest(s.model, load.promptTokens, load.outputTokens, s.at, o).then(resolve),
-          wait,
-        );
-      }),
+  const pending = sends.map((s) =>
+    o
+      .sleep(Math.max(0, s.at * 1000 - (o.now() - t0)))
+      .then(() => oneRequest(s.model, load.promptTokens, load.outputTokens, s.at, o)),
   );
   return Promise.all(pending);
 }

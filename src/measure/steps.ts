@@ -13,8 +13,9 @@ export interface ObservedStep {
   waiting: number;
   /** KV blocks the step's requests hold, in tokens (vLLM allocates whole blocks). */
   kvTokens: number;
-  /** Distinct adapters among the step's requests. */
+  /** Distinct adapters among the step's requests, and their names in order. */
   adapters: number;
+  adapterNames: string[];
 }
 
 interface Emission {
@@ -29,7 +30,9 @@ interface Emission {
  * running request at the end of every step, so the tokens of one step arrive together and the
  * steps are separated by their duration. Tokens closer than a third of the median inter-token
  * gap are one step's (with no gaps at all, a third of the median of the larger half of spacings).
- * The first step is dropped, as nothing marks its start.
+ * A step of first tokens only may follow an idle engine, and then began at its first request's
+ * send (the first step of all among them); a step with decodes began when the previous ended.
+ * Open (Poisson) loads read the same way.
  */
 export function observedSteps(
   records: readonly RequestRecord[],
@@ -62,34 +65,38 @@ export function observedSteps(
   const close = (end: number) => {
     const members = emissions.slice(start, end);
     const at = members[0]!.at;
-    if (previousAt !== undefined) {
-      let decodeSeqs = 0;
-      let prefillSeqs = 0;
-      let prefillTokens = 0;
-      let kvTokens = 0;
-      const adapters = new Set<string>();
-      for (const e of members) {
-        const r = ok[e.request]!;
-        adapters.add(r.adapter);
-        if (e.index === 1) {
-          prefillSeqs++;
-          prefillTokens += r.promptTokens;
-        } else decodeSeqs++;
-        // A prefill allocates its prompt's blocks; a decode those of prompt + tokens so far.
-        const tokens = r.promptTokens + (e.index === 1 ? 0 : e.index - 1);
-        kvTokens += Math.ceil(tokens / blockSize) * blockSize;
-      }
+    let decodeSeqs = 0;
+    let prefillSeqs = 0;
+    let prefillTokens = 0;
+    let kvTokens = 0;
+    const adapters = new Set<string>();
+    for (const e of members) {
+      const r = ok[e.request]!;
+      adapters.add(r.adapter);
+      if (e.index === 1) {
+        prefillSeqs++;
+        prefillTokens += r.promptTokens;
+      } else decodeSeqs++;
+      // A prefill allocates its prompt's blocks; a decode those of prompt + tokens so far.
+      const tokens = r.promptTokens + (e.index === 1 ? 0 : e.index - 1);
+      kvTokens += Math.ceil(tokens / blockSize) * blockSize;
+    }
+    // A step of first tokens only may follow an idle engine: then it began at its first send.
+    const firstSend = Math.min(...members.map((e) => sent[e.request]!));
+    const began = decodeSeqs > 0 ? previousAt : Math.max(previousAt ?? -Infinity, firstSend);
+    if (began !== undefined) {
       let waiting = 0;
       for (let r = 0; r < ok.length; r++)
-        if (sent[r]! <= previousAt + 1e-6 && firstAt[r]! > at) waiting++;
+        if (sent[r]! <= began + 1e-6 && firstAt[r]! > at) waiting++;
       steps.push({
-        ms: at - previousAt,
+        ms: at - began,
         decodeSeqs,
         prefillSeqs,
         prefillTokens,
         waiting,
         kvTokens,
         adapters: adapters.size,
+        adapterNames: [...adapters].sort(),
       });
     }
     previousAt = at;

@@ -19,6 +19,7 @@ export {
   profileSchema,
   kvCacheTokens,
   loraMsPerBatchedToken,
+  cpuToGpuLoadMs,
   vllmStarts,
   type Profile,
 } from './profile.js';
