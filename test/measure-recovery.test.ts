@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { derive, readDeriveCatalog } from '../src/derive/index.js';
 import { calibrateFromRuns } from '../src/measure/calibrate-runs.js';
+import { checkOnServingRuns } from '../src/measure/kit-check.js';
 import { runLoad } from '../src/measure/load.js';
 import { measurePlan, type Experiment } from '../src/measure/plan.js';
 import { observedSteps } from '../src/measure/steps.js';
@@ -203,12 +204,13 @@ describe('measure plan, run against a stand-in, calibrate --runs', () => {
     });
     const root = mkdtempSync(join(tmpdir(), 'loraplan-recovery-'));
     writeFileSync(join(root, 'plan.json'), JSON.stringify(plan));
-    // The serving runs stay unrun: the kit does not fit its own serving records yet.
+    // The serving runs check a fit rather than feed it (their check is tested below); the
+    // stand-in's simplified admission is not the twin's under overload, so they are not run here.
     for (const e of plan.experiments.filter((x) => !x.identifies.includes('servingFit')))
       await runExperiment(hidden, e, join(root, 'runs', e.id));
-    const result = await calibrateFromRuns(join(root, 'runs'), derived, () => {
-      throw new Error('no serving runs to simulate');
-    });
+    const result = await calibrateFromRuns(join(root, 'runs'), derived, () =>
+      Promise.reject(new Error('no serving runs to simulate')),
+    );
     expect(result.refitted.join('; ')).toMatch(
       /kvCache.*stepTime\.base.*stepTime\.lora.*adapterLoad/,
     );
@@ -284,4 +286,54 @@ describe('measure plan, run against a stand-in, calibrate --runs', () => {
       expect(row.kvCacheTokens).toBe(kvCacheTokens(hidden, row.maxLoras, row.maxLoraRank));
     expect(kvCacheTokens(calibrated, 100, 16)).toBe(kvCacheTokens(hidden, 100, 16));
   }, 120_000);
+
+  it("checks the calibrated profile on the kit's serving runs: tokens completed in the window, mean gap", async () => {
+    const plan = measurePlan(derived, {
+      ranks: [16],
+      budgetMinutes: 60,
+      maxModelLen: MAX_MODEL_LEN,
+    });
+    const serving = plan.experiments.find((e) => e.id === 'serving-1')!;
+    if (serving.load.kind !== 'poisson') throw new Error('serving-1 is a Poisson load');
+    serving.load.durationSeconds = 10;
+    const record = (sentS: number, itlMs: number[]) => ({
+      adapter: serving.adapters[0]!.name,
+      sentS,
+      promptTokens: 10,
+      outputTokens: itlMs.length + 1,
+      ttftMs: 100,
+      itlMs,
+      ok: true,
+    });
+    // Done at 1.1 s + 0.3 s and at 9.8 s + 0.1 s + 0.5 s (after the 10 s window).
+    const records = [record(1, [100, 200]), record(9.8, [250, 250])];
+    const check = await checkOnServingRuns(
+      [{ experiment: serving, outcome: 'ok', records }],
+      derived,
+      (tasks) =>
+        Promise.resolve(
+          tasks.map((t) => {
+            expect(t.scenario.durationSeconds).toBe(10);
+            expect(t.scenario.config.maxLoras).toBe(16);
+            return {
+              ...simulate(t.scenario, t.profile),
+              wallTimeMs: 0,
+              throughputTokensPerSecond: 2.6,
+              itlMs: { mean: 150, p50: 0, p99: 0 },
+            };
+          }),
+        ),
+    );
+    expect(check!.runs).toEqual([
+      {
+        id: 'serving-1',
+        realTokensPerSecond: 1.3, // 13 tokens of the one request done in the window, over 10 s
+        twinTokensPerSecond: 2.6,
+        realMeanItlMs: 200, // (100 + 200 + 250 + 250) / 4
+        twinMeanItlMs: 150,
+      },
+    ]);
+    expect(check!.throughputMapePct).toBeCloseTo(100, 9);
+    expect(check!.meanItlMapePct).toBeCloseTo(25, 9);
+  });
 });

@@ -128,6 +128,16 @@ async function calibrateRuns(
     process.stdout.write(
       `${result.profile.id} -> ${out}\n  ${result.runs} runs (${result.servedRuns} served, ${result.failedToStart} failed to start), started from ${start.id}\n  refitted: ${result.refitted.join(', ')}\n  unchanged: ${result.unchanged.join('; ')}\n`,
     );
+    const check = result.servingCheck;
+    if (check)
+      process.stdout.write(
+        `  check on the kit's serving runs (held out of the fits): throughput MAPE ${check.throughputMapePct.toFixed(2)}%, mean ITL MAPE ${check.meanItlMapePct.toFixed(2)}%\n${check.runs
+          .map(
+            (r) =>
+              `    ${r.id}: ${r.realTokensPerSecond.toFixed(0)} tok/s real, ${r.twinTokensPerSecond.toFixed(0)} twin; mean ITL ${r.realMeanItlMs.toFixed(1)} ms real, ${r.twinMeanItlMs.toFixed(1)} twin\n`,
+          )
+          .join('')}`,
+      );
   } finally {
     await pool.close();
   }

@@ -2,7 +2,8 @@ import { relative } from 'node:path';
 import { fitLoraOnServingRuns, type SimulateMany } from '../calibrate/serving-fit.js';
 import type { Profile } from '../twin/profile.js';
 import { ingestRun, runFolders } from './ingest.js';
-import { fitKitRuns } from './kit-fit.js';
+import { checkOnServingRuns, type ServingCheck } from './kit-check.js';
+import { fitKitRuns, type KitRun } from './kit-fit.js';
 import { readKitRuns } from './kit.js';
 import { calibratedProfile, servingRunOf } from './serving.js';
 
@@ -20,27 +21,47 @@ export interface RunsCalibration {
   refitted: string[];
   unchanged: string[];
   rounds: Array<{ itlMape: number }>;
+  /** The kit's serving runs, held out of the fits, against the twin on the calibrated profile. */
+  servingCheck?: ServingCheck;
+}
+
+interface CalibrateOptions {
+  rounds?: number;
+  select?: (dir: string) => boolean;
+  onRound?: (round: number, mape: number) => void;
 }
 
 /**
- * Calibrates from recorded run folders (raw vLLM output: launcher flags, the client's result,
- * server logs, metrics): starting from `start` (the derived profile of that GPU and model, or a
- * measured one), the serving runs refit the LoRA step cost, as `npm run calibrate` fits it on
- * validation_runs.csv; the other terms stay, as serving runs alone do not identify them.
+ * Calibrates from recorded run folders, starting from `derivedStart` (the derived profile of
+ * that GPU and model, or a measured one). What run.sh recorded (plan.json beside runs/) refits
+ * the terms its experiments identify (kit-fit.ts), and its serving runs, held out of that fit,
+ * check the result. Raw vLLM output (launcher flags, the client's result, server logs, metrics)
+ * refits the LoRA step cost on its serving runs, as `npm run calibrate` fits it on
+ * validation_runs.csv.
  */
 export async function calibrateFromRuns(
   root: string,
   derivedStart: Profile,
   simulateMany: SimulateMany,
-  options: {
-    rounds?: number;
-    select?: (dir: string) => boolean;
-    onRound?: (round: number, mape: number) => void;
-  } = {},
+  options: CalibrateOptions = {},
+): Promise<RunsCalibration> {
+  const kit = readKitRuns(root);
+  const result = await calibrate(root, kit?.runs, derivedStart, simulateMany, options);
+  const servingCheck = kit
+    ? await checkOnServingRuns(kit.runs, result.profile, simulateMany)
+    : undefined;
+  return servingCheck ? { ...result, servingCheck } : result;
+}
+
+async function calibrate(
+  root: string,
+  kitRuns: KitRun[] | undefined,
+  derivedStart: Profile,
+  simulateMany: SimulateMany,
+  options: CalibrateOptions,
 ): Promise<RunsCalibration> {
   // What run.sh recorded (a plan.json beside runs/) refits the terms its experiments identify.
-  const kit = readKitRuns(root);
-  const kitFit = kit ? fitKitRuns(derivedStart, kit.runs) : undefined;
+  const kitFit = kitRuns ? fitKitRuns(derivedStart, kitRuns) : undefined;
   const start = kitFit?.profile ?? derivedStart;
   const folders = runFolders(root).filter((d) => options.select?.(d) ?? true);
   const ingested = folders.map((d) => ({ dir: d, run: ingestRun(d) }));
@@ -49,8 +70,8 @@ export async function calibrateFromRuns(
   const failedToStart =
     ingested.filter(
       (i) => i.run.failure === 'kv_cache_insufficient' || i.run.failure === 'cuda_oom',
-    ).length + (kit?.runs.filter((r) => r.outcome === 'startup-failed').length ?? 0);
-  const kitRuns = kit?.runs.filter((r) => r.outcome !== 'missing').length ?? 0;
+    ).length + (kitRuns?.filter((r) => r.outcome === 'startup-failed').length ?? 0);
+  const kitRecorded = kitRuns?.filter((r) => r.outcome !== 'missing').length ?? 0;
   const unchanged = kitFit
     ? kitFit.unchanged.filter((u) => !u.startsWith('stepTime.lora'))
     : [
@@ -64,8 +85,8 @@ export async function calibrateFromRuns(
   // Five LoRA terms need more runs than terms, spread over slots and loads, to be identified.
   if (served.length < MIN_SERVED_RUNS)
     return {
-      profile: calibratedProfile(derivedStart, start, { runs: folders.length + kitRuns, root }),
-      runs: folders.length + kitRuns,
+      profile: calibratedProfile(derivedStart, start, { runs: folders.length + kitRecorded, root }),
+      runs: folders.length + kitRecorded,
       servedRuns: served.length,
       failedToStart,
       refitted: kitRefitted,
@@ -90,9 +111,9 @@ export async function calibrateFromRuns(
     profile: calibratedProfile(
       derivedStart,
       { ...fitted.profile, fit: { ...fitted.profile.fit, loraServingFit: fitted.report } },
-      { runs: folders.length + kitRuns, root },
+      { runs: folders.length + kitRecorded, root },
     ),
-    runs: folders.length + kitRuns,
+    runs: folders.length + kitRecorded,
     servedRuns: served.length,
     failedToStart,
     refitted: [
