@@ -58,6 +58,7 @@ function hiddenProfile(start: Profile): Profile {
   p.kvCache.intercept += shift;
   p.kvCache.accounted = p.kvCache.accounted!.map((a) => ({
     maxLoraRank: a.maxLoraRank,
+    gapTokens: a.gapTokens,
     kvCacheTokens: a.kvCacheTokens.map((t) => Math.max(0, t + shift)),
   }));
   return p;

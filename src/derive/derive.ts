@@ -195,10 +195,15 @@ export function deriveProfile(target: DeriveTarget, sources: readonly FitSource[
       perSlotRank: round(loraBytesPerSlotRank(shape, lora) / bytesPerToken, 9),
       perSlot: round(loraBytesPerSlot(shape, lora) / bytesPerToken, 9),
       measured: [],
-      accounted: ranks.map((maxLoraRank) => ({
-        maxLoraRank,
-        kvCacheTokens: kvCacheTable(shape, lora, flags, total, other, maxLoraRank),
-      })),
+      accounted: ranks.map((maxLoraRank) => {
+        const table = kvCacheTable(shape, lora, flags, total, other, maxLoraRank);
+        const linear = (n: number) =>
+          (empty.kvCacheBytes -
+            n * (maxLoraRank * loraBytesPerSlotRank(shape, lora) + loraBytesPerSlot(shape, lora))) /
+          bytesPerToken;
+        const gapTokens = Math.max(0, ...table.map((t, i) => Math.ceil(linear(i + 1) - t)));
+        return { maxLoraRank, kvCacheTokens: table, gapTokens };
+      }),
     },
     stepTime: { base: term('base'), lora: term('lora') },
     scheduler: {

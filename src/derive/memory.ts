@@ -156,13 +156,16 @@ export function memoryAccount(
   };
 }
 
-/** The most slots a scenario may ask for (the twin's LIMITS.maxAdapters). */
-const SLOT_LIMIT = 4096;
+/**
+ * The table stops here: the search's candidates go up to 512 slots, and beyond the table the
+ * profile reads the linear account less the largest gap the table saw.
+ */
+const TABLE_SLOTS = 512;
 
 /**
  * KV tokens for 1, 2, ... slots of one rank, each replayed through memoryAccount, up to and
  * including the first slot count at which vLLM would not start, as it refuses to when one
- * max_model_len sequence does not fit the cache (or SLOT_LIMIT).
+ * max_model_len sequence does not fit the cache (or TABLE_SLOTS).
  */
 export function kvCacheTable(
   m: ModelShape,
@@ -173,7 +176,7 @@ export function kvCacheTable(
   maxLoraRank: number,
 ): number[] {
   const tokens: number[] = [];
-  for (let maxLoras = 1; maxLoras <= SLOT_LIMIT; maxLoras++) {
+  for (let maxLoras = 1; maxLoras <= TABLE_SLOTS; maxLoras++) {
     const kv = memoryAccount(m, lora, flags, totalBytes, otherBytes, maxLoras, maxLoraRank);
     tokens.push(kv.kvCacheTokens);
     if (kv.kvCacheTokens < flags.maxModelLen) break;

@@ -27,6 +27,29 @@ export function residency(
   maxLoras: number,
   maxLoraRank: number,
 ): Residency {
+  // The replay depends on the model and slots only, not on flags or the GPU: a derivation asks
+  // for the same (slots, rank) pairs again whenever only those change, so answers are kept.
+  const modelKey = JSON.stringify([m, lora]);
+  let answers = REPLAYED.get(modelKey);
+  if (!answers) {
+    if (REPLAYED.size >= REPLAYED_MODELS) REPLAYED.delete(REPLAYED.keys().next().value!);
+    answers = new Map();
+    REPLAYED.set(modelKey, answers);
+  }
+  const key = maxLoras * 4096 + maxLoraRank;
+  let answer = answers.get(key);
+  if (!answer) {
+    answer = Object.freeze(replay(m, lora, maxLoras, maxLoraRank));
+    answers.set(key, answer);
+  }
+  return answer;
+}
+
+/** Models whose replays are kept, the oldest dropped first. */
+const REPLAYED_MODELS = 32;
+const REPLAYED = new Map<string, Map<number, Residency>>();
+
+function replay(m: ModelShape, lora: LoraLayout, maxLoras: number, maxLoraRank: number): Residency {
   const allocator = new CachingAllocator();
   let tensorBytes = 0;
   const keep = (...dims: number[]) => {

@@ -106,6 +106,7 @@ export function fitKitRuns(start: Profile, runs: readonly KitRun[]): KitFit {
     if (start.kvCache.accounted)
       profile.kvCache.accounted = start.kvCache.accounted.map((a) => ({
         maxLoraRank: a.maxLoraRank,
+        gapTokens: a.gapTokens,
         kvCacheTokens: a.kvCacheTokens.map(
           (t) => Math.max(0, Math.floor((t + shift) / start.blockSize)) * start.blockSize,
         ),

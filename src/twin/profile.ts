@@ -80,6 +80,8 @@ export const profileSchema = z.object({
         z.object({
           maxLoraRank: z.number().int(),
           kvCacheTokens: z.array(z.number().int().min(0)).min(1),
+          /** The most the table falls below the linear form: taken off it beyond the table. */
+          gapTokens: z.number().min(0),
         }),
       )
       .optional(),
@@ -148,9 +150,12 @@ export function kvCacheTokens(profile: Profile, maxLoras: number, maxLoraRank: n
   const accounted = profile.kvCache.accounted?.find((a) => a.maxLoraRank === maxLoraRank);
   if (accounted && maxLoras >= 1) {
     const table = accounted.kvCacheTokens;
-    // Past the table's end vLLM no longer starts: its last entry is already too small.
     if (maxLoras <= table.length) return table[maxLoras - 1]!;
-    return Math.min(table[table.length - 1]!, linearKvCacheTokens(profile, maxLoras, maxLoraRank));
+    // Past the table (where vLLM no longer starts, or beyond its slots): the linear form less
+    // the largest gap the table saw, and never more than the table's last entry.
+    const linear = linearKvCacheTokens(profile, maxLoras, maxLoraRank) - accounted.gapTokens;
+    const blocks = Math.max(0, Math.floor(linear / profile.blockSize)) * profile.blockSize;
+    return Math.min(table[table.length - 1]!, blocks);
   }
   return linearKvCacheTokens(profile, maxLoras, maxLoraRank);
 }
