@@ -9,6 +9,8 @@ import { derive, readDeriveCatalog } from '../src/derive/index.js';
 import { runLoad } from '../src/measure/load.js';
 import { measurePlan, TERMS, type Experiment } from '../src/measure/plan.js';
 import { runScript } from '../src/measure/runsh.js';
+import { scenarioSchema } from '../src/twin/scenario.js';
+import { simulate } from '../src/twin/simulate.js';
 import { loadProfile, PACKAGE_ROOT } from '../src/profiles/store.js';
 
 const measured = [
@@ -32,6 +34,39 @@ describe('loraplan measure plan', () => {
       expect(e.serverArgs).toEqual(
         expect.arrayContaining(['--max-num-batched-tokens=2048', '--no-enable-prefix-caching']),
       );
+  });
+
+  it("places its serving runs about the derived twin's starvation edge: below it they keep up, past it they starve", () => {
+    const plan = measurePlan(a100, { ranks: [16], budgetMinutes: 90, maxModelLen: 8192 });
+    const verdict = (id: string) => {
+      const e = plan.experiments.find((x) => x.id === id)!;
+      if (e.load.kind !== 'poisson') throw new Error(`${id} is not a Poisson load`);
+      const flag = (n: string) =>
+        Number(e.serverArgs.find((a) => a.startsWith(`--${n}=`))!.split('=')[1]);
+      return simulate(
+        scenarioSchema.parse({
+          profile: a100.id,
+          config: {
+            maxLoras: flag('max-loras'),
+            maxCpuLoras: flag('max-cpu-loras'),
+            maxLoraRank: 16,
+            maxNumBatchedTokens: 2048,
+            maxNumSeqs: 512,
+          },
+          workload: {
+            rates: [e.load.ratesPerAdapter[0]!],
+            ranks: [16],
+            requestLengths: { kind: 'fixed', input: 256, output: 256 },
+          },
+          durationSeconds: 600,
+          seed: 1,
+        }),
+        a100,
+      ).starving;
+    };
+    expect(verdict('serving-1')).toBe(false);
+    expect(verdict('serving-2')).toBe(false);
+    expect(verdict('serving-3')).toBe(true);
   });
 
   it('a plan too small to identify a term says which term stays at its derived value', () => {

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { kvCacheTokens, vllmStarts, type Profile } from '../twin/profile.js';
 import { capacityTokensPerSecond } from '../twin/capacity.js';
+import { scenarioSchema } from '../twin/scenario.js';
+import { simulate } from '../twin/simulate.js';
 
 /**
  * What one experiment identifies, by profile term: the plan says which terms it covers and which
@@ -89,6 +91,51 @@ const loraArgs = (slots: number, served: number, rank: number) => [
   `--max-lora-rank=${rank}`,
 ];
 
+const SERVING_ADAPTERS = 32;
+const SERVING_SLOTS = 16;
+const SERVING_LENGTH = 256;
+
+/** The serving runs' scenario on the twin: 32 adapters over 16 slots, 256 + 256 tokens. */
+function servingScenario(profile: Profile, rank: number, ratePerAdapter: number, seconds: number) {
+  return scenarioSchema.parse({
+    profile: profile.id,
+    config: {
+      maxLoras: SERVING_SLOTS,
+      maxCpuLoras: SERVING_ADAPTERS,
+      maxLoraRank: rank,
+      maxNumBatchedTokens: 2048,
+      maxNumSeqs: 512,
+    },
+    workload: {
+      rates: [ratePerAdapter],
+      ranks: [rank],
+      requestLengths: { kind: 'fixed', input: SERVING_LENGTH, output: SERVING_LENGTH },
+    },
+    durationSeconds: seconds,
+    seed: 1,
+  });
+}
+
+/**
+ * The highest per-adapter rate at which the twin on `profile` does not starve the serving runs'
+ * setup, by bisection between 0 and the capacity bound (which no rate above can keep up with).
+ * The bound alone is optimistic: adapter loads and the batches max_loras splits are not in it.
+ */
+function servingEdgeRate(profile: Profile, rank: number): number {
+  const bound =
+    capacityTokensPerSecond(profile, { prompt: SERVING_LENGTH, output: SERVING_LENGTH }) /
+    (2 * SERVING_LENGTH) /
+    SERVING_ADAPTERS;
+  let low = 0;
+  let high = bound;
+  for (let i = 0; i < 8; i++) {
+    const mid = (low + high) / 2;
+    if (simulate(servingScenario(profile, rank, mid, 600), profile).starving) high = mid;
+    else low = mid;
+  }
+  return low;
+}
+
 /**
  * A plan whose experiments together identify the profile's terms, cheapest and most telling first,
  * cut to the budget. `profile` is the derived profile of that GPU and model: it says which slot
@@ -175,15 +222,14 @@ export function measurePlan(
     },
     estimatedMinutes: SERVER_MINUTES + 3,
   });
-  // 6. Poisson serving runs near the starvation edge the derived profile predicts.
-  const tokens = 256 + 256;
-  const capacity = capacityTokensPerSecond(profile, { prompt: 256, output: 256 });
-  for (const [i, share] of [0.6, 0.85, 1.05].entries()) {
-    const adapters = 32;
-    const rate = (share * capacity) / tokens / adapters;
+  // 6. Poisson serving runs near the starvation edge the derived profile's twin predicts.
+  const edge = startable(16, top) ? servingEdgeRate(profile, top) : 0;
+  for (const [i, share] of (edge > 0 ? [0.6, 0.85, 1.05] : []).entries()) {
+    const adapters = SERVING_ADAPTERS;
+    const rate = share * edge;
     candidates.push({
       id: `serving-${i + 1}`,
-      purpose: `Poisson serving at ${Math.round(100 * share)}% of the derived capacity bound, 32 adapters over 16 slots`,
+      purpose: `Poisson serving at ${Math.round(100 * share)}% of the starvation edge the derived profile's twin gives, 32 adapters over 16 slots`,
       identifies: ['servingFit'],
       serverArgs: [...base, ...loraArgs(16, adapters, top)],
       adapters: adaptersOf(adapters, top),
