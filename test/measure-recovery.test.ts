@@ -6,7 +6,7 @@ import { derive, readDeriveCatalog } from '../src/derive/index.js';
 import { calibrateFromRuns } from '../src/measure/calibrate-runs.js';
 import { checkOnServingRuns } from '../src/measure/kit-check.js';
 import { runLoad } from '../src/measure/load.js';
-import { measurePlan, type Experiment } from '../src/measure/plan.js';
+import { measurePlan, type Experiment, type MeasurePlan } from '../src/measure/plan.js';
 import { observedSteps } from '../src/measure/steps.js';
 import { loadProfile, PACKAGE_ROOT } from '../src/profiles/store.js';
 import { parseScenario } from '../src/runtime/scenario-runner.js';
@@ -62,6 +62,17 @@ function hiddenProfile(start: Profile): Profile {
     kvCacheTokens: a.kvCacheTokens.map((t) => Math.max(0, t + shift)),
   }));
   return p;
+}
+
+/** The plan the tests run: rank 16, an hour, the derived profile's context. */
+const hourPlan = () =>
+  measurePlan(derived, { ranks: [16], budgetMinutes: 60, maxModelLen: MAX_MODEL_LEN });
+
+/** A fresh folder holding the plan, as `measure plan` leaves it. */
+function planFolder(plan: MeasurePlan, prefix: string): string {
+  const root = mkdtempSync(join(tmpdir(), prefix));
+  writeFileSync(join(root, 'plan.json'), JSON.stringify(plan));
+  return root;
 }
 
 const flag = (e: Experiment, name: string) =>
@@ -169,13 +180,8 @@ describe('measure plan, run against a stand-in, calibrate --runs', () => {
   });
 
   it('a truncated record is refused with its file and line, and a kv-only folder refits the KV cache alone', async () => {
-    const plan = measurePlan(derived, {
-      ranks: [16],
-      budgetMinutes: 60,
-      maxModelLen: MAX_MODEL_LEN,
-    });
-    const root = mkdtempSync(join(tmpdir(), 'loraplan-kit-'));
-    writeFileSync(join(root, 'plan.json'), JSON.stringify(plan));
+    const plan = hourPlan();
+    const root = planFolder(plan, 'loraplan-kit-');
     const hidden = hiddenProfile(derived);
     for (const e of plan.experiments.filter((x) => x.load.kind === 'startup'))
       await runExperiment(hidden, e, join(root, 'runs', e.id));
@@ -198,13 +204,8 @@ describe('measure plan, run against a stand-in, calibrate --runs', () => {
 
   it('recovers a hidden profile: throughput and p99 ITL within 2% over 50 random workloads', async () => {
     const hidden = hiddenProfile(derived);
-    const plan = measurePlan(derived, {
-      ranks: [16],
-      budgetMinutes: 60,
-      maxModelLen: MAX_MODEL_LEN,
-    });
-    const root = mkdtempSync(join(tmpdir(), 'loraplan-recovery-'));
-    writeFileSync(join(root, 'plan.json'), JSON.stringify(plan));
+    const plan = hourPlan();
+    const root = planFolder(plan, 'loraplan-recovery-');
     // The serving runs check a fit rather than feed it (their check is tested below); the
     // stand-in's simplified admission is not the twin's under overload, so they are not run here.
     for (const e of plan.experiments.filter((x) => !x.identifies.includes('servingFit')))
@@ -289,11 +290,7 @@ describe('measure plan, run against a stand-in, calibrate --runs', () => {
   }, 120_000);
 
   it("checks the calibrated profile on the kit's serving runs: tokens completed in the window, mean gap", async () => {
-    const plan = measurePlan(derived, {
-      ranks: [16],
-      budgetMinutes: 60,
-      maxModelLen: MAX_MODEL_LEN,
-    });
+    const plan = hourPlan();
     const serving = plan.experiments.find((e) => e.id === 'serving-1')!;
     if (serving.load.kind !== 'poisson') throw new Error('serving-1 is a Poisson load');
     serving.load.durationSeconds = 10;

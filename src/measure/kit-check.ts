@@ -2,6 +2,7 @@ import type { SimulateMany } from '../calibrate/serving-fit.js';
 import { parseScenario } from '../runtime/scenario-runner.js';
 import type { Profile, Scenario } from '../twin/index.js';
 import type { KitRun } from './kit-fit.js';
+import { serverFlag as flag } from './plan.js';
 
 export interface ServingCheck {
   runs: Array<{
@@ -14,11 +15,6 @@ export interface ServingCheck {
   throughputMapePct: number;
   meanItlMapePct: number;
 }
-
-const flag = (args: readonly string[], name: string) => {
-  const arg = args.find((a) => a.startsWith(`--${name}=`));
-  return arg === undefined ? undefined : Number(arg.slice(name.length + 3));
-};
 
 /** The twin's scenario for a kit serving experiment: its flags, adapters, rates, lengths, window. */
 function scenarioOf(run: KitRun, profile: Profile): Scenario | undefined {

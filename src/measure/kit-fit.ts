@@ -1,4 +1,5 @@
 import { independentColumns, solve } from '../calibrate/ols.js';
+import { median } from '../stats/index.js';
 import {
   cpuToGpuLoadMs,
   kvCacheTokens,
@@ -6,7 +7,7 @@ import {
   type Profile,
 } from '../twin/profile.js';
 import type { RequestRecord } from './load.js';
-import type { Experiment } from './plan.js';
+import { serverFlag as flag, type Experiment } from './plan.js';
 import { observedSteps, type ObservedStep } from './steps.js';
 
 /** One experiment of a plan as run.sh left it. */
@@ -42,18 +43,6 @@ export interface KitFit {
 }
 
 const BASE_TERMS = ['intercept', 'perDecodeSeq', 'perPrefillToken', 'perKvKiloToken'] as const;
-
-/** `--flag=value` of a server's arguments. */
-function flag(args: readonly string[], name: string): number | undefined {
-  const arg = args.find((a) => a.startsWith(`--${name}=`));
-  return arg === undefined ? undefined : Number(arg.slice(name.length + 3));
-}
-
-const median = (xs: readonly number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length === 0 ? NaN : s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 
 /** Least squares with row i scaled by 1/scales[i]: errors relative to each step's duration. */
 function scaledLeastSquares(rows: number[][], ys: number[], scales: number[]): number[] {

@@ -67,6 +67,12 @@ export const planSchema = z.object({
 });
 export type MeasurePlan = z.infer<typeof planSchema>;
 
+/** The value of `--name=value` among an experiment's server arguments, as a number. */
+export function serverFlag(args: readonly string[], name: string): number | undefined {
+  const arg = args.find((a) => a.startsWith(`--${name}=`));
+  return arg === undefined ? undefined : Number(arg.slice(name.length + 3));
+}
+
 /** Minutes a vLLM server takes to start (weights, profiling, CUDA graphs) and stop. */
 const SERVER_MINUTES = 2;
 

@@ -1,3 +1,4 @@
+import { median } from '../stats/index.js';
 import type { RequestRecord } from './load.js';
 
 /** One engine step as a closed-loop load's token times reveal it. */
@@ -106,11 +107,4 @@ export function observedSteps(
     if (emissions[i]!.at - emissions[i - 1]!.at > threshold) close(i);
   close(emissions.length);
   return steps;
-}
-
-function median(xs: readonly number[]): number {
-  if (xs.length === 0) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
