@@ -69,7 +69,8 @@ describe('stored runs', () => {
     advance(40 * DAY);
     for (let i = 0; i < 5; i++) await runs.insert(run());
     let deleted = 0;
-    for (let step; (step = runs.pruneStep({ maxAgeDays: 30, maxRows: 3 })) > 0;) deleted += step;
+    for (let step; (step = await runs.pruneStep({ maxAgeDays: 30, maxRows: 3 })) > 0;)
+      deleted += step;
     expect(runs.count()).toBe(3); // 2 too old, then 2 more beyond the newest 3
     expect(runs.blobCount()).toBe(0);
     expect(deleted).toBe(5); // 4 runs and 1 blob

@@ -83,6 +83,7 @@ export async function runListing(count: number): Promise<{
     ((db.prepare('PRAGMA page_count').pluck().get() as number) *
       (db.prepare('PRAGMA page_size').pluck().get() as number)) /
     1e6;
+  await runs.close();
   db.close();
   return {
     count,

@@ -555,6 +555,7 @@ export class ServiceCore {
   }
 
   async close(): Promise<void> {
+    await this.runs.close();
     await this.runner.close();
   }
 }

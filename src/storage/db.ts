@@ -2,6 +2,7 @@ import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { PACKAGE_ROOT } from '../profiles/store.js';
+import { configureConnection } from './connection.js';
 
 export type Db = Database.Database;
 export const MIGRATIONS_DIR = join(PACKAGE_ROOT, 'migrations');
@@ -13,10 +14,7 @@ export const MIGRATIONS_DIR = join(PACKAGE_ROOT, 'migrations');
 export function openDatabase(path: string, migrationsDir = MIGRATIONS_DIR): Db {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('busy_timeout = 5000');
-  db.pragma('foreign_keys = ON');
+  configureConnection(db);
   migrate(db, migrationsDir);
   return db;
 }

@@ -1,5 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Db } from './db.js';
+import { committerFor, type RunCommitter } from './committer.js';
+import type { RunRow } from './run-writes.js';
 
 export type RunKind = 'recommend' | 'simulate' | 'check' | 'placement';
 
@@ -86,6 +88,37 @@ export type NewRun = Omit<RunRecord, 'id' | 'createdAt'>;
  */
 export const INLINE_BODY_LIMIT_BYTES = 4096;
 
+/** A run as the commit thread writes it: bodies serialised here, large ones as blobs by hash. */
+function toRow(r: RunRecord): RunRow {
+  const blobs: Array<[string, string]> = [];
+  const body = (value: unknown): [string, string | null] => {
+    const json = JSON.stringify(value) ?? 'null';
+    if (json.length <= INLINE_BODY_LIMIT_BYTES) return [json, null];
+    const hash = createHash('sha256').update(json).digest('hex');
+    blobs.push([hash, json]);
+    return ['', hash];
+  };
+  const [request, requestBlob] = body(r.request);
+  const [response, responseBlob] = body(r.response);
+  return {
+    id: r.id,
+    kind: r.kind,
+    profile: r.profile,
+    method: r.method,
+    verdict: r.verdict,
+    summary: JSON.stringify(r.summary),
+    request,
+    requestBlob,
+    response,
+    responseBlob,
+    blobs,
+    twinVersion: r.twinVersion,
+    modelVersion: r.modelVersion,
+    createdAt: r.createdAt,
+    durationMs: r.durationMs,
+  };
+}
+
 export interface RetentionPolicy {
   /** Runs older than this are deleted. */
   maxAgeDays: number;
@@ -93,13 +126,13 @@ export interface RetentionPolicy {
   maxRows: number;
 }
 
-/** Rows deleted per transaction by retention: each is a few milliseconds, so requests interleave. */
-const PRUNE_BATCH = 500;
-
 /**
- * The runs table. Writes are group-committed: runs recorded in the same turn of the event loop
- * share one transaction, hence one fsync (WAL, synchronous=FULL), and each `insert` resolves only
- * after that commit, so a run acknowledged to a client is on disk without one fsync per request.
+ * The runs table. Writes are group-committed: the runs recorded while one batch is being written
+ * make the next batch, one transaction and one fsync (WAL, synchronous=FULL), and each `insert`
+ * resolves only after its batch has committed, so a run acknowledged to a client is on disk
+ * without one fsync per request. For a database file the writes run on a commit thread of their
+ * own (src/storage/committer.ts); reads stay on the caller's connection, which sees every
+ * committed batch.
  */
 export class RunRepository {
   private pending: Array<{
@@ -107,70 +140,57 @@ export class RunRepository {
     resolve: (r: RunRecord) => void;
     reject: (e: unknown) => void;
   }> = [];
-  private readonly insertStmt;
-  private readonly blobStmt;
+  private flushScheduled = false;
+  private writing: Promise<void> | undefined;
+  private readonly committer: RunCommitter;
 
   constructor(
     private readonly db: Db,
     private readonly now: () => Date = () => new Date(),
+    committer?: RunCommitter,
   ) {
-    this.insertStmt = db.prepare(
-      `INSERT INTO runs (id, seq, kind, profile, method, status, summary, request, response, request_blob, response_blob, twin_version, model_version, created_at, duration_ms)
-       VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    this.blobStmt = db.prepare(
-      'INSERT OR IGNORE INTO blobs (hash, content, created_at) VALUES (?, ?, ?)',
-    );
+    this.committer = committer ?? committerFor(db);
   }
 
   insert(run: NewRun): Promise<RunRecord> {
     const record: RunRecord = { ...run, id: randomUUID(), createdAt: this.now().toISOString() };
     return new Promise((resolve, reject) => {
-      if (this.pending.length === 0) setImmediate(() => this.flush());
       this.pending.push({ record, resolve, reject });
+      this.scheduleFlush();
     });
   }
 
-  /** Inline JSON, or '' and the hash of a blob holding it. */
-  private body(value: unknown, createdAt: string): [string, string | null] {
-    const json = JSON.stringify(value) ?? 'null';
-    if (json.length <= INLINE_BODY_LIMIT_BYTES) return [json, null];
-    const hash = createHash('sha256').update(json).digest('hex');
-    this.blobStmt.run(hash, json, createdAt);
-    return ['', hash];
+  /** At most one batch in flight: what arrives meanwhile waits for it and goes in the next. */
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.writing || this.pending.length === 0) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.writing = this.flush().finally(() => {
+        this.writing = undefined;
+        this.scheduleFlush();
+      });
+    });
   }
 
-  private flush(): void {
+  private async flush(): Promise<void> {
     const batch = this.pending;
     this.pending = [];
     try {
-      this.db.transaction(() => {
-        for (const { record: r } of batch) {
-          const [request, requestBlob] = this.body(r.request, r.createdAt);
-          const [response, responseBlob] = this.body(r.response, r.createdAt);
-          this.insertStmt.run(
-            r.id,
-            r.kind,
-            r.profile,
-            r.method,
-            r.verdict,
-            JSON.stringify(r.summary),
-            request,
-            response,
-            requestBlob,
-            responseBlob,
-            r.twinVersion,
-            r.modelVersion,
-            r.createdAt,
-            r.durationMs,
-          );
-        }
-      })();
+      await this.committer.commit(batch.map(({ record }) => toRow(record)));
     } catch (e) {
       for (const p of batch) p.reject(e);
       return;
     }
     for (const p of batch) p.resolve(p.record);
+  }
+
+  /** Waits for every insert already made to commit (or fail), then stops the commit thread. */
+  async close(): Promise<void> {
+    while (this.pending.length > 0 || this.writing || this.flushScheduled) {
+      await (this.writing ?? new Promise((r) => setImmediate(r)));
+    }
+    await this.committer.close();
   }
 
   get(id: string): RunRecord | null {
@@ -227,40 +247,12 @@ export class RunRepository {
 
   /**
    * One bounded step of retention: deletes at most PRUNE_BATCH runs that are too old or beyond
-   * the newest `maxRows`, then blobs no run refers to any more. Returns the rows deleted; call
-   * again until it returns 0 (the background pruner yields to requests between calls).
+   * the newest `maxRows`, then blobs no run refers to any more. Resolves to the rows deleted; call
+   * again until it is 0 (the background pruner yields to requests between calls).
    */
-  pruneStep(policy: RetentionPolicy): number {
+  pruneStep(policy: RetentionPolicy): Promise<number> {
     const cutoff = new Date(this.now().getTime() - policy.maxAgeDays * 86_400_000).toISOString();
-    return this.db.transaction(() => {
-      const byAge = this.db
-        .prepare(
-          'DELETE FROM runs WHERE seq IN (SELECT seq FROM runs WHERE created_at < ? ORDER BY seq LIMIT ?)',
-        )
-        .run(cutoff, PRUNE_BATCH).changes;
-      const keepFrom = this.db
-        .prepare('SELECT seq FROM runs ORDER BY seq DESC LIMIT 1 OFFSET ?')
-        .pluck()
-        .get(policy.maxRows) as number | undefined;
-      const byCount =
-        keepFrom === undefined
-          ? 0
-          : this.db
-              .prepare(
-                'DELETE FROM runs WHERE seq IN (SELECT seq FROM runs WHERE seq <= ? ORDER BY seq LIMIT ?)',
-              )
-              .run(keepFrom, PRUNE_BATCH).changes;
-      const blobs = this.db
-        .prepare(
-          `DELETE FROM blobs WHERE hash IN (
-             SELECT hash FROM blobs b
-             WHERE NOT EXISTS (SELECT 1 FROM runs WHERE request_blob = b.hash)
-               AND NOT EXISTS (SELECT 1 FROM runs WHERE response_blob = b.hash)
-             LIMIT ?)`,
-        )
-        .run(PRUNE_BATCH).changes;
-      return byAge + byCount + blobs;
-    })();
+    return this.committer.prune({ cutoff, maxRows: policy.maxRows });
   }
 
   blobCount(): number {
@@ -284,14 +276,13 @@ export function startRetention(
     new Promise<void>((resolve) => {
       const step = () => {
         if (stopped) return resolve();
-        let deleted = 0;
-        try {
-          deleted = runs.pruneStep(policy);
-        } catch (e) {
-          onError(e);
-        }
-        if (deleted > 0) setImmediate(step);
-        else resolve();
+        runs.pruneStep(policy).then(
+          (deleted) => (deleted > 0 ? setImmediate(step) : resolve()),
+          (e: unknown) => {
+            onError(e);
+            resolve();
+          },
+        );
       };
       setImmediate(step);
     });
