@@ -120,6 +120,61 @@ describe('stored runs', () => {
   });
 });
 
+describe('the commit thread (a database file)', () => {
+  const fileRepository = () => {
+    const db = openDatabase(join(mkdtempSync(join(tmpdir(), 'loraplan-commit-')), 'runs.db'));
+    return { db, runs: new RunRepository(db) };
+  };
+
+  it("answers an insert only once its run is readable on the caller's connection", async () => {
+    const { db, runs } = fileRepository();
+    try {
+      // 50 inserts in one turn of the event loop: all are acknowledged, each is on disk when it is.
+      const records = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => runs.insert(run({ durationMs: i }))),
+      );
+      for (const r of records) expect(runs.get(r.id)!.durationMs).toBe(r.durationMs);
+      // seq follows insertion order: the newest listed first is the last inserted.
+      expect(runs.list({ limit: 1 }).runs[0]!.id).toBe(records[49]!.id);
+    } finally {
+      await runs.close();
+      db.close();
+    }
+  });
+
+  it('rejects the inserts of a batch that fails, and acknowledges none of them', async () => {
+    const { db, runs } = fileRepository();
+    try {
+      const first = await runs.insert(run());
+      db.exec('ALTER TABLE runs RENAME TO runs_elsewhere');
+      const failed = await Promise.allSettled([runs.insert(run()), runs.insert(run())]);
+      expect(failed.map((f) => f.status)).toEqual(['rejected', 'rejected']);
+      expect(String((failed[0] as PromiseRejectedResult).reason)).toMatch(/no such table: runs/);
+      db.exec('ALTER TABLE runs_elsewhere RENAME TO runs');
+      expect(runs.count()).toBe(1);
+      expect(runs.get(first.id)).not.toBeNull();
+    } finally {
+      await runs.close();
+      db.close();
+    }
+  });
+
+  it('close waits for the inserts already made, then a reopened database holds them all', async () => {
+    const { db, runs } = fileRepository();
+    const pending = Array.from({ length: 20 }, () => runs.insert(run()));
+    await runs.close();
+    const ids = (await Promise.all(pending)).map((r) => r.id);
+    const reopened = openDatabase(db.name);
+    db.close();
+    try {
+      const again = new RunRepository(reopened);
+      for (const id of ids) expect(again.get(id)).not.toBeNull();
+    } finally {
+      reopened.close();
+    }
+  });
+});
+
 describe('retention settings', () => {
   it('come from the environment with documented defaults, and a bad value names its variable', async () => {
     const { configFromEnv } = await import('../src/http/server.js');

@@ -13,8 +13,12 @@ export interface PoolOptions {
 
 /** Every thread is busy and the queue is full: the caller should retry later (HTTP 503). */
 export class PoolSaturatedError extends Error {
-  constructor(readonly queued: number) {
-    super(`the twin worker pool is saturated (${queued} simulations queued); retry shortly`);
+  constructor(
+    readonly queued: number,
+    work = 'simulations',
+    pool = 'the twin worker pool',
+  ) {
+    super(`${pool} is saturated (${queued} ${work} queued); retry shortly`);
   }
 }
 

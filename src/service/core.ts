@@ -15,6 +15,7 @@ import {
   type RecommendRequest,
   type RecommendResponse,
 } from '../recommend/index.js';
+import { DerivePool } from '../runtime/derive-pool.js';
 import { SimulationPool } from '../runtime/pool.js';
 import type { TwinRunner } from '../runtime/runner.js';
 import { placeCatalog, type PlacementRequest, type PlacementResponse } from '../placement/index.js';
@@ -164,6 +165,7 @@ export class ServiceCore {
   readonly requestTimeoutMs: number;
   readonly placementTimeoutMs: number;
   private readonly now: () => number;
+  private readonly derivePool: DerivePool;
   twinRuns = 0;
 
   constructor(options: CoreOptions) {
@@ -177,7 +179,10 @@ export class ServiceCore {
     this.placementTimeoutMs = options.placementTimeoutMs ?? DEFAULT_PLACEMENT_TIMEOUT_MS;
     this.now = options.now ?? (() => performance.now());
     this.runs = new RunRepository(options.db);
-    this.derivedProfiles = new ProfileService(options.db);
+    this.derivePool = new DerivePool();
+    this.derivedProfiles = new ProfileService(options.db, (request, measured) =>
+      this.derivePool.derive(request, measured),
+    );
     this.cache = new CachedSimulator(
       (scenario, profile, starvationThreshold, signal) => {
         this.twinRuns++;
@@ -556,6 +561,7 @@ export class ServiceCore {
 
   async close(): Promise<void> {
     await this.runs.close();
+    await this.derivePool.close();
     await this.runner.close();
   }
 }

@@ -1,20 +1,8 @@
-import { join } from 'node:path';
 import { z } from 'zod';
-import {
-  derive,
-  deriveFlagsSchema,
-  readDeriveCatalog,
-  type DeriveCatalog,
-} from '../derive/index.js';
+import { deriveFlagsSchema, type DeriveRequest } from '../derive/index.js';
 import { latencyEnvelopeSchema } from '../latency/index.js';
 import { loadLatencyModel } from '../profiles/latency.js';
-import {
-  listProfiles,
-  loadProfile,
-  measuredProfiles,
-  PACKAGE_ROOT,
-  registerProfile,
-} from '../profiles/store.js';
+import { listProfiles, loadProfile, measuredProfiles, registerProfile } from '../profiles/store.js';
 import type { Db } from '../storage/db.js';
 import { ProfileRepository } from '../storage/profiles.js';
 import { evidenceOf, evidenceSchema, type Profile } from '../twin/profile.js';
@@ -66,25 +54,25 @@ export const profileSummarySchema = z.object({
 });
 export type ProfileSummary = z.infer<typeof profileSummarySchema>;
 
+/** Where a derivation runs: given the request and the profiles factors may be learned from. */
+export type Deriver = (request: DeriveRequest, measured: Profile[]) => Promise<Profile>;
+
 /** Derived profiles: derivation, storage in SQLite and registration for every route. */
 export class ProfileService {
   private readonly repository: ProfileRepository;
-  private catalog: DeriveCatalog | undefined;
 
-  constructor(db: Db) {
+  constructor(
+    db: Db,
+    /** The service's runs on a thread of its own (src/runtime/derive-pool.ts). */
+    private readonly deriver: Deriver,
+  ) {
     this.repository = new ProfileRepository(db);
     for (const p of this.repository.all()) registerProfile(p);
   }
 
-  private deriveCatalog(): DeriveCatalog {
-    this.catalog ??= readDeriveCatalog(join(PACKAGE_ROOT, 'models'));
-    return this.catalog;
-  }
-
   /** Derives, stores and registers a profile; the same inputs give the same id. */
-  derive(request: DeriveProfileRequest): { profile: Profile; created: boolean } {
-    const measured = measuredProfiles();
-    const profile = derive(request, this.deriveCatalog(), measured);
+  async derive(request: DeriveProfileRequest): Promise<{ profile: Profile; created: boolean }> {
+    const profile = await this.deriver(request, measuredProfiles());
     const created = !listProfiles().includes(profile.id);
     this.repository.save(profile);
     registerProfile(profile);

@@ -6,6 +6,8 @@ import { buildApp } from '../../src/http/app.js';
 import { ServiceCore } from '../../src/service/core.js';
 import { openDatabase } from '../../src/storage/db.js';
 import { ProfileRepository } from '../../src/storage/profiles.js';
+import { derive, readDeriveCatalog } from '../../src/derive/index.js';
+import { measuredProfiles, PACKAGE_ROOT } from '../../src/profiles/store.js';
 
 type App = Awaited<ReturnType<typeof buildApp>>;
 
@@ -56,6 +58,16 @@ describe('POST /v1/profiles derives, stores and registers a profile', () => {
     const again = await post(app, '/v1/profiles', A100_LLAMA);
     expect(again.statusCode).toBe(200);
     expect((again.json() as { id: string }).id).toBe(profile.id);
+  });
+
+  it('derives on its own thread exactly the profile the command derives in process', async () => {
+    const answered = (await post(app, '/v1/profiles', A100_LLAMA)).json() as { id: string };
+    const inProcess = derive(
+      A100_LLAMA,
+      readDeriveCatalog(join(PACKAGE_ROOT, 'models')),
+      measuredProfiles(),
+    );
+    expect(answered).toEqual(JSON.parse(JSON.stringify(inProcess)));
   });
 
   it('lists every profile with its evidence, derived ones with their expected error', async () => {

@@ -44,7 +44,7 @@ export const profileRoutes: FastifyPluginAsyncZod<{ core: ServiceCore }> = async
       },
     },
     async (request, reply) => {
-      const { profile, created } = core.derivedProfiles.derive(request.body);
+      const { profile, created } = await core.derivedProfiles.derive(request.body);
       return reply.code(created ? 201 : 200).send(profile);
     },
   );
