@@ -36,6 +36,23 @@ describe('loraplan measure plan', () => {
       );
   });
 
+  it('decodes at long context as well, so per-sequence and per-KV-token step costs come apart', () => {
+    const plan = measurePlan(a100, { ranks: [8, 16, 32], budgetMinutes: 60, maxModelLen: 8192 });
+    const closed = (id: string) => {
+      const e = plan.experiments.find((x) => x.id === id)!;
+      if (e.load.kind !== 'closed') throw new Error(`${id} is not a closed load`);
+      return e.load;
+    };
+    const short = closed('decode-32');
+    const long = closed('decode-long');
+    expect(long.concurrency).toBe(short.concurrency);
+    // Mean context per sequence in flight: the prompt and half the output.
+    const context = (l: typeof short) => l.promptTokens + l.outputTokens / 2;
+    expect(context(long) / context(short)).toBeGreaterThan(4);
+    // Each prompt is prefilled in one step of the pinned 2048-token budget.
+    expect(long.promptTokens).toBeLessThanOrEqual(2048);
+  });
+
   it("places its serving runs about the derived twin's starvation edge: below it they keep up, past it they starve", () => {
     const plan = measurePlan(a100, { ranks: [16], budgetMinutes: 90, maxModelLen: 8192 });
     const verdict = (id: string) => {

@@ -188,7 +188,7 @@ describe('measure plan, run against a stand-in, calibrate --runs', () => {
     const none = () => Promise.reject(new Error('no serving runs'));
     const kvOnly = await calibrateFromRuns(join(root, 'runs'), derived, none);
     expect(kvOnly.refitted).toHaveLength(1);
-    expect(kvOnly.refitted[0]).toMatch(/^kvCache \(3 start-up logs/);
+    expect(kvOnly.refitted[0]).toMatch(/^kvCache \(2 start-up logs/);
     expect(kvOnly.unchanged.join('; ')).toMatch(/stepTime\.base \(no closed load/);
     const dir = join(root, 'runs', 'decode-1');
     mkdirSync(dir, { recursive: true });
@@ -279,10 +279,10 @@ describe('measure plan, run against a stand-in, calibrate --runs', () => {
     const report = process.env.LORAPLAN_KIT_REPORT;
     if (report) writeFileSync(report, `${JSON.stringify(figures, null, 1)}\n`);
     expect(figures.throughputMapePct).toBeLessThanOrEqual(2);
-    expect(figures.throughputWithin2Pct).toBeGreaterThanOrEqual(48);
+    expect(figures.throughputWithin2Pct).toBe(50);
     expect(Math.abs(figures.adapterLoadFittedOverHidden - 1)).toBeLessThanOrEqual(0.05);
     expect(figures.p99ItlMapePct).toBeLessThanOrEqual(2);
-    expect(figures.p99ItlWithin2Pct).toBeGreaterThanOrEqual(40);
+    expect(figures.p99ItlWithin2Pct).toBeGreaterThanOrEqual(45);
     // The KV rows vLLM logged are kept as measured; the rest moved by the same shift.
     for (const row of calibrated.kvCache.measured)
       expect(row.kvCacheTokens).toBe(kvCacheTokens(hidden, row.maxLoras, row.maxLoraRank));

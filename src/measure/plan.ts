@@ -81,8 +81,9 @@ const SERVER_MINUTES = 2;
  * the token budget (2048 in 0.8.5's V1 OpenAI server, larger later), prefix caching (on by
  * default in V1, which would make repeated synthetic prompts free) and the memory share.
  */
+const BATCHED_TOKENS = 2048;
 const PINNED = [
-  '--max-num-batched-tokens=2048',
+  `--max-num-batched-tokens=${BATCHED_TOKENS}`,
   '--no-enable-prefix-caching',
   '--gpu-memory-utilization=0.9',
   '--disable-log-requests',
@@ -182,6 +183,35 @@ export function measurePlan(
         promptTokens: 16,
         outputTokens: 512,
         requests: Math.max(8, 4 * concurrency),
+      },
+      estimatedMinutes: SERVER_MINUTES + 2,
+    });
+  // 2b. Decode at long context: the short-prompt decode loads grow the KV cache in use with the
+  // batch, so per sequence and per KV token move together there; 32 long sequences hold many
+  // times the KV tokens of 32 short ones at the same batch size, which tells the two apart. A
+  // prompt fits one step's token budget, so each is prefilled in one step, not in chunks.
+  const longOutput = 256;
+  const longPrompt =
+    Math.floor(
+      Math.min(
+        BATCHED_TOKENS - 256,
+        options.maxModelLen - longOutput - 16,
+        (0.7 * kvCacheTokens(profile, 1, ranks[0]!)) / 32 - longOutput,
+      ) / 256,
+    ) * 256;
+  if (longPrompt >= 1024)
+    candidates.push({
+      id: 'decode-long',
+      purpose: `decode steps at 32 sequences in flight with ${longPrompt}-token prompts: the KV cache in use apart from the batch size`,
+      identifies: ['stepTime.base.perKvKiloToken', 'stepTime.base.perDecodeSeq'],
+      serverArgs: base,
+      adapters: [],
+      load: {
+        kind: 'closed',
+        concurrency: 32,
+        promptTokens: longPrompt,
+        outputTokens: longOutput,
+        requests: 128,
       },
       estimatedMinutes: SERVER_MINUTES + 2,
     });
