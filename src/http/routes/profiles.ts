@@ -34,12 +34,12 @@ export const profileRoutes: FastifyPluginAsyncZod<{ core: ServiceCore }> = async
         tags: ['catalog'],
         summary: 'Derive a profile from a GPU datasheet and a model config',
         description:
-          'Derives a profile for a GPU of the catalog and a model (a catalog id or a Hugging Face config.json): memory by vLLM\'s own accounting, step times from the bytes and FLOPs of each term times factors learned from the measured profiles (docs/profiles.md). Stored under a content-hashed id: the same inputs give the same id (200), new ones 201. The profile has no forest: method "auto" answers with the twin search, "model" answers 422 until `loraplan dataset` and `train` have built one.',
+          'Derives a profile for a GPU of the catalog and a model (a catalog id or a Hugging Face config.json): memory by vLLM\'s own accounting, step times from the bytes and FLOPs of each term times factors learned from the measured profiles (docs/profiles.md). Stored under a content-hashed id: the same inputs give the same id (200), new ones 201. Derivations run on a thread of their own (0.1 s to about 1 s each); past 16 waiting, 503. The profile has no forest: method "auto" answers with the twin search, "model" answers 422 until `loraplan dataset` and `train` have built one.',
         body: deriveRequestSchema,
         response: {
           200: profileSchema,
           201: profileSchema,
-          ...errorResponses(400, 429),
+          ...errorResponses(400, 413, 415, 429, 503),
         },
       },
     },
