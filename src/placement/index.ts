@@ -1,5 +1,5 @@
 import type { LatencyModel } from '../latency/index.js';
-import { vllmArgs } from '../recommend/recommender.js';
+import { vllmArgs } from '../recommend/pairs.js';
 import { InputError, type FieldIssue } from '../runtime/errors.js';
 import {
   assertFitsModelLen,

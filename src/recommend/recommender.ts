@@ -1,8 +1,7 @@
-import { outsideEnvelope, type OutsideFeature } from '../model/envelope.js';
+import { outsideEnvelope } from '../model/envelope.js';
 import { workloadFeatures } from '../model/features.js';
 import { expectedServedThroughput, type VerdictRun } from './edge.js';
 import {
-  localExplanation,
   ModelUnavailableError,
   ForestNotBuiltError,
   predictWorkload,
@@ -16,7 +15,6 @@ import {
   DEFAULT_GRID,
   evaluatedPoint,
   maxLoraRankFor,
-  offeredTokensPerSecond,
   scenarioFor,
   searchOptimum,
   snapLog,
@@ -27,31 +25,25 @@ import {
   type PointOptions,
   type PointSimulator,
   type SearchWorkload,
-  workloadCapacity,
   withTtftAcrossArrivals,
 } from '../search/index.js';
 import type { LatencyEstimate, LatencyModel } from '../latency/index.js';
-import {
-  bindingLimit,
-  headroomByCapacity,
-  headroomByTwin,
-  nextOnLine,
-  warningsFor,
-} from './answer.js';
-import { LIMITS, mustStarve, vllmStarts, type Profile } from '../twin/index.js';
+import { bindingLimit, headroomByTwin, nextOnLine, warningsFor } from './answer.js';
+import type { Profile } from '../twin/index.js';
 import { evidenceOf } from '../twin/profile.js';
 import { withEvidenceWarning } from '../profiles/evidence.js';
+import { modelAnswer, type ForestAnswer } from './model-answer.js';
+import {
+  envelopeFields,
+  fmt,
+  lowerOnLine,
+  NoServingConfigurationError,
+  startableSlots,
+  vllmArgs,
+} from './pairs.js';
 import type { RecommendRequest, RecommendResponse } from './schema.js';
 
-/** No configuration on the candidate grid serves the workload (HTTP 422, CLI exit 1). */
-export class NoServingConfigurationError extends Error {
-  constructor(
-    message: string,
-    readonly evaluated: EvaluatedPoint[],
-  ) {
-    super(message);
-  }
-}
+export { NoServingConfigurationError, startableSlots, vllmArgs } from './pairs.js';
 
 export interface RecommenderDeps {
   loadProfile: (id: string) => Profile;
@@ -72,14 +64,6 @@ export interface RecommenderDeps {
   loadLatencyModel?: (profileId: string) => LatencyModel | undefined;
 }
 
-export const vllmArgs = (concurrent: number, parallel: number, rank: number): string[] => [
-  '--enable-lora',
-  `--max-loras=${parallel}`,
-  `--max-cpu-loras=${concurrent}`,
-  `--max-lora-rank=${rank}`,
-];
-
-const fmt = (v: number) => Math.round(v).toLocaleString('en-US');
 const latencyText = (e: LatencyEstimate) =>
   e.ms >= 10_000
     ? `${(e.ms / 1000).toFixed(0)} s (${(e.lowMs / 1000).toFixed(0)}-${(e.highMs / 1000).toFixed(0)} s)`
@@ -116,7 +100,13 @@ export class Recommender {
     switch (request.method) {
       case 'model':
         this.requireForest(profile);
-        return this.fromModel(profile, request, maxLoraRank);
+        return modelAnswer(
+          profile,
+          request,
+          maxLoraRank,
+          this.forestAnswer(profile, request),
+          this.verdictRuns(profile),
+        );
       case 'twin':
         return this.fromTwin(profile, request, maxLoraRank);
       case 'auto':
@@ -137,7 +127,7 @@ export class Recommender {
     }
   }
 
-  private forestAnswer(profile: Profile, request: RecommendRequest) {
+  private forestAnswer(profile: Profile, request: RecommendRequest): ForestAnswer {
     const model = this.deps.loadModel(profile.id);
     const x = workloadFeatures(request.workload, profile);
     const outside = outsideEnvelope(model.envelope, request.workload, x);
@@ -152,187 +142,6 @@ export class Recommender {
       if (e instanceof ModelUnavailableError) return undefined;
       throw e;
     }
-  }
-
-  /**
-   * The forest's answer, made safe to act on without a simulation: slots are clamped to what
-   * leaves vLLM room for one max_model_len sequence (closed form, the start-up check), adapters to
-   * what the GPU's capacity bound can serve, and the throughput claim is capped at both the offered
-   * load and that bound. Outside the training envelope the answer says so.
-   */
-  private fromModel(
-    profile: Profile,
-    request: RecommendRequest,
-    maxLoraRank: number,
-  ): RecommendResponse {
-    const { model, x, prediction, outside } = this.forestAnswer(profile, request);
-    const workload = request.workload;
-    const threshold = request.starvationThreshold;
-    const grid = request.search;
-    const notes: string[] = [];
-
-    const slotLimit = startableSlots(profile, maxLoraRank);
-    if (slotLimit === 0)
-      throw new NoServingConfigurationError(
-        `vLLM cannot start with any slot count at --max-lora-rank=${maxLoraRank}: even one slot leaves less KV cache than one ${profile.maxModelLen}-token sequence`,
-        [],
-      );
-    const capacity = workloadCapacity(profile, workload);
-    const offered = (c: number) => offeredTokensPerSecond(profile, workload, c);
-    const servable = (c: number) => !mustStarve(offered(c), capacity, threshold);
-    // The forest predicts the completion ratio at the optimum; a ratio is between 0 and 1.
-    const completionRatio = Math.min(1, Math.max(0, prediction.completionRatio));
-
-    const concurrentCandidates = grid?.concurrent ? sortedUnique(grid.concurrent) : undefined;
-    let c = concurrentCandidates
-      ? snapLog(prediction.concurrentAdapters, concurrentCandidates)
-      : Math.max(1, Math.round(prediction.concurrentAdapters));
-    if (!servable(c)) {
-      const fewer = concurrentCandidates
-        ? [...concurrentCandidates].reverse().find((v) => v < c && servable(v))
-        : largestServable(c, servable);
-      if (fewer === undefined)
-        throw new NoServingConfigurationError(
-          `every configuration starves: even ${concurrentCandidates?.[0] ?? 1} adapter(s) offer ${fmt(offered(concurrentCandidates?.[0] ?? 1))} tok/s, more than one GPU can complete (at most ${fmt(capacity)} tok/s for these request lengths); split the adapters over more GPUs or lower the rates`,
-          [],
-        );
-      notes.push(
-        `${c} adapters would offer ${fmt(offered(c))} tok/s, beyond what one GPU can complete (at most ${fmt(capacity)} tok/s), so ${fewer} are recommended`,
-      );
-      c = fewer;
-    }
-
-    const parallelCandidates = grid?.parallel ? sortedUnique(grid.parallel) : undefined;
-    const slotCap = Math.min(slotLimit, c);
-    let p: number;
-    if (parallelCandidates) {
-      const startable = parallelCandidates.filter((v) => v <= slotLimit);
-      if (startable.length === 0)
-        throw new NoServingConfigurationError(
-          `no candidate slot count lets vLLM start at --max-lora-rank=${maxLoraRank} (at most ${slotLimit} slots leave room for one ${profile.maxModelLen}-token sequence)`,
-          [],
-        );
-      const fitting = startable.filter((v) => v <= c);
-      p = snapLog(prediction.parallelAdapters, fitting.length ? fitting : startable);
-      if (p > c) {
-        // vLLM requires max_loras <= max_cpu_loras: take the smallest adapter count that allows p.
-        const raised = concurrentCandidates?.find((v) => v >= p) ?? p;
-        if (!servable(raised))
-          throw new NoServingConfigurationError(
-            `no candidate pair both starts and serves: ${p} slots need at least ${raised} adapters, which offer more than one GPU can complete`,
-            [],
-          );
-        c = raised;
-      }
-    } else {
-      p = Math.min(slotCap, Math.max(1, Math.round(prediction.parallelAdapters)));
-    }
-    if (Math.round(prediction.parallelAdapters) > slotLimit)
-      notes.push(
-        `the forest's ${fmt(prediction.parallelAdapters)} slots would leave vLLM less KV cache than one ${profile.maxModelLen}-token sequence at --max-lora-rank=${maxLoraRank}; clamped to ${p}`,
-      );
-
-    // The forest's own error: among the adapter counts up to its answer, take the one with the
-    // highest throughput times the chance (from its out-of-fold residuals) that the twin's
-    // starvation edge lies above it.
-    const residuals = model.concurrentEdgeResidualsLog2 ?? [];
-    if (residuals.length > 0) {
-      const predicted = prediction.concurrentAdapters;
-      // Share of residuals >= log2(v / predicted): a binary search in the sorted residuals.
-      const serves = (v: number) => {
-        const needed = Math.log2(v / predicted);
-        let lo = 0;
-        let hi = residuals.length;
-        while (lo < hi) {
-          const mid = (lo + hi) >> 1;
-          if (residuals[mid]! < needed) lo = mid + 1;
-          else hi = mid;
-        }
-        return (residuals.length - lo) / residuals.length;
-      };
-      const ceiling = Math.min(completionRatio * offered(c), capacity);
-      const candidates = concurrentCandidates
-        ? // Ascending, as before: on an exact tie the fewer adapters win.
-          lowerOnLine(concurrentCandidates, c, p).reverse()
-        : sortedUnique(
-            Array.from({ length: 65 }, (_, k) => Math.max(p, Math.round(c * 2 ** (-k / 32)))),
-          );
-      let best = c;
-      let bestScore = ceiling * serves(c);
-      for (const v of candidates) {
-        const score = Math.min(offered(v), ceiling) * serves(v);
-        if (score > bestScore) [best, bestScore] = [v, score];
-      }
-      if (best !== c) {
-        notes.push(
-          `the forest's adapter count overshot the twin's starvation edge on ${(100 * (1 - serves(c))).toFixed(0)}% of comparable training workloads; ${best} adapters are the better bet`,
-        );
-        c = best;
-      }
-    }
-    let offeredAtC = offered(c);
-    // The forest predicts the completion ratio at the optimum: priced at this pair's load, and
-    // never above what arrives or what the GPU can physically complete.
-    let throughput = Math.min(completionRatio * offeredAtC, capacity);
-    // The edge rule in closed form: fewer adapters are priced as the GPU completing the same
-    // tokens (or all they offer), and the answer steps down while that is the better bet.
-    const runs = this.verdictRuns(profile);
-    if (runs.length > 0) {
-      const worth = (t: number, o: number) =>
-        expectedServedThroughput(
-          runs,
-          { throughputTokensPerSecond: t, offeredTokensPerSecond: o },
-          threshold,
-        );
-      const lower = lowerOnLine(concurrentCandidates ?? DEFAULT_GRID.concurrent, c, p);
-      const from = c;
-      const fromRatio = throughput / offeredAtC;
-      for (const v of lower) {
-        const o = offered(v);
-        const t = Math.min(o, throughput);
-        if (worth(t, o) <= worth(throughput, offeredAtC)) break;
-        [c, offeredAtC, throughput] = [v, o, t];
-      }
-      if (c !== from)
-        notes.push(
-          `${from} adapters would serve ${(100 * fromRatio).toFixed(1)}% of their load, within the twin's measured error of the starvation line, so ${c} are recommended`,
-        );
-    }
-    const effects = localExplanation(model, x);
-    const envelopeNote = outside.length
-      ? ` Outside the training envelope (${outside.map((o) => o.feature).join(', ')}): the forest extrapolates here, so check it with method=auto or twin.`
-      : '';
-    return {
-      recommendation: {
-        concurrentAdapters: c,
-        parallelAdapters: p,
-        maxLoraRank,
-        throughputTokensPerSecond: throughput,
-        offeredTokensPerSecond: offeredAtC,
-        starving: throughput < (1 - threshold) * offeredAtC,
-        headroom: headroomByCapacity(profile, request.workload, c, threshold),
-        warnings: warningsFor(
-          { throughputTokensPerSecond: throughput, offeredTokensPerSecond: offeredAtC },
-          false,
-        ),
-      },
-      vllmArgs: vllmArgs(c, p, maxLoraRank),
-      method: 'model',
-      objective: request.objective,
-      ...envelopeFields(outside),
-      explanation: {
-        summary:
-          `The forest (${model.trainingSet.rows} twin-optimised workloads) predicts ${fmt(prediction.concurrentAdapters)} concurrent and ` +
-          `${fmt(prediction.parallelAdapters)} parallel adapters${grid ? ', snapped to the candidate grid' : ''}. ` +
-          (notes.length ? `${notes.join('; ')}. ` : '') +
-          `Most influential here: ${effects.map((e) => e.feature).join(', ')}.` +
-          envelopeNote,
-        featureEffects: effects,
-        featureImportance: model.targets.concurrent.permutationImportance,
-        modelUncertaintyLog2: prediction.concurrentSpreadLog2,
-      },
-      evaluated: [],
-    };
   }
 
   private async fromTwin(
@@ -684,56 +493,6 @@ export class Recommender {
       evaluated: mergePoints(evaluated),
     };
   }
-}
-
-const startableCache = new WeakMap<Profile, Map<number, number>>();
-
-/**
- * The most slots of this rank vLLM starts with: slot counts up to it all leave the KV cache room
- * for one max_model_len sequence (the closed-form start-up check the twin applies).
- */
-export function startableSlots(profile: Profile, maxLoraRank: number): number {
-  let byRank = startableCache.get(profile);
-  if (!byRank) startableCache.set(profile, (byRank = new Map()));
-  const hit = byRank.get(maxLoraRank);
-  if (hit !== undefined) return hit;
-  let slots = 0;
-  while (slots < LIMITS.maxAdapters && vllmStarts(profile, slots + 1, maxLoraRank)) slots++;
-  byRank.set(maxLoraRank, slots);
-  return slots;
-}
-
-/** Adapter counts below `concurrent` on the line of `parallel` slots, nearest first. */
-function lowerOnLine(
-  candidates: readonly number[],
-  concurrent: number,
-  parallel: number,
-): number[] {
-  return sortedUnique(candidates)
-    .filter((v) => v < concurrent && v >= parallel)
-    .reverse();
-}
-
-/** The largest adapter count below `above` that does not have to starve (load grows with adapters). */
-function largestServable(above: number, servable: (c: number) => boolean): number | undefined {
-  if (!servable(1)) return undefined;
-  let lo = 1;
-  let hi = above;
-  while (hi - lo > 1) {
-    const mid = (lo + hi) >> 1;
-    if (servable(mid)) lo = mid;
-    else hi = mid;
-  }
-  return lo;
-}
-
-function envelopeFields(
-  outside: OutsideFeature[] | undefined,
-): Pick<RecommendResponse, 'envelope' | 'outsideEnvelope'> {
-  if (outside === undefined) return {};
-  return outside.length
-    ? { envelope: 'outside', outsideEnvelope: outside }
-    : { envelope: 'inside' };
 }
 
 function bestServing(points: EvaluatedPoint[], objective: Objective): EvaluatedPoint | null {
