@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { ServiceCore, checkRequestSchema, type CheckResponse } from '../service/core.js';
+import { checkRequestSchema, type CheckResponse } from '../service/check-schema.js';
+import { ServiceCore } from '../service/core.js';
 import { openDatabase } from '../storage/db.js';
 import { InputError, fieldIssues } from '../runtime/errors.js';
 import { parseOptions, UsageError } from './options.js';

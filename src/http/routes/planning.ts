@@ -5,8 +5,8 @@ import {
   checkRequestSchema,
   checkResponseSchema,
   simulateResponseSchema,
-  type ServiceCore,
-} from '../../service/core.js';
+} from '../../service/check-schema.js';
+import type { ServiceCore } from '../../service/core.js';
 import { scenarioSchema } from '../../twin/index.js';
 import { clientGone } from '../plugins/body.js';
 import { errorResponses } from '../problems.js';
