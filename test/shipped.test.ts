@@ -4,8 +4,7 @@ import { datasetPath, readDataset } from '../src/model/dataset.js';
 import { loadModel } from '../src/model/model.js';
 import { loadLatencyModel } from '../src/profiles/latency.js';
 import { listProfiles } from '../src/profiles/store.js';
-import { verdictRunsPath } from '../src/profiles/verdicts.js';
-import { verdictRunsSchema } from '../src/recommend/edge.js';
+import { verdictRunsPath, verdictRunsSchema } from '../src/profiles/verdicts.js';
 import { TWIN_VERSION } from '../src/twin/index.js';
 
 // The training sets' labels (and so the forests), the latency correction and the edge rule's

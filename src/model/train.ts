@@ -1,4 +1,4 @@
-import { errorSummary } from '../validation/metrics.js';
+import { errorSummary } from '../stats/index.js';
 import { seededStream, shuffleInPlace } from '../twin/random.js';
 import { DEFAULT_GRID, sortedUnique } from '../search/index.js';
 import { DATASET_DURATION_SECONDS, type DatasetRow } from './dataset.js';

@@ -1,8 +1,21 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { verdictRunsSchema, type VerdictRun } from '../recommend/edge.js';
+import { z } from 'zod';
 import { DERIVED_KEY, isDerivedId } from './derived.js';
 import { PACKAGE_ROOT } from './store.js';
+
+/**
+ * The twin against reality on measured runs: each run's completion ratio (throughput / offered)
+ * in the twin and on the real server. Written by `npm run validate:twin` per profile.
+ */
+export const verdictRunsSchema = z.object({
+  profile: z.string(),
+  twinVersion: z.string(),
+  source: z.string(),
+  runs: z.array(z.object({ workload: z.string(), twinRatio: z.number(), realRatio: z.number() })),
+});
+export type VerdictRuns = z.infer<typeof verdictRunsSchema>;
+export type VerdictRun = VerdictRuns['runs'][number];
 
 export const VERDICTS_DIR = join(PACKAGE_ROOT, 'models', 'verdicts');
 

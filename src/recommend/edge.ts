@@ -1,17 +1,6 @@
-import { z } from 'zod';
+import type { VerdictRun } from '../profiles/verdicts.js';
 
-/**
- * The twin against reality on measured runs: each run's completion ratio (throughput / offered)
- * in the twin and on the real server. Written by `npm run validate:twin` per profile.
- */
-export const verdictRunsSchema = z.object({
-  profile: z.string(),
-  twinVersion: z.string(),
-  source: z.string(),
-  runs: z.array(z.object({ workload: z.string(), twinRatio: z.number(), realRatio: z.number() })),
-});
-export type VerdictRuns = z.infer<typeof verdictRunsSchema>;
-export type VerdictRun = VerdictRuns['runs'][number];
+export type { VerdictRun };
 
 /**
  * How likely a pair the twin puts at completion ratio `ratio` is to starve in reality: among the

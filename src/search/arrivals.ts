@@ -1,6 +1,6 @@
 import { TTFT_ARRIVAL_REALISATIONS, ttftDependsOnArrivals } from '../latency/index.js';
 import { median } from '../stats/index.js';
-import type { RunSimulation, SimulationOutcome } from './cache.js';
+import type { RunSimulation, SimulationOutcome } from './outcome.js';
 import { twinLatencyOf } from './search.js';
 
 /**

@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { TWIN_VERSION, type Profile, type Scenario, type SimulationResult } from '../twin/index.js';
+import { TWIN_VERSION, type Profile, type Scenario } from '../twin/index.js';
 import { withTtftAcrossArrivals } from './arrivals.js';
+import type { RunSimulation, SimulationOutcome } from './outcome.js';
+
+export type { RunSimulation, SimulationOutcome } from './outcome.js';
 
 /** Deterministic JSON: object keys sorted, so equal scenarios hash equally whatever their key order. */
 export function canonicalJson(value: unknown): string {
@@ -44,28 +47,6 @@ export function simulationKey(
     )
     .digest('hex');
 }
-
-export type SimulationOutcome = Omit<SimulationResult, 'wallTimeMs'> & {
-  wallTimeMs?: number;
-  /**
-   * The median p50 and p99 TTFT over several arrival realisations (the scenario's seed and the
-   * next ones), where one realisation's TTFT is a lottery (src/search/arrivals.ts). Never stored:
-   * each realisation is cached on its own.
-   */
-  ttftAcrossArrivals?: {
-    p50: number;
-    p99: number;
-    realisations: number;
-    /** The lowest and highest p99 over the realisations: the hour's bursts, as a range. */
-    p99Spread?: { low: number; high: number };
-  };
-};
-export type RunSimulation = (
-  scenario: Scenario,
-  profile: Profile,
-  starvationThreshold: number,
-  signal?: AbortSignal,
-) => Promise<SimulationOutcome>;
 
 /** A second-level store behind the in-memory LRU (the service puts SQLite here). */
 export interface SimulationStore {

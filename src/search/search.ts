@@ -8,7 +8,7 @@ import {
   type Scenario,
   type TwinConfig,
 } from '../twin/scenario.js';
-import type { SimulationOutcome } from './cache.js';
+import type { SimulationOutcome } from './outcome.js';
 import {
   predictLatency,
   type LatencyCase,

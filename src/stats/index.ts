@@ -22,3 +22,46 @@ export function nearestRankQuantile(values: readonly number[], q: number): numbe
   if (s.length === 0) return NaN;
   return s[Math.min(s.length - 1, Math.max(0, Math.floor(q * s.length)))]!;
 }
+
+/** Error summaries used to compare predictions with real measurements. */
+export interface ErrorSummary {
+  n: number;
+  /** mean |p - y| / |y|, in percent */
+  mape: number;
+  /** the published method's SMAPE: mean |p - y| / (|y| + |p|), in percent (no factor 2) */
+  smapePaper: number;
+  /** conventional SMAPE: mean 2|p - y| / (|y| + |p|), in percent */
+  smape: number;
+  /** mean (p - y) / y, in percent */
+  bias: number;
+  /** largest |p - y| / |y|, in percent */
+  maxApe: number;
+}
+
+export function errorSummary(pairs: Array<{ real: number; predicted: number }>): ErrorSummary {
+  const usable = pairs.filter(
+    (p) => Number.isFinite(p.real) && Number.isFinite(p.predicted) && p.real !== 0,
+  );
+  const n = usable.length;
+  if (n === 0) return { n: 0, mape: NaN, smapePaper: NaN, smape: NaN, bias: NaN, maxApe: NaN };
+  let ape = 0;
+  let sp = 0;
+  let bias = 0;
+  let maxApe = 0;
+  for (const { real, predicted } of usable) {
+    const a = Math.abs(predicted - real) / Math.abs(real);
+    ape += a;
+    maxApe = Math.max(maxApe, a);
+    const denom = Math.abs(real) + Math.abs(predicted);
+    sp += denom > 0 ? Math.abs(predicted - real) / denom : 0;
+    bias += (predicted - real) / real;
+  }
+  return {
+    n,
+    mape: (100 * ape) / n,
+    smapePaper: (100 * sp) / n,
+    smape: (200 * sp) / n,
+    bias: (100 * bias) / n,
+    maxApe: 100 * maxApe,
+  };
+}

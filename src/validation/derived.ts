@@ -19,7 +19,7 @@ import { LATENCY_METRICS, type LatencyModel, type LatencyMetric } from '../laten
 import { loadModel } from '../model/model.js';
 import { derivedLatencyPath, derivedVerdictsPath } from '../profiles/derived.js';
 import { PACKAGE_ROOT, loadProfile } from '../profiles/store.js';
-import type { VerdictRun, VerdictRuns } from '../recommend/edge.js';
+import type { VerdictRun, VerdictRuns } from '../profiles/verdicts.js';
 import { Recommender } from '../recommend/index.js';
 import { localRecommender } from '../runtime/local.js';
 import { kvCacheTokens, vllmStarts, TWIN_VERSION, type Profile } from '../twin/index.js';

@@ -1,47 +1,6 @@
-/** Error summaries used to compare predictions with real measurements. */
-export interface ErrorSummary {
-  n: number;
-  /** mean |p - y| / |y|, in percent */
-  mape: number;
-  /** the published method's SMAPE: mean |p - y| / (|y| + |p|), in percent (no factor 2) */
-  smapePaper: number;
-  /** conventional SMAPE: mean 2|p - y| / (|y| + |p|), in percent */
-  smape: number;
-  /** mean (p - y) / y, in percent */
-  bias: number;
-  /** largest |p - y| / |y|, in percent */
-  maxApe: number;
-}
-
-export function errorSummary(pairs: Array<{ real: number; predicted: number }>): ErrorSummary {
-  const usable = pairs.filter(
-    (p) => Number.isFinite(p.real) && Number.isFinite(p.predicted) && p.real !== 0,
-  );
-  const n = usable.length;
-  if (n === 0) return { n: 0, mape: NaN, smapePaper: NaN, smape: NaN, bias: NaN, maxApe: NaN };
-  let ape = 0;
-  let sp = 0;
-  let bias = 0;
-  let maxApe = 0;
-  for (const { real, predicted } of usable) {
-    const a = Math.abs(predicted - real) / Math.abs(real);
-    ape += a;
-    maxApe = Math.max(maxApe, a);
-    const denom = Math.abs(real) + Math.abs(predicted);
-    sp += denom > 0 ? Math.abs(predicted - real) / denom : 0;
-    bias += (predicted - real) / real;
-  }
-  return {
-    n,
-    mape: (100 * ape) / n,
-    smapePaper: (100 * sp) / n,
-    smape: (200 * sp) / n,
-    bias: (100 * bias) / n,
-    maxApe: 100 * maxApe,
-  };
-}
-
-export { median } from '../stats/index.js';
+// Formatting and error summaries for the validation reports; the summaries themselves are
+// src/stats', shared with training.
+export { errorSummary, median, type ErrorSummary } from '../stats/index.js';
 
 export const pct = (v: number, digits = 1): string =>
   Number.isFinite(v) ? `${v.toFixed(digits)}%` : 'n/a';

@@ -9,7 +9,7 @@ import { MEASUREMENTS_DIR } from '../calibrate/calibrate.js';
 import { num, readCsv } from '../calibrate/csv.js';
 import { PACKAGE_ROOT } from '../profiles/store.js';
 import { verdictRunsPath } from '../profiles/verdicts.js';
-import type { VerdictRuns } from '../recommend/edge.js';
+import type { VerdictRuns } from '../profiles/verdicts.js';
 import { SimulationPool } from '../runtime/pool.js';
 import { scenarioForRun } from '../calibrate/runs.js';
 import { lengthLabel } from '../latency/index.js';
