@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { within, type OutsideFeature } from '../model/envelope.js';
+import { within, type OutsideFeature } from '../envelope/index.js';
 import type { RequestLengthSpec } from '../twin/lengths.js';
 
 /**

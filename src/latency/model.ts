@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_STARVATION_THRESHOLD, KEEPS_UP_RATIO } from '../twin/index.js';
-import { outsideFeatureSchema, type OutsideFeature } from '../model/envelope.js';
+import { outsideFeatureSchema, type OutsideFeature } from '../envelope/index.js';
 import { latencyEnvelopeSchema, outsideLatencyEnvelope, type LatencyCase } from './envelope.js';
 import { envelopeDistance, extrapolationSchema, widened } from './extrapolation.js';
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { within, type OutsideFeature } from '../envelope/index.js';
 import { FEATURE_NAMES } from './features.js';
 
 /** What the forests were trained on: each feature's range, rate-group counts and length kinds. */
@@ -9,17 +10,7 @@ export const envelopeSchema = z.object({
 });
 export type Envelope = z.infer<typeof envelopeSchema>;
 
-export const outsideFeatureSchema = z.object({
-  feature: z.string(),
-  value: z.union([z.number(), z.string()]),
-  /** The training set's range (numeric features) or the values it held (length kinds). */
-  trained: z.union([z.tuple([z.number(), z.number()]), z.array(z.string())]),
-});
-export type OutsideFeature = z.infer<typeof outsideFeatureSchema>;
-
-/** v within [lo, hi], with relative slack for rounding: a measured row's own values are inside. */
-export const within = (v: number, [lo, hi]: readonly [number, number]): boolean =>
-  v >= lo - 1e-9 * Math.abs(lo) && v <= hi + 1e-9 * Math.abs(hi);
+export { outsideFeatureSchema, within, type OutsideFeature } from '../envelope/index.js';
 
 interface EnvelopeWorkload {
   rates: number[];
