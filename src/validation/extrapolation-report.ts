@@ -12,7 +12,7 @@ import {
   type ExtrapolatedMetric,
   type HeldOutCase,
 } from './regimes.js';
-import type { RunComparison } from './twin.js';
+import type { RunComparison } from './comparison.js';
 
 const LABEL: Record<ExtrapolatedMetric, string> = {
   ttftP50: 'p50 TTFT',

@@ -19,7 +19,7 @@ import {
 } from '../latency/index.js';
 import { KEEPS_UP_RATIO, TWIN_VERSION } from '../twin/index.js';
 import { errorSummary, median, pct } from './metrics.js';
-import type { RunComparison } from './twin.js';
+import type { RunComparison } from './comparison.js';
 
 /** The measurements' GPU: every measured model's profile lives under it. */
 export const profileOf = (model: string) => `h100-64gb/${model}`;

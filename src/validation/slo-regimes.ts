@@ -8,7 +8,7 @@ import { TWIN_VERSION } from '../twin/index.js';
 import { LATENCY_COVERAGE, latencyObservations, profileOf } from './latency.js';
 import type { MeasuredWorkload } from './recommend.js';
 import { EXTRAPOLATED_METRICS, growthOf, heldOutRegimes, holdOutRegimes } from './regimes.js';
-import type { RunComparison } from './twin.js';
+import type { RunComparison } from './comparison.js';
 
 /** A latency model fitted without one regime, and the measured workloads that regime touches. */
 export interface RegimeFit {
