@@ -82,6 +82,8 @@ const SERVER_MINUTES = 2;
  * default in V1, which would make repeated synthetic prompts free) and the memory share.
  */
 const BATCHED_TOKENS = 2048;
+/** Sequences a server may run at once: every experiment's, and the serving runs' twin scenario. */
+const MAX_NUM_SEQS = 512;
 const PINNED = [
   `--max-num-batched-tokens=${BATCHED_TOKENS}`,
   '--no-enable-prefix-caching',
@@ -110,8 +112,8 @@ function servingScenario(profile: Profile, rank: number, ratePerAdapter: number,
       maxLoras: SERVING_SLOTS,
       maxCpuLoras: SERVING_ADAPTERS,
       maxLoraRank: rank,
-      maxNumBatchedTokens: 2048,
-      maxNumSeqs: 512,
+      maxNumBatchedTokens: BATCHED_TOKENS,
+      maxNumSeqs: MAX_NUM_SEQS,
     },
     workload: {
       rates: [ratePerAdapter],
@@ -154,7 +156,11 @@ export function measurePlan(
 ): MeasurePlan {
   const ranks = [...new Set(options.ranks)].sort((a, b) => a - b);
   const top = ranks[ranks.length - 1]!;
-  const base = [`--max-model-len=${options.maxModelLen}`, '--max-num-seqs=512', ...PINNED];
+  const base = [
+    `--max-model-len=${options.maxModelLen}`,
+    `--max-num-seqs=${MAX_NUM_SEQS}`,
+    ...PINNED,
+  ];
   const candidates: Experiment[] = [];
   const startable = (slots: number, rank: number) => vllmStarts(profile, slots, rank);
   // 1. The KV cache per (slots, rank): start-ups only, read from the log.
