@@ -264,11 +264,13 @@ async function otherSlots(
     ...ladder.slice(Math.max(0, at - NEIGHBOUR_SLOTS.below), at),
     ...ladder.slice(at + 1, at + 1 + NEIGHBOUR_SLOTS.above),
   ];
-  for (const slots of candidates) {
-    const v = await judgeGpu(ctx, pieces, { ...chosen.flags, maxLoras: slots }, durationSeconds);
-    if (v.serves) return v;
-  }
-  return undefined;
+  // Side by side, the first in order that serves kept: the same flags as trying them in turn.
+  const verdicts = await Promise.all(
+    candidates.map((slots) =>
+      judgeGpu(ctx, pieces, { ...chosen.flags, maxLoras: slots }, durationSeconds),
+    ),
+  );
+  return verdicts.find((v) => v.serves);
 }
 
 /**
