@@ -225,7 +225,7 @@ describe('measure plan, run against a stand-in, calibrate --runs', () => {
     // 50 workloads from a fifth of the capacity bound to a third beyond it, keeping up or not.
     const lengths = meanLengths({ kind: 'sharegpt' }, hidden.requestLengths);
     const capacity = capacityTokensPerSecond(hidden, lengths);
-    const errors: Array<{ throughput: number; p99Itl: number; keepsUp: boolean }> = [];
+    const scenarios: Array<ReturnType<typeof parseScenario>> = [];
     for (let i = 0; i < 50; i++) {
       const maxLoras = pick([8, 16, 32, 64]);
       const adapters = maxLoras * pick([1, 2, 4]);
@@ -243,16 +243,42 @@ describe('measure plan, run against a stand-in, calibrate --runs', () => {
         durationSeconds: 300,
         seed: i + 1,
       });
-      const truth = simulate(scenario, hidden);
+      scenarios.push(scenario);
+    }
+    const truths = scenarios.map((scenario) => simulate(scenario, hidden));
+    const errors = scenarios.map((scenario, i) => {
+      const truth = truths[i]!;
       const fitted = simulate(scenario, calibrated);
-      errors.push({
+      return {
         throughput: Math.abs(
           fitted.throughputTokensPerSecond / truth.throughputTokensPerSecond - 1,
         ),
         p99Itl: Math.abs(fitted.itlMs.p99 / truth.itlMs.p99 - 1),
         keepsUp: !truth.starving,
-      });
-    }
+      };
+    });
+    // What no fit can beat: the hidden profile itself with every step term moved by 0.02% or
+    // 0.1%. A 300 s window's p99 ITL is set by the few steps that carry long prefill chunks (it is
+    // 3-4x the median gap), and a move this small changes which arrivals share a step: on a few
+    // workloads p99 moves by 2-4%.
+    const p99ItlWithin2PctOfHiddenMovedBy = Object.fromEntries(
+      [0.0002, 0.001].map((move) => {
+        const moved = structuredClone(hidden);
+        for (const k of Object.keys(moved.stepTime.base) as Array<
+          keyof Profile['stepTime']['base']
+        >)
+          moved.stepTime.base[k] *= 1 + move;
+        for (const k of Object.keys(moved.stepTime.lora) as Array<
+          keyof Profile['stepTime']['lora']
+        >)
+          moved.stepTime.lora[k] *= 1 + move;
+        const within = scenarios.filter(
+          (scenario, i) =>
+            Math.abs(simulate(scenario, moved).itlMs.p99 / truths[i]!.itlMs.p99 - 1) <= 0.02,
+        ).length;
+        return [`${100 * move}%`, within];
+      }),
+    );
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     const figures = {
       workloads: errors.length,
@@ -263,6 +289,7 @@ describe('measure plan, run against a stand-in, calibrate --runs', () => {
       p99ItlMapePct: 100 * mean(errors.map((e) => e.p99Itl)),
       p99ItlWorstPct: 100 * Math.max(...errors.map((e) => e.p99Itl)),
       p99ItlWithin2Pct: errors.filter((e) => e.p99Itl <= 0.02).length,
+      p99ItlWithin2PctOfHiddenMovedBy,
       baseTermsFittedOverHidden: Object.fromEntries(
         Object.entries(calibrated.stepTime.base).map(([k, v]) => [
           k,
