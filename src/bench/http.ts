@@ -1,5 +1,7 @@
 // npm run bench:http: starts the service on a free local port and drives it with autocannon:
-// method=model recommendations, and cached twin answers (method=twin, after one warm-up).
+// method=model recommendations, and cached twin answers (method=twin, after one warm-up). The
+// load runs on a worker thread of its own (`--workers 0`: on the service's thread, as it did
+// before 2026-12-03), so the service's event loop does not also run the client's.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,8 +12,14 @@ import { ServiceCore } from '../service/core.js';
 import { openDatabase } from '../storage/db.js';
 
 const LLAMA = 'h100-64gb/llama-3.1-8b-instruct';
-const { values } = parseArgs({ options: { connections: { type: 'string', default: '10' } } });
+const { values } = parseArgs({
+  options: {
+    connections: { type: 'string', default: '10' },
+    workers: { type: 'string', default: '1' },
+  },
+});
 const connections = Number(values.connections);
+const workers = Number(values.workers);
 const db = openDatabase(join(mkdtempSync(join(tmpdir(), 'loraplan-bench-')), 'bench.db'));
 const core = new ServiceCore({ db });
 const app = await buildApp({ core, rateLimitPerMinute: 100_000_000 });
@@ -27,6 +35,7 @@ async function drive(title: string, body: unknown, seconds = 10) {
     body: JSON.stringify(body),
     connections,
     duration: seconds,
+    ...(workers > 0 ? { workers } : {}),
   });
   const non2xx = result.non2xx + result.errors;
   process.stdout.write(
@@ -36,7 +45,7 @@ async function drive(title: string, body: unknown, seconds = 10) {
 
 const workload = { rates: [0.1, 0.05, 0.025], ranks: [8, 16] };
 process.stdout.write(
-  `| load (${connections} connections, 10 s) | req/s | p50 | p99 | errors |\n|---|---|---|---|---|\n`,
+  `| load (${connections} connections, 10 s, ${workers > 0 ? `client on ${workers} worker thread(s)` : "client on the service's thread"}) | req/s | p50 | p99 | errors |\n|---|---|---|---|---|\n`,
 );
 await drive('POST /v1/recommend method=model', { profile: LLAMA, workload, method: 'model' });
 const twinBody = {
