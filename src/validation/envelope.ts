@@ -1,10 +1,10 @@
-// npm run validate:envelope [-- --workloads N] (default 1,000, about 28 minutes on 2 cores): for N random workloads per profile inside the
-// forest's training envelope (drawn with another seed than the training set, so none was trained
-// on), how often the twin says method=model's answer starves, whether any answer is one vLLM cannot
-// start, and the throughput the answer gives up against the twin's optimum. Writes
-// docs/validation/envelope.md. `--cache FILE` keeps the twin's results in a SQLite file: the
-// optimum searches do not depend on the model's answers, so a rerun after a change to how the
-// forest's answer is made simulates only the pairs it newly answers.
+// npm run validate:envelope [-- --workloads N] (default 1,000, about 28 minutes on 2 cores): for
+// N random workloads per profile inside the forest's training envelope (drawn with another seed
+// than the training set, so none was trained on), how often the twin says method=model's answer
+// starves, whether any answer is one vLLM cannot start, and the throughput the answer gives up
+// against the twin's optimum. Writes docs/validation/envelope.md. `--cache FILE` keeps the twin's
+// results in a SQLite file: the optimum searches do not depend on the model's answers, so a rerun
+// after a change to how the forest's answer is made simulates only the pairs it newly answers.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
