@@ -128,6 +128,9 @@ export class ServiceCore {
     );
   }
 
+  /** The recommender `method: model` answers with (no signal: it simulates nothing). */
+  private forestOnly: Recommender | undefined;
+
   /** A recommender whose twin work stops when `signal` aborts (unless another request shares it). */
   recommender(signal?: AbortSignal): Recommender {
     return new Recommender({
@@ -220,10 +223,15 @@ export class ServiceCore {
   ): Promise<{ run: RunRecord; response: RecommendResponse }> {
     const started = this.now();
     loadProfile(request.profile);
-    const response = await this.withinLimit(
-      (signal) => this.recommender(signal).recommend(request),
-      clientSignal,
-    );
+    // `model` runs no twin work, so there is nothing for a time limit or a gone client to stop:
+    // it skips their controller, timer and listeners, and shares one recommender.
+    const response =
+      request.method === 'model'
+        ? await (this.forestOnly ??= this.recommender()).recommend(request)
+        : await this.withinLimit(
+            (signal) => this.recommender(signal).recommend(request),
+            clientSignal,
+          );
     const modelVersion = request.method === 'twin' ? null : this.modelVersion(request.profile);
     const run = await this.record(
       'recommend',
