@@ -1,10 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadProfile } from '../src/profiles/store.js';
-import {
-  expectedServedThroughput,
-  starveProbability,
-  type VerdictRun,
-} from '../src/recommend/edge.js';
+import type { VerdictRun } from '../src/profiles/verdicts.js';
+import { expectedServedThroughput, starveProbability } from '../src/recommend/edge.js';
 import { recommendRequestSchema, Recommender } from '../src/recommend/index.js';
 import type { PointSimulator } from '../src/search/index.js';
 import { stubOutcome } from './helpers.js';

@@ -10,8 +10,6 @@ export const envelopeSchema = z.object({
 });
 export type Envelope = z.infer<typeof envelopeSchema>;
 
-export { outsideFeatureSchema, within, type OutsideFeature } from '../envelope/index.js';
-
 interface EnvelopeWorkload {
   rates: number[];
   requestLengths?: { kind: 'sharegpt' | 'fixed' | 'empirical' };

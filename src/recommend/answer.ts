@@ -12,7 +12,7 @@ import {
   type SearchWorkload,
   type Slo,
 } from '../search/index.js';
-import type { OutsideFeature } from '../model/envelope.js';
+import type { OutsideFeature } from '../envelope/index.js';
 import { LIMITS, type Profile } from '../twin/index.js';
 import { requestsPerSecond } from '../twin/scenario.js';
 

@@ -1,7 +1,5 @@
 import type { VerdictRun } from '../profiles/verdicts.js';
 
-export type { VerdictRun };
-
 /**
  * How likely a pair the twin puts at completion ratio `ratio` is to starve in reality: among the
  * measured runs the twin called serving, the share whose twin ratio overstated the real one by more

@@ -1,6 +1,6 @@
 // The `model` method's answer: the forest's pair made safe to act on in closed form, with no
 // simulation (src/recommend/recommender.ts asks for it; the twin methods live there).
-import type { OutsideFeature } from '../model/envelope.js';
+import type { OutsideFeature } from '../envelope/index.js';
 import { localExplanation, type ForestPrediction, type ModelFile } from '../model/model.js';
 import {
   DEFAULT_GRID,
@@ -11,7 +11,8 @@ import {
 } from '../search/index.js';
 import { mustStarve, type Profile } from '../twin/index.js';
 import { headroomByCapacity, warningsFor } from './answer.js';
-import { expectedServedThroughput, type VerdictRun } from './edge.js';
+import type { VerdictRun } from '../profiles/verdicts.js';
+import { expectedServedThroughput } from './edge.js';
 import {
   envelopeFields,
   fmt,

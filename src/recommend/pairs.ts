@@ -1,6 +1,6 @@
 // Pieces every method's answer shares: the flags it emits, the slot counts vLLM starts with, the
 // adapter counts on a line of slots, and the refusal when no pair serves.
-import type { OutsideFeature } from '../model/envelope.js';
+import type { OutsideFeature } from '../envelope/index.js';
 import { sortedUnique, type EvaluatedPoint } from '../search/index.js';
 import { LIMITS, vllmStarts, type Profile } from '../twin/index.js';
 import type { RecommendResponse } from './schema.js';

@@ -1,6 +1,7 @@
 import { outsideEnvelope } from '../model/envelope.js';
 import { workloadFeatures } from '../model/features.js';
-import { expectedServedThroughput, type VerdictRun } from './edge.js';
+import type { VerdictRun } from '../profiles/verdicts.js';
+import { expectedServedThroughput } from './edge.js';
 import {
   ModelUnavailableError,
   ForestNotBuiltError,

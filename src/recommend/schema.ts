@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { latencyPredictionSchema } from '../latency/index.js';
-import { outsideFeatureSchema } from '../model/envelope.js';
+import { outsideFeatureSchema } from '../envelope/index.js';
 import { DEFAULT_GRID } from '../search/index.js';
 import { LIMITS, requestLengthsSchema } from '../twin/index.js';
 

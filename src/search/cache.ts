@@ -4,8 +4,6 @@ import { TWIN_VERSION, type Profile, type Scenario } from '../twin/index.js';
 import { withTtftAcrossArrivals } from './arrivals.js';
 import type { RunSimulation, SimulationOutcome } from './outcome.js';
 
-export type { RunSimulation, SimulationOutcome } from './outcome.js';
-
 /** Deterministic JSON: object keys sorted, so equal scenarios hash equally whatever their key order. */
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;

@@ -39,8 +39,7 @@ export {
   canonicalJson,
   simulationKey,
   profileFingerprint,
-  type SimulationOutcome,
   type SimulationStore,
-  type RunSimulation,
 } from './cache.js';
+export type { RunSimulation, SimulationOutcome } from './outcome.js';
 export { withTtftAcrossArrivals } from './arrivals.js';
