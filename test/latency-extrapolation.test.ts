@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   envelopeDistance,
   growthFor,
+  growthIn,
   latencyEnvelopeOf,
   predictLatency,
   type LatencyModel,
@@ -87,6 +88,29 @@ describe('widening with the distance from the measured runs', () => {
     }
   });
 
+  it("grows by the twin regime's own growth where it has one", () => {
+    const saturatedGrowth = { halfWidthLogPerUnit: 1, sloQuantileLogPerUnit: 0.75, runs: 10 };
+    const split: LatencyModel = {
+      ...model,
+      metrics: {
+        ...model.metrics,
+        itlP99: {
+          ...metric,
+          extrapolation: { ...metric.extrapolation, perRegime: { saturated: saturatedGrowth } },
+        },
+      },
+    };
+    const d = Math.log(2);
+    // The twin serves its load: no growth of its own is given, the pooled one applies.
+    expect(predictLatency(split, twin, at(256)).itlMs.p99.sloMs).toBeCloseTo(
+      60 * Math.exp(0.2 + 0.25 * d),
+      9,
+    );
+    const starving = predictLatency(split, { ...twin, completionRatio: 0.5 }, at(256));
+    expect(starving.itlMs.p99.sloMs).toBeCloseTo(60 * Math.exp(0.2 + 0.75 * d), 9);
+    expect(starving.itlMs.p99.highMs).toBeCloseTo(60 * Math.exp(0.1 + 1 * d), 9);
+  });
+
   it('a pair in the coming-and-going regime gets an interval at least its realisations wide', () => {
     // The twin keeps up behind a queue (p99 TTFT 3 s): ten realisations from 0.4 to 9 s.
     const queued: TwinLatency = {
@@ -106,10 +130,15 @@ describe('widening with the distance from the measured runs', () => {
 });
 
 describe('sizing the growth on held-out regimes', () => {
-  const held = (residualLog: number, distance: number): HeldOutCase => ({
+  const held = (
+    residualLog: number,
+    distance: number,
+    twinRegime: HeldOutCase['twinRegime'] = 'keepsUp',
+  ): HeldOutCase => ({
     regime: 'r',
     metric: 'itlP99',
-    keepsUp: true,
+    keepsUp: twinRegime === 'keepsUp',
+    twinRegime,
     distance,
     residualLog,
     halfWidthLog: 0.1,
@@ -127,6 +156,22 @@ describe('sizing the growth on held-out regimes', () => {
     expect(coverageOf(cases, g).coverage).toBeGreaterThanOrEqual(0.8);
     // Runs inside the envelope cannot be helped by growth and do not size it.
     expect(growthFor([{ excessLog: 5, distance: 0 }], 0.9)).toBe(0);
+  });
+
+  it('is sized per twin regime where its runs suffice, so one regime does not set the other', () => {
+    // Ten runs that keep up, just inside their width; ten saturated, 0.5 over it at distance 1.
+    const keeping = Array.from({ length: 10 }, () => held(0.1, 1));
+    const saturated = Array.from({ length: 10 }, () => held(0.6, 1, 'saturated'));
+    const g = growthOf([...keeping, ...saturated], 'itlP99', 0.8);
+    expect(g.perRegime?.keepsUp?.sloQuantileLogPerUnit).toBe(0);
+    expect(g.perRegime?.saturated?.sloQuantileLogPerUnit).toBeCloseTo(0.5, 9);
+    expect(growthIn(g, 'keepsUp')!.sloQuantileLogPerUnit).toBe(0);
+    expect(growthIn(g, 'saturated')!.sloQuantileLogPerUnit).toBeCloseTo(0.5, 9);
+    expect(coverageOf([...keeping, ...saturated], g).underBound).toBe(1);
+    // Three saturated runs give no finite 80% quantile: that regime reads the pooled growth.
+    const few = growthOf([...keeping, ...saturated.slice(0, 3)], 'itlP99', 0.8);
+    expect(few.perRegime?.saturated).toBeUndefined();
+    expect(growthIn(few, 'saturated')).toBe(few);
   });
 });
 

@@ -65,19 +65,41 @@ export function envelopeDistance(envelope: LatencyEnvelope, c: LatencyCase): Env
  * (the lightest and heaviest workloads, the largest adapter counts, each --max-lora-rank): the
  * smallest growth that brings the held-out runs' coverage to the target.
  */
-export const extrapolationSchema = z.object({
+const growthSchema = z.object({
   halfWidthLogPerUnit: z.number().min(0),
   sloQuantileLogPerUnit: z.number().min(0),
   /** Held-out runs outside their fit's envelope that the growth was sized on. */
   runs: z.number().int().min(0),
 });
+export type Growth = z.infer<typeof growthSchema>;
+
+export const extrapolationSchema = growthSchema.extend({
+  /**
+   * The growth sized on the held-out runs of one twin regime only, as the widths are: a server
+   * the twin says saturates errs beyond the measured runs far more than one that keeps up (held
+   * out, p99 ITL under the pooled growth held its bound for 79% of the heaviest workloads' runs
+   * and 98% of those that keep up). Present where that regime's runs were enough for the
+   * target's conformal quantile; else the pooled growth above applies.
+   */
+  perRegime: z
+    .object({ keepsUp: growthSchema.optional(), saturated: growthSchema.optional() })
+    .optional(),
+});
 export type Extrapolation = z.infer<typeof extrapolationSchema>;
+
+/** The growth for a pair in a twin regime: the regime's own where it was sized, else the pooled. */
+export function growthIn(
+  growth: Extrapolation | undefined,
+  regime: keyof NonNullable<Extrapolation['perRegime']>,
+): Growth | undefined {
+  return growth?.perRegime?.[regime] ?? growth;
+}
 
 /** The widths at a distance: unchanged inside, grown linearly in the distance outside. */
 export function widened(
   widths: { halfWidthLog: number; sloQuantileLog: number },
   distance: number,
-  growth: Extrapolation | undefined,
+  growth: Growth | undefined,
 ): { halfWidthLog: number; sloQuantileLog: number } {
   if (!growth || !(distance > 0)) return widths;
   return {
@@ -85,6 +107,10 @@ export function widened(
     sloQuantileLog: Math.max(0, widths.sloQuantileLog) + growth.sloQuantileLogPerUnit * distance,
   };
 }
+
+/** Whether `n` cases give a finite conformal quantile at `coverage` (else there is none to read). */
+export const enoughForQuantile = (n: number, coverage: number) =>
+  n > 0 && Math.ceil((n + 1) * coverage) <= n;
 
 /**
  * The smallest growth per unit of distance that puts `coverage` of the held-out cases inside

@@ -21,6 +21,7 @@ import {
   type TwinLatency,
 } from './model.js';
 import { latencyEnvelopeOf, type MeasuredCase } from './envelope.js';
+import { enoughForQuantile } from './extrapolation.js';
 
 const ITL_FEATURES: readonly LatencyFeature[] = [
   'intercept',
@@ -198,7 +199,7 @@ export function fitLatencyModel(
   const split = (o: LatencyObservation) => regimeOf(o.twin);
   const coarse = (o: LatencyObservation) => coarseOf(split(o));
   /** Enough residuals for a finite bound at the coverage. */
-  const enough = (n: number) => n > 0 && Math.ceil((n + 1) * meta.coverage) <= n;
+  const enough = (n: number) => enoughForQuantile(n, meta.coverage);
 
   const predicted = observations.map(() => emptyMetrics(() => NaN));
   for (const w of workloads) {

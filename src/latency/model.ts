@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { DEFAULT_STARVATION_THRESHOLD, KEEPS_UP_RATIO } from '../twin/index.js';
 import { outsideFeatureSchema, type OutsideFeature } from '../envelope/index.js';
 import { latencyEnvelopeSchema, outsideLatencyEnvelope, type LatencyCase } from './envelope.js';
-import { envelopeDistance, extrapolationSchema, widened } from './extrapolation.js';
+import { envelopeDistance, extrapolationSchema, growthIn, widened } from './extrapolation.js';
 
 /**
  * Latency the client sees, from the twin's simulated latency. The twin models what happens inside
@@ -409,7 +409,8 @@ export function predictLatency(
     if (!model || !point) e = estimate(twinValue(t, metric), 0, 0);
     else {
       const m = model.metrics[metric];
-      const w = widened(widthsFor(m, metric, regime, point[metric]), distance, m.extrapolation);
+      const growth = growthIn(m.extrapolation, coarseOf(regime));
+      const w = widened(widthsFor(m, metric, regime, point[metric]), distance, growth);
       e = estimate(point[metric], w.halfWidthLog, w.sloQuantileLog);
     }
     return metric === 'ttftP99' ? withRealisationSpread(e, t) : e;

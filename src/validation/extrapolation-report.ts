@@ -1,6 +1,6 @@
 // docs/validation/extrapolation.md: the latency intervals on whole regimes held out of the fit.
 import { TWIN_VERSION } from '../twin/index.js';
-import type { Extrapolation } from '../latency/index.js';
+import { growthIn, type Extrapolation } from '../latency/index.js';
 import { latencyObservations } from './latency.js';
 import { pct } from './metrics.js';
 import {
@@ -60,15 +60,18 @@ export function regimeValidation(runs: readonly RunComparison[]): {
     '',
     `Leave-one-workload-out (docs/validation/twin.md) tests the latency model between the measured workloads. Here whole regimes are held out of the fit instead, so that their runs lie outside what the model was fitted on, as a user's workload may: ${regimes.join('; ')}. Each regime's runs are predicted by a model fitted on every other run (the same pooled fit, the same conformal widths), exactly as the service predicts (\`predictLatency\`). A run's distance is ln(value / nearest end of the fitting runs' range) of its furthest feature (rates per adapter, adapter ranks, --max-lora-rank, --max-cpu-loras, --max-loras): 0.69 is twice the largest fitted value or half the smallest.`,
     '',
-    `Outside the envelope the interval's half-width and the SLO bound's quantile grow by \`k x distance\` (ln units), with k the smallest growth that brings the held-out runs outside their fit's envelope to ${pct(100 * 0.9)} coverage. The model files carry k sized on every regime; the coverage "after" below is each regime's with k sized on the *other* regimes only, so the growth is validated out of sample too.`,
+    `Outside the envelope the interval's half-width and the SLO bound's quantile grow by \`k x distance\` (ln units), with k the smallest growth that brings the held-out runs outside their fit's envelope to ${pct(100 * 0.9)} coverage. As the widths are, the growth is sized per twin regime: on the held-out runs the twin says keep up, for a pair that keeps up, and on those it says saturate, for one that saturates (pooled where a regime's runs are too few for the quantile). A server the twin says starves errs beyond the measured runs far more than one that keeps up; one pooled k under-widened the first and over-widened the second. The model files carry k sized on every regime; the coverage "after" below is each regime's with k sized on the *other* regimes only, so the growth is validated out of sample too.`,
     '',
     '## Growth per unit of distance (in the model files)',
     '',
-    '| metric | interval k | bound k | held-out runs outside it was sized on |',
-    '|---|---:|---:|---:|',
-    ...EXTRAPOLATED_METRICS.map(
-      (m) =>
-        `| ${LABEL[m]} | ${growth[m].halfWidthLogPerUnit} | ${growth[m].sloQuantileLogPerUnit} | ${growth[m].runs} |`,
+    '| metric | twin regime | interval k | bound k | held-out runs outside it was sized on |',
+    '|---|---|---:|---:|---:|',
+    ...EXTRAPOLATED_METRICS.flatMap((m) =>
+      (['keepsUp', 'saturated'] as const).map((regime) => {
+        const g = growthIn(growth[m], regime)!;
+        const own = growth[m].perRegime?.[regime] !== undefined;
+        return `| ${LABEL[m]} | ${regime === 'keepsUp' ? 'keeps up' : 'saturated'}${own ? '' : ' (pooled)'} | ${g.halfWidthLogPerUnit} | ${g.sloQuantileLogPerUnit} | ${g.runs} |`;
+      }),
     ),
     '',
   ];

@@ -2,12 +2,18 @@
 // fit, the way a user's workload lies beyond the measured ones, and the growth of intervals and
 // bounds with the distance from the fitting runs sized on those errors.
 import {
+  coarseOf,
   fitLatencyModel,
+  regimeOf,
+  type LatencyRegime,
+  enoughForQuantile,
   growthFor,
+  growthIn,
   KEEPS_UP_RATIO,
   predictLatency,
   widened,
   type Extrapolation,
+  type Growth,
   type LatencyModel,
   type LatencyObservation,
 } from '../latency/index.js';
@@ -74,6 +80,8 @@ export interface HeldOutCase {
   regime: string;
   metric: ExtrapolatedMetric;
   keepsUp: boolean;
+  /** The twin's regime for the pair: where it keeps up or saturates (what a prediction reads). */
+  twinRegime: LatencyRegime;
   /** ln-distance from the fitting runs' envelope. */
   distance: number;
   /** ln(real / predicted). */
@@ -141,6 +149,7 @@ export function holdOutRegimes(
           regime: regime.name,
           metric,
           keepsUp: realRatioOf(o) >= KEEPS_UP_RATIO,
+          twinRegime: coarseOf(regimeOf(o.twin)),
           distance: prediction.envelopeDistance ?? 0,
           residualLog: Math.log(real / ms),
           halfWidthLog: Math.log(highMs / ms),
@@ -154,17 +163,12 @@ export function holdOutRegimes(
   return { cases, regimes, skipped };
 }
 
-/** The growth per unit of distance that brings the cases' coverage to the target, per metric. */
-export function growthOf(
-  cases: readonly HeldOutCase[],
-  metric: ExtrapolatedMetric,
-  coverage = LATENCY_COVERAGE,
-): Extrapolation {
-  const mine = cases.filter((c) => c.metric === metric);
+/** The growth per unit of distance that brings the cases' coverage to the target. */
+function growthOfCases(cases: readonly HeldOutCase[], coverage: number): Growth {
   return {
     halfWidthLogPerUnit: round(
       growthFor(
-        mine.map((c) => ({
+        cases.map((c) => ({
           excessLog: Math.abs(c.residualLog) - c.halfWidthLog,
           distance: c.distance,
         })),
@@ -173,12 +177,31 @@ export function growthOf(
     ),
     sloQuantileLogPerUnit: round(
       growthFor(
-        mine.map((c) => ({ excessLog: c.residualLog - c.sloQuantileLog, distance: c.distance })),
+        cases.map((c) => ({ excessLog: c.residualLog - c.sloQuantileLog, distance: c.distance })),
         coverage,
       ),
     ),
-    runs: mine.filter((c) => c.distance > 0).length,
+    runs: cases.filter((c) => c.distance > 0).length,
   };
+}
+
+/**
+ * A metric's growth: pooled over every held-out run, and per twin regime where that regime's
+ * runs outside are enough for the quantile (as the widths are split, so is their growth).
+ */
+export function growthOf(
+  cases: readonly HeldOutCase[],
+  metric: ExtrapolatedMetric,
+  coverage = LATENCY_COVERAGE,
+): Extrapolation {
+  const mine = cases.filter((c) => c.metric === metric);
+  const perRegime: NonNullable<Extrapolation['perRegime']> = {};
+  for (const regime of ['keepsUp', 'saturated'] as const) {
+    const theirs = mine.filter((c) => c.twinRegime === regime);
+    if (enoughForQuantile(theirs.filter((c) => c.distance > 0).length, coverage))
+      perRegime[regime] = growthOfCases(theirs, coverage);
+  }
+  return { ...growthOfCases(mine, coverage), perRegime };
 }
 
 const round = (x: number) => Number(x.toFixed(5));
@@ -192,7 +215,7 @@ export function coverageOf(cases: readonly HeldOutCase[], growth?: Extrapolation
     const w = widened(
       { halfWidthLog: c.halfWidthLog, sloQuantileLog: c.sloQuantileLog },
       c.distance,
-      growth,
+      growthIn(growth, c.twinRegime),
     );
     if (Math.abs(c.residualLog) <= w.halfWidthLog + 1e-9) inside++;
     if (c.residualLog <= w.sloQuantileLog + 1e-9) under++;
