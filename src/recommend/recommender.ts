@@ -448,7 +448,18 @@ export class Recommender {
     request: RecommendRequest,
     how: string,
   ): Promise<RecommendResponse> {
-    const best = await this.acrossArrivals(profile, request, maxLoraRank, chosen);
+    // The headroom needs only the pair, so its simulations share the pool with the realisations'.
+    const [best, headroom] = await Promise.all([
+      this.acrossArrivals(profile, request, maxLoraRank, chosen),
+      headroomByTwin(
+        profile,
+        request.workload,
+        chosen,
+        maxLoraRank,
+        request.starvationThreshold,
+        this.deps.simulate,
+      ),
+    ]);
     const at = evaluated.indexOf(chosen);
     if (at >= 0) evaluated[at] = best;
     const next = nextOnLine(best, evaluated, (e) => e.simulated);
@@ -459,14 +470,6 @@ export class Recommender {
       : binding
         ? ` Not more: ${binding.detail}.`
         : '';
-    const headroom = await headroomByTwin(
-      profile,
-      request.workload,
-      best,
-      maxLoraRank,
-      request.starvationThreshold,
-      this.deps.simulate,
-    );
     const latency = best.latency
       ? ` Predicted p99 TTFT ${latencyText(best.latency.ttftMs.p99)}, p99 ITL ${latencyText(best.latency.itlMs.p99)}.`
       : '';
