@@ -7,8 +7,8 @@ import {
   MEASUREMENTS_DIR,
   tablesIn,
 } from '../src/calibrate/calibrate.js';
-import { levenbergMarquardt } from '../src/calibrate/nls.js';
-import { ols } from '../src/calibrate/ols.js';
+import { levenbergMarquardt } from '../src/stats/nls.js';
+import { ols } from '../src/stats/ols.js';
 import type { ServingRun } from '../src/calibrate/runs.js';
 import { fitLoraOnServingRuns, type SimulateMany } from '../src/calibrate/serving-fit.js';
 import type { SimulationResult, StepStats } from '../src/twin/index.js';

@@ -5,7 +5,7 @@ import { median } from '../stats/index.js';
 import { profileSchema, type Profile } from '../twin/profile.js';
 import { num, readCsv, type CsvRow } from './csv.js';
 import { fitLengthDistribution } from './lengths.js';
-import { ols, type OlsFit } from './ols.js';
+import { ols, type OlsFit } from '../stats/ols.js';
 
 const lengthTargetsSchema = z.strictObject({
   mean: z.number().positive(),

@@ -6,7 +6,7 @@ import {
   type StepStats,
 } from '../twin/index.js';
 import { num } from './csv.js';
-import { ols } from './ols.js';
+import { ols } from '../stats/ols.js';
 import type { ServingRun } from './runs.js';
 
 export type SimulateMany = (

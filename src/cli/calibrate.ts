@@ -9,7 +9,7 @@ import { loadProfile, measuredProfiles, PACKAGE_ROOT, PROFILES_DIR } from '../pr
 import { derive, readDeriveCatalog } from '../derive/index.js';
 import { calibrateFromRuns } from '../measure/calibrate-runs.js';
 import type { Profile } from '../twin/profile.js';
-import { InputError, fieldIssues } from '../runtime/errors.js';
+import { InputError, fieldIssues } from '../input/errors.js';
 import { parseOptions, UsageError } from './options.js';
 
 const USAGE = `usage: loraplan calibrate --data DIR --inputs FILE [--model M] [--out DIR]

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { checkRequestSchema, type CheckResponse } from '../service/check-schema.js';
 import { ServiceCore } from '../service/core.js';
 import { openDatabase } from '../storage/db.js';
-import { InputError, fieldIssues } from '../runtime/errors.js';
+import { InputError, fieldIssues } from '../input/errors.js';
 import { parseOptions, UsageError } from './options.js';
 
 const USAGE = `usage: loraplan check --file C.json [--url http://host:8080] [--json]

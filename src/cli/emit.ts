@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import type { DeploySet, DeployOptions } from '../deploy/index.js';
 import { PACKAGE_ROOT } from '../profiles/store.js';
-import { InputError, fieldIssues } from '../runtime/errors.js';
+import { InputError, fieldIssues } from '../input/errors.js';
 
 export const EMIT_OPTIONS = {
   emit: { type: 'string' },

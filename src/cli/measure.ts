@@ -6,7 +6,7 @@ import { MeasureInputError } from '../measure/npy.js';
 import { measurePlan, planSchema } from '../measure/plan.js';
 import { runScript } from '../measure/runsh.js';
 import { measuredProfiles, PACKAGE_ROOT } from '../profiles/store.js';
-import { InputError, fieldIssues } from '../runtime/errors.js';
+import { InputError, fieldIssues } from '../input/errors.js';
 import { intOption, parseOptions, UsageError } from './options.js';
 
 const USAGE = `usage: loraplan measure plan --gpu G --model M [--ranks 8,16,32] [--budget-minutes 60]

@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { ModelUnavailableError } from '../model/model.js';
 import { UnknownProfileError } from '../profiles/store.js';
-import { InputError } from '../runtime/errors.js';
+import { InputError } from '../input/errors.js';
 import { SearchInputError } from '../search/index.js';
 import { TraceError } from '../placement/trace.js';
 import { MeasureInputError } from '../measure/npy.js';

@@ -6,7 +6,7 @@ import {
   placementRequestSchema,
   type PlacementResponse,
 } from '../placement/index.js';
-import { InputError, fieldIssues } from '../runtime/errors.js';
+import { InputError, fieldIssues } from '../input/errors.js';
 import { ServiceCore } from '../service/core.js';
 import { openDatabase } from '../storage/db.js';
 import { EMIT_OPTIONS, emitOptions, emitted, EMIT_USAGE } from './emit.js';

@@ -8,7 +8,7 @@ import {
   PACKAGE_ROOT,
   PROFILES_DIR,
 } from '../profiles/store.js';
-import { InputError, fieldIssues } from '../runtime/errors.js';
+import { InputError, fieldIssues } from '../input/errors.js';
 import { deriveRequestSchema } from '../service/profiles.js';
 import { evidenceOf } from '../twin/profile.js';
 import { intOption, parseOptions, UsageError } from './options.js';

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { InputError, fieldIssues } from '../runtime/errors.js';
+import { InputError, fieldIssues } from '../input/errors.js';
 import { localRecommender } from '../runtime/local.js';
 import {
   NoServingConfigurationError,

@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { SingleBar } from 'cli-progress';
 import { SimulationPool } from '../runtime/pool.js';
 import { parseScenario, runScenario } from '../runtime/scenario-runner.js';
-import { InputError } from '../runtime/errors.js';
+import { InputError } from '../input/errors.js';
 import type { Scenario, SimulationResult } from '../twin/index.js';
 import { loadProfile } from '../profiles/store.js';
 import { intOption, parseOptions, UsageError } from './options.js';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { FieldIssue } from '../runtime/errors.js';
+import type { FieldIssue } from '../input/errors.js';
 
 /**
  * The shape of a dense decoder as a Hugging Face config.json states it: what vLLM's memory

@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { InputError, type FieldIssue } from '../runtime/errors.js';
+import { InputError, type FieldIssue } from '../input/errors.js';
 import type { Profile } from '../twin/profile.js';
 import { readModelConfig, type ModelShape } from './config.js';
 import { deriveProfile, type FitSource } from './derive.js';

@@ -11,7 +11,7 @@ import {
 } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import type { ServiceCore } from '../service/core.js';
-import { InputError } from '../runtime/errors.js';
+import { InputError } from '../input/errors.js';
 import { TWIN_VERSION } from '../twin/index.js';
 import { ServiceMetrics } from './metrics.js';
 import { problemContentTypes } from './openapi-doc.js';

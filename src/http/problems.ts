@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { ForestNotBuiltError, ModelUnavailableError } from '../model/model.js';
 import { UnknownProfileError } from '../profiles/store.js';
 import { NoServingConfigurationError } from '../recommend/index.js';
-import { InputError, type FieldIssue } from '../runtime/errors.js';
+import { InputError, type FieldIssue } from '../input/errors.js';
 import { SearchInputError } from '../search/index.js';
 import { QueueUnavailableError, TwinJobFailedError } from '../runtime/runner.js';
 import { PoolSaturatedError } from '../runtime/pool.js';

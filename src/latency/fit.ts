@@ -1,5 +1,5 @@
-import { levenbergMarquardt } from '../calibrate/nls.js';
-import { independentColumns, ols } from '../calibrate/ols.js';
+import { levenbergMarquardt } from '../stats/nls.js';
+import { independentColumns, ols } from '../stats/ols.js';
 import { median } from '../stats/index.js';
 import {
   KEEPS_UP_RATIO,

@@ -1,4 +1,4 @@
-import { independentColumns, solve } from '../calibrate/ols.js';
+import { independentColumns, solve } from '../stats/ols.js';
 import { median } from '../stats/index.js';
 import {
   cpuToGpuLoadMs,

@@ -1,6 +1,6 @@
 import type { LatencyModel } from '../latency/index.js';
 import { vllmArgs } from '../recommend/pairs.js';
-import { InputError, type FieldIssue } from '../runtime/errors.js';
+import { InputError, type FieldIssue } from '../input/errors.js';
 import {
   assertFitsModelLen,
   withTtftAcrossArrivals,

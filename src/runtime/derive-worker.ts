@@ -11,7 +11,7 @@ import {
 } from '../derive/index.js';
 import { PACKAGE_ROOT } from '../profiles/store.js';
 import type { Profile } from '../twin/profile.js';
-import type { FieldIssue } from './errors.js';
+import type { FieldIssue } from '../input/errors.js';
 
 export interface DeriveTask {
   request: DeriveRequest;

@@ -8,7 +8,7 @@ import {
   type SimulationResult,
   type StepStats,
 } from '../twin/index.js';
-import { InputError, fieldIssues } from './errors.js';
+import { InputError, fieldIssues } from '../input/errors.js';
 
 /** Parses and checks a scenario as a client sent it; throws InputError naming each bad field. */
 export function parseScenario(input: unknown): Scenario {

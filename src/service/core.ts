@@ -39,7 +39,7 @@ import {
   type RunRecord,
 } from '../storage/runs.js';
 import { SqliteSimulationStore } from '../storage/simulation-cache.js';
-import { InputError, fieldIssues } from '../runtime/errors.js';
+import { InputError, fieldIssues } from '../input/errors.js';
 import type { Db } from '../storage/db.js';
 import { scenarioSchema, TWIN_VERSION, type Scenario } from '../twin/index.js';
 

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { InputError, type FieldIssue } from '../../runtime/errors.js';
+import { InputError, type FieldIssue } from '../../input/errors.js';
 import { problem } from '../problems.js';
 
 /** Keys that reach an object's prototype when a consumer merges the body naively. */
