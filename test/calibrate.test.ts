@@ -34,6 +34,38 @@ describe('calibration', () => {
     expect(fit.r2).toBeCloseTo(1, 10);
   });
 
+  it('fits a design where one row alone carries a feature; only its leave-one-out error is undefined', () => {
+    // y = 1 + 2a + 3b, and b is non-zero on the last row only: leaving that row out is singular.
+    const xs = [
+      [1, 0],
+      [2, 0],
+      [3, 0],
+      [4, 0],
+      [5, 0],
+      [2, 1],
+    ];
+    const fit = ols(
+      xs,
+      xs.map(([a, b]) => 1 + 2 * a! + 3 * b!),
+    );
+    expect(fit.intercept).toBeCloseTo(1, 10);
+    expect(fit.coefficients[0]).toBeCloseTo(2, 10);
+    expect(fit.coefficients[1]).toBeCloseTo(3, 10);
+    expect(fit.looRmse).toBeNaN();
+    // A design singular as a whole is still refused.
+    expect(() =>
+      ols(
+        [
+          [1, 2],
+          [2, 4],
+          [3, 6],
+          [4, 8],
+        ],
+        [1, 2, 3, 4],
+      ),
+    ).toThrow(/singular/);
+  });
+
   it('fits the shared tables into the shipped profile (everything but the serving fit)', () => {
     const shipped = loadProfile('h100-64gb/llama-3.1-8b-instruct');
     // The KV line of domain.md: ~307,158 - 48.0 x slots x rank.

@@ -126,6 +126,40 @@ describe('widening with the distance from the measured runs', () => {
     expect(p.highMs).toBeGreaterThanOrEqual(9000);
     // The SLO is checked against the realisations' upper end, not their median.
     expect(p.sloMs).toBeGreaterThanOrEqual(9000);
+    // Outside (512 adapters, ln 4 beyond 128), the growth adds to the realisations' spread.
+    const far = predictLatency(model, queued, at(512)).ttftMs.p99;
+    const d = Math.log(4);
+    expect(far.highMs).toBeCloseTo(9000 * Math.exp(0.5 * d), 6);
+    expect(far.lowMs).toBeCloseTo(400 * Math.exp(-0.5 * d), 6);
+    expect(far.sloMs).toBeCloseTo(9000 * Math.exp(0.25 * d), 6);
+  });
+
+  it('outside, a bound is never under the interval it comes with', () => {
+    // A fit whose one-sided bound (x1.05) is tighter than its interval's upper end (x1.35).
+    const tight = { ...metric, sloQuantileLog: { keepsUp: 0.05, saturated: 0.05 } };
+    const narrow: LatencyModel = {
+      ...model,
+      metrics: { ...model.metrics, itlP99: { ...tight, extrapolation: undefined } },
+    };
+    const wide = { ...tight, halfWidthLog: { keepsUp: 0.3, saturated: 0.3 } };
+    const wideModel: LatencyModel = {
+      ...model,
+      metrics: { ...model.metrics, itlP99: { ...wide, extrapolation: undefined } },
+    };
+    // Inside, the fit's own bound stands.
+    expect(predictLatency(wideModel, twin, at(64)).itlMs.p99.sloMs).toBeCloseTo(
+      60 * Math.exp(0.05),
+      9,
+    );
+    // Outside, even without a growth, the bound starts at the interval's upper end.
+    const outside = predictLatency(wideModel, twin, at(256)).itlMs.p99;
+    expect(outside.sloMs).toBeCloseTo(60 * Math.exp(0.3), 9);
+    expect(outside.sloMs).toBeCloseTo(outside.highMs, 9);
+    // With an interval of x1.1, the bound rises to x1.1.
+    expect(predictLatency(narrow, twin, at(256)).itlMs.p99.sloMs).toBeCloseTo(
+      60 * Math.exp(0.1),
+      9,
+    );
   });
 });
 

@@ -301,7 +301,7 @@ export function fitLatencyModel(
         );
         if (!Number.isFinite(w))
           throw new Error(
-            `too few ${regime} runs of ${profile} to bound ${metric} at ${meta.coverage} coverage`,
+            `too few ${regime} runs of ${profile}, or of every profile, to bound ${metric} at ${meta.coverage} coverage`,
           );
         return Number(w.toFixed(5));
       };
@@ -315,7 +315,11 @@ export function fitLatencyModel(
       const halfWidthLog: PerRegime = { keepsUp: 0, saturated: 0 };
       const sloQuantileLog: PerRegime = { keepsUp: 0, saturated: 0 };
       for (const regime of ['keepsUp', 'saturated'] as const) {
-        const idx = usableIdx(metric, (o) => ofProfile(o) && coarse(o) === regime);
+        const own = usableIdx(metric, (o) => ofProfile(o) && coarse(o) === regime);
+        // Too few of this profile's own runs for a bound (a fit without the lightest workloads
+        // keeps few servers that keep up): both profiles' runs of the regime, as the correction
+        // itself is pooled over them.
+        const idx = enough(own.length) ? own : usableIdx(metric, (o) => coarse(o) === regime);
         halfWidthLog[regime] = halfWidth(idx, regime);
         sloQuantileLog[regime] = upper(idx);
       }

@@ -2,7 +2,13 @@ import { z } from 'zod';
 import { DEFAULT_STARVATION_THRESHOLD, KEEPS_UP_RATIO } from '../twin/index.js';
 import { outsideFeatureSchema, type OutsideFeature } from '../envelope/index.js';
 import { latencyEnvelopeSchema, outsideLatencyEnvelope, type LatencyCase } from './envelope.js';
-import { envelopeDistance, extrapolationSchema, growthIn, widened } from './extrapolation.js';
+import {
+  envelopeDistance,
+  extrapolationSchema,
+  growthIn,
+  widened,
+  type Growth,
+} from './extrapolation.js';
 
 /**
  * Latency the client sees, from the twin's simulated latency. The twin models what happens inside
@@ -405,15 +411,17 @@ export function predictLatency(
   const regime = regimeOf(t);
   const distance = model && simulated ? envelopeDistance(model.envelope, simulated).distance : 0;
   const one = (metric: LatencyMetric): LatencyEstimate => {
-    let e: LatencyEstimate;
-    if (!model || !point) e = estimate(twinValue(t, metric), 0, 0);
-    else {
-      const m = model.metrics[metric];
-      const growth = growthIn(m.extrapolation, coarseOf(regime));
-      const w = widened(widthsFor(m, metric, regime, point[metric]), distance, growth);
-      e = estimate(point[metric], w.halfWidthLog, w.sloQuantileLog);
+    if (!model || !point) {
+      const e = estimate(twinValue(t, metric), 0, 0);
+      return metric === 'ttftP99' ? withRealisationSpread(e, t) : e;
     }
-    return metric === 'ttftP99' ? withRealisationSpread(e, t) : e;
+    const m = model.metrics[metric];
+    const w = widthsFor(m, metric, regime, point[metric]);
+    const e = estimate(point[metric], w.halfWidthLog, w.sloQuantileLog);
+    // Outside, the widening starts from the interval the realisations' spread already widened:
+    // the model's error beyond the measured runs adds to the hour's own.
+    const spread = metric === 'ttftP99' ? withRealisationSpread(e, t) : e;
+    return widenedEstimate(spread, distance, growthIn(m.extrapolation, coarseOf(regime)));
   };
   return {
     ttftMs: { p50: one('ttftP50'), p99: one('ttftP99') },
@@ -427,6 +435,29 @@ export function predictLatency(
           ...(distance > 0 ? { envelopeDistance: distance } : {}),
         }
       : {}),
+  };
+}
+
+/** An estimate widened at a distance outside the envelope, each side of its interval on its own. */
+function widenedEstimate(
+  e: LatencyEstimate,
+  distance: number,
+  growth: Growth | undefined,
+): LatencyEstimate {
+  if (!(distance > 0) || !(e.ms > 0)) return e;
+  const high = Math.log(e.highMs / e.ms);
+  const low = Math.log(e.ms / e.lowMs);
+  const w = widened(
+    { halfWidthLog: high, sloQuantileLog: Math.log(e.sloMs / e.ms) },
+    distance,
+    growth,
+  );
+  const grown = w.halfWidthLog - high;
+  return {
+    ms: e.ms,
+    lowMs: e.ms * Math.exp(-(low + grown)),
+    highMs: e.ms * Math.exp(w.halfWidthLog),
+    sloMs: e.ms * Math.exp(w.sloQuantileLog),
   };
 }
 

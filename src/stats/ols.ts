@@ -9,6 +9,9 @@ export interface OlsFit {
   n: number;
 }
 
+/** A design whose normal equations have no unique solution. */
+export class SingularDesignError extends Error {}
+
 /** Solves a x = b by Gauss-Jordan elimination with partial pivoting (small, dense systems). */
 export function solve(a: number[][], b: number[]): number[] {
   const n = b.length;
@@ -20,7 +23,7 @@ export function solve(a: number[][], b: number[]): number[] {
     [m[col], m[pivot]] = [m[pivot]!, m[col]!];
     const p = m[col]![col]!;
     if (Math.abs(p) < 1e-12)
-      throw new Error('singular design matrix: a feature is constant or collinear');
+      throw new SingularDesignError('singular design matrix: a feature is constant or collinear');
     for (let r = 0; r < n; r++) {
       if (r === col) continue;
       const f = m[r]![col]! / p;
@@ -44,6 +47,15 @@ function fitRaw(xs: number[][], ys: number[], withIntercept: boolean): number[] 
   const xty = new Array<number>(rows[0]!.length).fill(0);
   rows.forEach((row, i) => row.forEach((v, a) => (xty[a]! += v * ys[i]!)));
   return solve(gram(rows), xty);
+}
+
+function fitRawOrNull(xs: number[][], ys: number[], withIntercept: boolean): number[] | null {
+  try {
+    return fitRaw(xs, ys, withIntercept);
+  } catch (e) {
+    if (e instanceof SingularDesignError) return null;
+    throw e;
+  }
 }
 
 /**
@@ -88,15 +100,18 @@ export function ols(xs: number[][], ys: number[], withIntercept = true): OlsFit 
     sst += (y - mean) ** 2;
     if (y !== 0) maxPct = Math.max(maxPct, (100 * Math.abs(e)) / Math.abs(y));
   });
+  // The leave-one-out error is a diagnostic of the fit, not part of it: where leaving a row out
+  // makes the design singular (the one row where a feature is not zero), it is undefined (NaN)
+  // and the fit itself stands.
   let loo = 0;
   if (xs.length > xs[0]!.length + 2) {
-    for (let i = 0; i < xs.length; i++) {
-      const b = fitRaw(
+    for (let i = 0; i < xs.length && Number.isFinite(loo); i++) {
+      const b = fitRawOrNull(
         xs.filter((_, j) => j !== i),
         ys.filter((_, j) => j !== i),
         withIntercept,
       );
-      loo += (ys[i]! - predict(b, xs[i]!)) ** 2;
+      loo = b ? loo + (ys[i]! - predict(b, xs[i]!)) ** 2 : NaN;
     }
   }
   return {

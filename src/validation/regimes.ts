@@ -2,7 +2,9 @@
 // fit, the way a user's workload lies beyond the measured ones, and the growth of intervals and
 // bounds with the distance from the fitting runs sized on those errors.
 import {
+  boundStartOutside,
   coarseOf,
+  envelopeDistance,
   fitLatencyModel,
   regimeOf,
   type LatencyRegime,
@@ -129,8 +131,9 @@ export function holdOutRegimes(
     for (const o of held) {
       const model = models[o.profile];
       if (!model) continue;
-      // A fold's model has no growth (fitLatencyModel writes none): the fit's own widths.
-      const prediction = predictLatency(model, o.twin, {
+      // The fit's own widths, as inside (no widening), and the case's distance beside them: the
+      // widening is what the report measures, so it is applied there (coverageOf).
+      const simulated = {
         rates: o.measured.rates,
         ranks: o.measured.ranks,
         config: {
@@ -140,7 +143,9 @@ export function holdOutRegimes(
           maxNumBatchedTokens: o.measured.maxNumBatchedTokens,
           maxNumSeqs: o.measured.maxNumSeqs,
         },
-      });
+      };
+      const prediction = predictLatency(model, o.twin);
+      const distance = envelopeDistance(model.envelope, simulated).distance;
       for (const metric of EXTRAPOLATED_METRICS) {
         const [ms, highMs, sloMs] = KEY[metric](prediction) as [number, number, number];
         const real = o.real[metric];
@@ -150,7 +155,7 @@ export function holdOutRegimes(
           metric,
           keepsUp: realRatioOf(o) >= KEEPS_UP_RATIO,
           twinRegime: coarseOf(regimeOf(o.twin)),
-          distance: prediction.envelopeDistance ?? 0,
+          distance,
           residualLog: Math.log(real / ms),
           halfWidthLog: Math.log(highMs / ms),
           sloQuantileLog: Math.log(sloMs / ms),
@@ -177,7 +182,10 @@ function growthOfCases(cases: readonly HeldOutCase[], coverage: number): Growth 
     ),
     sloQuantileLogPerUnit: round(
       growthFor(
-        cases.map((c) => ({ excessLog: c.residualLog - c.sloQuantileLog, distance: c.distance })),
+        cases.map((c) => ({
+          excessLog: c.residualLog - boundStartOutside(c),
+          distance: c.distance,
+        })),
         coverage,
       ),
     ),
@@ -206,17 +214,17 @@ export function growthOf(
 
 const round = (x: number) => Number(x.toFixed(5));
 
-/** Coverage of a set of held-out cases with a growth applied (none: the fit's widths). */
+/**
+ * Coverage of a set of held-out cases as the service widens them outside (the bound from at least
+ * the interval's upper end, then the growth); without a growth, the fit's own widths.
+ */
 export function coverageOf(cases: readonly HeldOutCase[], growth?: Extrapolation) {
   let inside = 0;
   let under = 0;
   let ape = 0;
   for (const c of cases) {
-    const w = widened(
-      { halfWidthLog: c.halfWidthLog, sloQuantileLog: c.sloQuantileLog },
-      c.distance,
-      growthIn(growth, c.twinRegime),
-    );
+    const own = { halfWidthLog: c.halfWidthLog, sloQuantileLog: c.sloQuantileLog };
+    const w = growth ? widened(own, c.distance, growthIn(growth, c.twinRegime)) : own;
     if (Math.abs(c.residualLog) <= w.halfWidthLog + 1e-9) inside++;
     if (c.residualLog <= w.sloQuantileLog + 1e-9) under++;
     ape += Math.abs(c.predictedMs - c.realMs) / c.realMs;
