@@ -222,7 +222,10 @@ describe('measure plan, run against a stand-in, calibrate --runs', () => {
     const source = seededStream(7, 0);
     const random = () => source.next();
     const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)]!;
-    // 50 workloads from a fifth of the capacity bound to a third beyond it, keeping up or not.
+    // 50 workloads from a fifth of the capacity bound to a third beyond it, keeping up or not,
+    // each over the hour the service predicts for (a 300 s window's p99 ITL is set by a few steps
+    // that carry long prefill chunks, so there a move of 0.02% in every step term changes it by
+    // 2-4% on a few workloads: the predictions compared are the service's, not a window's noise).
     const lengths = meanLengths({ kind: 'sharegpt' }, hidden.requestLengths);
     const capacity = capacityTokensPerSecond(hidden, lengths);
     const scenarios: Array<ReturnType<typeof parseScenario>> = [];
@@ -240,7 +243,7 @@ describe('measure plan, run against a stand-in, calibrate --runs', () => {
           rates: groups.map((g) => Number(((unit * g) / perAdapter).toPrecision(4))),
           ranks: [pick([8, 16])],
         },
-        durationSeconds: 300,
+        durationSeconds: 3600,
         seed: i + 1,
       });
       scenarios.push(scenario);
@@ -258,9 +261,7 @@ describe('measure plan, run against a stand-in, calibrate --runs', () => {
       };
     });
     // What no fit can beat: the hidden profile itself with every step term moved by 0.02% or
-    // 0.1%. A 300 s window's p99 ITL is set by the few steps that carry long prefill chunks (it is
-    // 3-4x the median gap), and a move this small changes which arrivals share a step: on a few
-    // workloads p99 moves by 2-4%.
+    // 0.1%. A move this small still changes which arrivals share a step, and with them the p99.
     const p99ItlWithin2PctOfHiddenMovedBy = Object.fromEntries(
       [0.0002, 0.001].map((move) => {
         const moved = structuredClone(hidden);
@@ -309,7 +310,7 @@ describe('measure plan, run against a stand-in, calibrate --runs', () => {
     expect(figures.throughputWithin2Pct).toBe(50);
     expect(Math.abs(figures.adapterLoadFittedOverHidden - 1)).toBeLessThanOrEqual(0.05);
     expect(figures.p99ItlMapePct).toBeLessThanOrEqual(2);
-    expect(figures.p99ItlWithin2Pct).toBeGreaterThanOrEqual(45);
+    expect(figures.p99ItlWithin2Pct).toBe(50);
     // The KV rows vLLM logged are kept as measured; the rest moved by the same shift.
     for (const row of calibrated.kvCache.measured)
       expect(row.kvCacheTokens).toBe(kvCacheTokens(hidden, row.maxLoras, row.maxLoraRank));
