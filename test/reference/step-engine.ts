@@ -2,8 +2,8 @@
 // step. Kept as the oracle src/twin/engine.ts is checked against (test/twin-events.test.ts); it
 // shares the engine's types and arrival generation, and only its step loop is its own.
 import { Fenwick, IndexedMinHeap } from '../../src/twin/heap.js';
+import { generateArrivals } from '../../src/twin/arrivals.js';
 import {
-  generateArrivals,
   newStepStats,
   type EngineInput,
   type EngineOutput,
