@@ -274,6 +274,17 @@ describe('an SLO answer outside the envelope', () => {
     );
   });
 
+  it('says in its warnings how far outside an answer lies', async () => {
+    // A limit the widened bound of 32 adapters (87 ms) meets: the answer lies ln 2 outside.
+    const r = await recommend(true, 100);
+    expect(r.recommendation.concurrentAdapters).toBe(32);
+    const warning = r.recommendation.warnings.find((w) => w.includes('ln units outside'));
+    expect(warning).toContain(
+      '0.69 ln units outside them (x2.00 beyond the furthest measured value)',
+    );
+    expect(warning).toContain("SLO bounds start at their intervals' upper ends");
+  });
+
   it('names the closest pair and its bound when nothing meets the SLO', async () => {
     const none = recommend(true, 70);
     // Inside, 73 ms is the best bound: 5% over 70 ms.

@@ -264,7 +264,7 @@ export function warningsFor(
 /** How far outside the envelope, and that the bounds grew for it (docs/validation/extrapolation.md). */
 function widenedText(distance: number | undefined): string {
   if (distance === undefined || !(distance > 0)) return '';
-  return ` It lies ${distance.toFixed(2)} ln units outside them (x${Math.exp(distance).toFixed(2)} beyond the furthest measured value): its intervals and SLO bounds were widened by the growth measured on whole regimes held out of the fit.`;
+  return ` It lies ${distance.toFixed(2)} ln units outside them (x${Math.exp(distance).toFixed(2)} beyond the furthest measured value): its SLO bounds start at their intervals' upper ends, and both were widened by the growth measured on whole regimes held out of the fit.`;
 }
 
 /** One feature outside the measured envelope, with what was measured. */
