@@ -136,7 +136,10 @@ ${kRows.join('\n')}
 
 The full calibration checked leave one workload out is \`npm run validate:twin:lowo\` (README);
 these are the measurements' one-hour runs, so k of them are k GPU-hours: whether the plan's
-shorter serving runs identify as much is not measured here.
+shorter serving runs identify as much is not measured here. Nor can it be read from
+the first minutes of these runs: their scraped token counters (\`vllm:prompt_tokens_total\`,
+\`vllm:generation_tokens_total\`) read 0 from 177 s into a run at the earliest and 407 s at the
+median, so no ten-minute window's tokens are in them.
 `;
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'measure-validation.md'), report);
