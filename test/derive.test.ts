@@ -16,6 +16,7 @@ import {
 } from '../src/derive/memory.js';
 import { residency } from '../src/derive/residency.js';
 import { loadProfile, PACKAGE_ROOT } from '../src/profiles/store.js';
+import { searchOptimum } from '../src/search/index.js';
 import { kvCacheTokens, vllmStarts } from '../src/twin/index.js';
 
 const MODELS = join(PACKAGE_ROOT, 'models');
@@ -271,6 +272,21 @@ describe('a derived profile', () => {
     // A 14B model's weights alone exceed an A10G: no KV cache at all.
     const big = derive({ gpu: 'a10g', model: 'qwen-2.5-14b-instruct' }, catalog, measured);
     expect(kvCacheTokens(big, 1, 8)).toBe(0);
+  });
+
+  it('a search on a profile that cannot start says by how much, and what would start it', async () => {
+    const p = derive({ gpu: 'l4', model: 'llama-3.1-8b-instruct' }, catalog, measured);
+    const big = derive({ gpu: 'a10g', model: 'qwen-2.5-14b-instruct' }, catalog, measured);
+    const never = () => Promise.reject(new Error('nothing here starts, so nothing is simulated'));
+    const workload = { rates: [0.1], ranks: [16] };
+    const long = await searchOptimum(p, { workload }, never);
+    expect(long.best).toBeNull();
+    expect(long.reason).toContain(
+      `with 1 slot the cache holds ${Math.floor(kvCacheTokens(p, 1, 16))} tokens, short of one 131072-token sequence; a lower --max-model-len`,
+    );
+    const none = await searchOptimum(big, { workload }, never);
+    expect(none.reason).toContain('with 1 slot the cache holds 0 tokens');
+    expect(none.reason).toContain('the weights and reserves fill the GPU');
   });
 
   it('of a measured model lies within the validated error of its calibrated profile: KV cache and start-up', () => {

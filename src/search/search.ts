@@ -1,6 +1,6 @@
 import { capacityTokensPerSecond, mustStarve } from '../twin/capacity.js';
 import { longestRequest, meanLengths, type RequestLengthSpec } from '../twin/lengths.js';
-import { vllmStarts, type Profile } from '../twin/profile.js';
+import { kvCacheTokens, vllmStarts, type Profile } from '../twin/profile.js';
 import {
   LIMITS,
   requestsPerSecond,
@@ -503,7 +503,11 @@ export async function searchOptimum(
   // Chosen over the sorted list, so the answer does not depend on the order probes finished in.
   for (const point of evaluated) if (serves(point) && better(point, best)) best = point;
   const result: SearchResult = { maxLoraRank, best, evaluated, simulations };
-  if (!best) result.reason = explainNone(evaluated, startable, concurrent[0]!, slo, objective);
+  if (!best)
+    result.reason = explainNone(evaluated, startable, concurrent[0]!, slo, objective, {
+      kvCacheTokensAtOneSlot: kvCacheTokens(profile, 1, maxLoraRank),
+      maxModelLen: profile.maxModelLen,
+    });
   return result;
 }
 
@@ -513,9 +517,12 @@ function explainNone(
   smallest: number,
   slo: Slo | undefined,
   objective: Objective,
+  start: { kvCacheTokensAtOneSlot: number; maxModelLen: number },
 ): string {
   if (feasibleLines === 0) {
-    return 'no parallel setting is feasible: every one leaves too little KV cache for one max_model_len sequence at this max_lora_rank';
+    // Say by how much: a model whose weights leave no cache at all is not fixed by fewer slots.
+    const kv = Math.max(0, Math.floor(start.kvCacheTokensAtOneSlot));
+    return `no parallel setting is feasible: every one leaves too little KV cache for one max_model_len sequence at this max_lora_rank (with 1 slot the cache holds ${kv} tokens, short of one ${start.maxModelLen}-token sequence${kv === 0 ? ': the weights and reserves fill the GPU, so a larger GPU or a smaller model is needed' : '; a lower --max-model-len or --max-lora-rank, or a larger GPU, would start'})`;
   }
   const judged = evaluated.filter((p) => p.feasible);
   if (judged.every((p) => p.starving)) {
