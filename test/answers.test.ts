@@ -15,6 +15,8 @@ import {
 } from '../src/recommend/index.js';
 import { bindingLimit } from '../src/recommend/answer.js';
 import {
+  estimateGpu,
+  lengthsFor,
   offeredTokensPerSecond,
   SearchInputError,
   workloadCapacity,
@@ -111,12 +113,77 @@ describe('method model stays inside what vLLM can start and what the GPU can do'
     expectActionable(r, [16]);
     const capacity = workloadCapacity(llama, workload);
     expect(r.recommendation.throughputTokensPerSecond).toBeLessThanOrEqual(capacity);
-    expect(
-      0.9 * offeredTokensPerSecond(llama, workload, r.recommendation.concurrentAdapters),
-    ).toBeLessThanOrEqual(capacity);
-    expect(
-      0.9 * offeredTokensPerSecond(llama, workload, r.recommendation.concurrentAdapters + 1),
-    ).toBeGreaterThan(capacity);
+    // The bound's step: the most adapters whose load it can complete...
+    let allowed = 1;
+    while (0.9 * offeredTokensPerSecond(llama, workload, allowed + 1) <= capacity) allowed++;
+    expect(r.explanation.summary).toContain(`beyond what one GPU can complete`);
+    expect(r.explanation.summary).toContain(`so ${allowed} are recommended`);
+    // ... and no more after it (the closed-form steady state may step further down).
+    expect(r.recommendation.concurrentAdapters).toBeLessThanOrEqual(allowed);
+  });
+
+  it('the steady state reads rate groups with their counts as it reads one rate per adapter', () => {
+    const lengths = lengthsFor(llama, { kind: 'sharegpt' });
+    const groups = [0.4, 0.05, 0.0125];
+    // 160 adapters cycle over the groups: 54, 53 and 53 of them.
+    const perAdapter = estimateGpu(llama, lengths, {
+      rates: Array.from({ length: 160 }, (_, i) => groups[i % 3]!),
+      maxLoras: 48,
+      maxLoraRank: 16,
+    });
+    const grouped = estimateGpu(llama, lengths, {
+      rates: groups,
+      rateCounts: [54, 53, 53],
+      maxLoras: 48,
+      maxLoraRank: 16,
+    });
+    for (const k of [
+      'throughputTokensPerSecond',
+      'offeredTokensPerSecond',
+      'busyAdapters',
+      'stepMs',
+    ] as const)
+      expect(grouped[k]).toBeCloseTo(perAdapter[k], 6);
+  });
+
+  it("steps to a neighbour the closed-form steady state says serves where it says the forest's pair starves", async () => {
+    // 128 adapters at 0.3 req/s on 64 slots: within the capacity bound, but 64 slots of rank 16
+    // leave a KV cache too small for the batch the load needs.
+    const workload = { rates: [0.3], ranks: [16] };
+    const lengths = lengthsFor(llama, { kind: 'sharegpt' });
+    const ratio = (c: number, p: number) => {
+      const e = estimateGpu(llama, lengths, {
+        rates: Array.from({ length: c }, () => 0.3),
+        maxLoras: p,
+        maxLoraRank: 16,
+      });
+      return e.throughputTokensPerSecond / e.offeredTokensPerSecond;
+    };
+    const search = { concurrent: [32, 64, 96, 128], parallel: [16, 32, 64] };
+    const r = await recommender(constantModel(llama, workload, 128, 64)).recommend(
+      request({ workload, method: 'model', search }),
+    );
+    expect(ratio(128, 64)).toBeLessThan(0.9);
+    const { concurrentAdapters: c, parallelAdapters: p } = r.recommendation;
+    expect(ratio(c, p)).toBeGreaterThanOrEqual(0.9);
+    // Of the neighbours (96 or 64 adapters on 64 slots, 128 on 32), the most adapters, then slots.
+    const serving = [
+      [96, 64],
+      [64, 64],
+      [128, 32],
+    ].filter(([cc, pp]) => ratio(cc!, pp!) >= 0.9);
+    expect(serving.length).toBeGreaterThan(0);
+    const most = serving.reduce((x, y) =>
+      y[0]! > x[0]! || (y[0] === x[0] && y[1]! > x[1]!) ? y : x,
+    );
+    expect([c, p]).toEqual(most);
+    expect(r.explanation.summary).toContain(
+      'the closed-form steady state says 128 adapters on 64 slots',
+    );
+    expect(r.vllmArgs).toContain(`--max-cpu-loras=${c}`);
+    expect(r.recommendation.throughputTokensPerSecond).toBeLessThanOrEqual(
+      r.recommendation.offeredTokensPerSecond,
+    );
   });
 
   it('refuses requests longer than max_model_len, naming the field', async () => {

@@ -12,7 +12,7 @@ import {
 } from '../src/placement/index.js';
 import { gpuNames } from '../src/placement/index.js';
 import { reportedBound, type LowerBound } from '../src/placement/bound.js';
-import { lengthsFor } from '../src/placement/estimate.js';
+import { lengthsFor } from '../src/search/estimate.js';
 import { capacityTokensPerSecond } from '../src/twin/index.js';
 
 /**

@@ -12,7 +12,7 @@ import {
   type PlacementResponse,
 } from '../src/placement/index.js';
 import { publishedGreedy, zigzag } from '../src/placement/baselines.js';
-import { lengthsFor } from '../src/placement/estimate.js';
+import { lengthsFor } from '../src/search/estimate.js';
 import { spreadLargestFirst } from '../src/placement/gpu.js';
 import { vllmStarts } from '../src/twin/index.js';
 

@@ -1,4 +1,4 @@
-import { lengthsFor } from '../placement/estimate.js';
+import { lengthsFor } from '../search/estimate.js';
 import type { PlacementContext } from '../placement/gpu.js';
 import type { PointSimulator } from '../search/index.js';
 import type { Profile } from '../twin/index.js';

@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT, loadProfile } from '../profiles/store.js';
 import { SimulationPool } from '../runtime/pool.js';
-import { estimateGpu } from '../placement/estimate.js';
+import { estimateGpu } from '../search/estimate.js';
 import { benchPlacementContext } from './context.js';
 import { mapLimited, piecesOf, PLACEMENT_CONCURRENCY } from '../placement/loraplan.js';
 import {
@@ -18,7 +18,7 @@ import type { VllmFlags } from '../search/index.js';
 import { TWIN_VERSION, vllmStarts } from '../twin/index.js';
 
 /**
- * npm run bench:estimate: the placement's closed-form estimate of one GPU (src/placement/estimate.ts)
+ * npm run bench:estimate: the placement's closed-form estimate of one GPU (src/search/estimate.ts)
  * against one-hour twin runs of the same GPU. The GPUs are bench:placement's 1,000-adapter Zipf
  * catalog (hot adapters split as loraplan splits them) spread largest-first over 7 and 10 GPUs,
  * each run at 2 to 48 slots; and, for capacity, the same GPUs at three times their load, at the

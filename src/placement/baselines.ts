@@ -1,6 +1,6 @@
 import { maxLoraRankFor, type VllmFlags } from '../search/index.js';
 import { vllmStarts } from '../twin/index.js';
-import { estimateGpu } from './estimate.js';
+import { estimateGpu } from '../search/estimate.js';
 import {
   MAX_ADAPTERS_PER_GPU,
   estimateServes,

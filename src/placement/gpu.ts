@@ -12,7 +12,7 @@ import {
 } from '../search/index.js';
 import type { RequestLengthSpec } from '../twin/lengths.js';
 import { scenarioSchema, vllmStarts, type Profile } from '../twin/index.js';
-import { estimateGpu, type GpuEstimate, type MeanLengths } from './estimate.js';
+import { estimateGpu, type GpuEstimate, type MeanLengths } from '../search/estimate.js';
 
 export interface CatalogAdapter {
   id: string;

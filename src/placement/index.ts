@@ -16,7 +16,7 @@ import {
   type CatalogAdapter,
   type PlacementContext,
 } from './gpu.js';
-import { estimateGpu, lengthsFor } from './estimate.js';
+import { estimateGpu, lengthsFor } from '../search/estimate.js';
 import {
   PLACEMENT_CONCURRENCY,
   isHot,

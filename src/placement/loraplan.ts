@@ -1,5 +1,5 @@
 import { maxLoraRankFor } from '../search/index.js';
-import { estimateGpu } from './estimate.js';
+import { estimateGpu } from '../search/estimate.js';
 import { nextTurn } from './turns.js';
 import {
   MAX_ADAPTERS_PER_GPU,

@@ -4,6 +4,8 @@ import type { OutsideFeature } from '../envelope/index.js';
 import { localExplanation, type ForestPrediction, type ModelFile } from '../model/model.js';
 import {
   DEFAULT_GRID,
+  estimateGpu,
+  lengthsFor,
   offeredTokensPerSecond,
   snapLog,
   sortedUnique,
@@ -178,6 +180,22 @@ export function modelAnswer(
         `${from} adapters would serve ${(100 * fromRatio).toFixed(1)}% of their load, within the twin's measured error of the starvation line, so ${c} are recommended`,
       );
   }
+  // Last, the closed-form steady state of the server (src/search/estimate.ts): where it says the
+  // pair falls more than the threshold short, the neighbour it says serves with the most adapters
+  // (then slots) is the answer: one or two adapter steps down, or one slot step either way.
+  // Held out (validate:envelope), this turns 22 of 152 starving answers into serving ones.
+  const vetoed = closedFormVeto(profile, workload, maxLoraRank, threshold, c, p, {
+    concurrent: concurrentCandidates ?? DEFAULT_GRID.concurrent,
+    parallel: (parallelCandidates ?? DEFAULT_GRID.parallel).filter((v) => v <= slotLimit),
+  });
+  if (vetoed) {
+    notes.push(
+      `the closed-form steady state says ${c} adapters on ${p} slots complete ${(100 * vetoed.fromRatio).toFixed(0)}% of their load, so ${vetoed.c} on ${vetoed.p} are recommended (it says they complete ${(100 * vetoed.ratio).toFixed(0)}%)`,
+    );
+    [c, p] = [vetoed.c, vetoed.p];
+    offeredAtC = offered(c);
+    throughput = Math.min(throughput, completionRatio * offeredAtC, capacity, vetoed.throughput);
+  }
   const effects = localExplanation(model, x);
   const envelopeNote = outside.length
     ? ` Outside the training envelope (${outside.map((o) => o.feature).join(', ')}): the forest extrapolates here, so check it with method=auto or twin.`
@@ -213,4 +231,56 @@ export function modelAnswer(
     },
     evaluated: [],
   };
+}
+
+/**
+ * The closed-form check of a `model` answer: undefined where the steady-state estimate says the
+ * pair serves (or no neighbour does better); else the neighbour it says serves with the most
+ * adapters, then slots. Neighbours: the next two adapter counts down the grid on the same slots
+ * (fewer where the adapters are fewer), and the next slot count down or up for the same adapters
+ * (up only where vLLM still starts). Microseconds: one estimate per pair.
+ */
+function closedFormVeto(
+  profile: Profile,
+  workload: RecommendRequest['workload'],
+  maxLoraRank: number,
+  threshold: number,
+  c: number,
+  p: number,
+  grid: { concurrent: readonly number[]; parallel: readonly number[] },
+): { c: number; p: number; ratio: number; fromRatio: number; throughput: number } | undefined {
+  const lengths = lengthsFor(profile, workload.requestLengths ?? { kind: 'sharegpt' });
+  const groups = workload.rates.length;
+  const at = (cc: number, pp: number) => {
+    // Adapter i has the rate of group i mod groups: counts per group, not one rate per adapter.
+    const rateCounts = workload.rates.map(
+      (_, g) => Math.floor(cc / groups) + (g < cc % groups ? 1 : 0),
+    );
+    const e = estimateGpu(profile, lengths, {
+      rates: workload.rates,
+      rateCounts,
+      maxLoras: pp,
+      maxLoraRank,
+    });
+    const ratio =
+      e.offeredTokensPerSecond > 0 ? e.throughputTokensPerSecond / e.offeredTokensPerSecond : 1;
+    return { c: cc, p: pp, ratio, throughput: e.throughputTokensPerSecond };
+  };
+  const serves = (e: { ratio: number }) => e.ratio >= 1 - threshold;
+  const here = at(c, p);
+  if (serves(here)) return undefined;
+  const fewer = [...grid.concurrent]
+    .filter((v) => v < c)
+    .reverse()
+    .slice(0, 2);
+  const lowerSlots = [...grid.parallel].filter((v) => v < p).reverse()[0];
+  const higherSlots = grid.parallel.find((v) => v > p && v <= c);
+  const neighbours = [
+    ...fewer.map((v) => at(v, Math.min(p, v))),
+    ...(lowerSlots !== undefined ? [at(c, lowerSlots)] : []),
+    ...(higherSlots !== undefined ? [at(c, higherSlots)] : []),
+  ].filter(serves);
+  if (neighbours.length === 0) return undefined;
+  const best = neighbours.reduce((a, b) => (b.c > a.c || (b.c === a.c && b.p > a.p) ? b : a));
+  return { ...best, fromRatio: here.ratio };
 }

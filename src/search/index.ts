@@ -43,3 +43,11 @@ export {
 } from './cache.js';
 export type { RunSimulation, SimulationOutcome } from './outcome.js';
 export { withTtftAcrossArrivals } from './arrivals.js';
+export {
+  estimateGpu,
+  lengthsFor,
+  slotShortfall,
+  type GpuEstimate,
+  type GpuLoad,
+  type MeanLengths,
+} from './estimate.js';

@@ -48,6 +48,12 @@ function drawLengths(profile: Profile, spec: RequestLengthSpec): MeanLengths {
 export interface GpuLoad {
   /** Requests per second of each adapter (or adapter share) the GPU holds. */
   rates: readonly number[];
+  /**
+   * How many adapters have each rate, where `rates` lists distinct rates instead of one per
+   * adapter: the same estimate in time linear in the rate groups, not the adapters (a `model`
+   * answer's check of 384 adapters in 3 groups).
+   */
+  rateCounts?: readonly number[];
   maxLoras: number;
   maxLoraRank: number;
 }
@@ -94,7 +100,10 @@ export function slotShortfall(busyAdapters: number, maxLoras: number): number {
 export function estimateGpu(profile: Profile, lengths: MeanLengths, load: GpuLoad): GpuEstimate {
   const { base, lora } = profile.stepTime;
   const sched = profile.scheduler;
-  const lambda = load.rates.reduce((s, r) => s + r, 0);
+  const counts = load.rateCounts;
+  const lambda = counts
+    ? load.rates.reduce((s, r, i) => s + r * counts[i]!, 0)
+    : load.rates.reduce((s, r) => s + r, 0);
   const tokensPerRequest = lengths.prompt + lengths.output;
   const offered = lambda * tokensPerRequest;
   const kv = kvCacheTokens(profile, load.maxLoras, load.maxLoraRank);
@@ -104,7 +113,10 @@ export function estimateGpu(profile: Profile, lengths: MeanLengths, load: GpuLoa
     base.intercept + lora.intercept + lora.perSlot * load.maxLoras + Math.max(0, sched.intercept);
   const busyUnlimited = (lifetimeSeconds: number) => {
     let busy = 0;
-    for (const r of load.rates) busy += 1 - Math.exp(-r * lifetimeSeconds);
+    if (counts)
+      for (let i = 0; i < load.rates.length; i++)
+        busy += counts[i]! * (1 - Math.exp(-load.rates[i]! * lifetimeSeconds));
+    else for (const r of load.rates) busy += 1 - Math.exp(-r * lifetimeSeconds);
     return busy;
   };
   const busyAdapters = (lifetimeSeconds: number) =>
