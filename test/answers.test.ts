@@ -166,6 +166,9 @@ describe('method model stays inside what vLLM can start and what the GPU can do'
     expect(ratio(128, 64)).toBeLessThan(0.9);
     const { concurrentAdapters: c, parallelAdapters: p } = r.recommendation;
     expect(ratio(c, p)).toBeGreaterThanOrEqual(0.9);
+    // The request's own candidates bound the answer.
+    expect(search.concurrent).toContain(c);
+    expect(search.parallel).toContain(p);
     // Of the neighbours (96 or 64 adapters on 64 slots, 128 on 32), the most adapters, then slots.
     const serving = [
       [96, 64],

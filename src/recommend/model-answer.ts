@@ -187,6 +187,7 @@ export function modelAnswer(
   const vetoed = closedFormVeto(profile, workload, maxLoraRank, threshold, c, p, {
     concurrent: concurrentCandidates ?? DEFAULT_GRID.concurrent,
     parallel: (parallelCandidates ?? DEFAULT_GRID.parallel).filter((v) => v <= slotLimit),
+    parallelGiven: parallelCandidates !== undefined,
   });
   if (vetoed) {
     notes.push(
@@ -247,7 +248,7 @@ function closedFormVeto(
   threshold: number,
   c: number,
   p: number,
-  grid: { concurrent: readonly number[]; parallel: readonly number[] },
+  grid: { concurrent: readonly number[]; parallel: readonly number[]; parallelGiven: boolean },
 ): { c: number; p: number; ratio: number; fromRatio: number; throughput: number } | undefined {
   const lengths = lengthsFor(profile, workload.requestLengths ?? { kind: 'sharegpt' });
   const groups = workload.rates.length;
@@ -275,8 +276,17 @@ function closedFormVeto(
     .slice(0, 2);
   const lowerSlots = [...grid.parallel].filter((v) => v < p).reverse()[0];
   const higherSlots = grid.parallel.find((v) => v > p && v <= c);
+  // Fewer adapters keep the slots, but never more slots than adapters; a request's own slot
+  // candidates are kept to (the largest of them that fits).
+  const slotsFor = (v: number) =>
+    grid.parallelGiven
+      ? [...grid.parallel].reverse().find((s) => s <= Math.min(p, v))
+      : Math.min(p, v);
   const neighbours = [
-    ...fewer.map((v) => at(v, Math.min(p, v))),
+    ...fewer.flatMap((v) => {
+      const slots = slotsFor(v);
+      return slots === undefined ? [] : [at(v, slots)];
+    }),
     ...(lowerSlots !== undefined ? [at(c, lowerSlots)] : []),
     ...(higherSlots !== undefined ? [at(c, higherSlots)] : []),
   ].filter(serves);
