@@ -122,6 +122,25 @@ describe('method model stays inside what vLLM can start and what the GPU can do'
     expect(r.recommendation.concurrentAdapters).toBeLessThanOrEqual(allowed);
   });
 
+  it('the steady state reads fixed and empirical lengths in closed form', () => {
+    // Block size 16: a request holds its prompt, half its output and half a block on average,
+    // weighted by its output (the longer it decodes, the longer it stays in the batch).
+    expect(llama.blockSize).toBe(16);
+    const fixed = lengthsFor(llama, { kind: 'fixed', input: 100, output: 50 });
+    expect(fixed.kvPerRunningRequest).toBeCloseTo(100 + 25 + 8, 12);
+    const empirical = lengthsFor(llama, {
+      kind: 'empirical',
+      samples: [
+        [100, 50],
+        [200, 150],
+      ],
+    });
+    // (50 x 133 + 150 x 283) / 200
+    expect(empirical.kvPerRunningRequest).toBeCloseTo(245.5, 12);
+    expect(empirical.prompt).toBeCloseTo(150, 12);
+    expect(empirical.output).toBeCloseTo(100, 12);
+  });
+
   it('the steady state reads rate groups with their counts as it reads one rate per adapter', () => {
     const lengths = lengthsFor(llama, { kind: 'sharegpt' });
     const groups = [0.4, 0.05, 0.0125];
