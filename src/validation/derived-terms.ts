@@ -8,11 +8,12 @@ import { parseArgs } from 'node:util';
 import { derive, readDeriveCatalog, type DeriveCatalog } from '../derive/index.js';
 import { PACKAGE_ROOT, loadProfile } from '../profiles/store.js';
 import type { Profile } from '../twin/index.js';
-import { errorSummary, pct } from './metrics.js';
+import { servingFigures } from './derived.js';
+import { profileOf } from './latency.js';
+import { pct } from './metrics.js';
 import { compareRuns, DEFAULT_DATA_DIR, type RunComparison } from './twin.js';
 
 const MODELS = ['llama-3.1-8b-instruct', 'qwen-2.5-7b-instruct'] as const;
-const profileOf = (model: string) => `h100-64gb/${model}`;
 
 type StepTime = Profile['stepTime'];
 type Group = keyof StepTime;
@@ -28,7 +29,7 @@ function variants(derived: StepTime): Variant[] {
     label: `${group}.${term}`,
     replace: (d, c) => ({
       ...d,
-      [group]: { ...d[group], [term]: (c[group] as Record<string, number>)[term] },
+      [group]: { ...d[group], [term]: termOf(c, group, term) },
     }),
   });
   return [
@@ -46,22 +47,19 @@ interface Row {
   verdictAgreement: number;
 }
 
-function figures(label: string, runs: readonly RunComparison[]): Row {
-  const ok = runs.filter((r) => r.realOk);
-  return {
-    label,
-    mape: errorSummary(ok.map((r) => ({ real: r.realThroughput, predicted: r.twinThroughput })))
-      .mape,
-    verdictAgreement: ok.filter((r) => r.realStarving === r.twinStarving).length / ok.length,
-  };
-}
+const rowOf = (label: string, runs: readonly RunComparison[]): Row => {
+  const s = servingFigures(runs);
+  return { label, mape: s.throughput.mape, verdictAgreement: s.verdictAgreement };
+};
+
+/** One step-time term's value, by group and name. */
+const termOf = (stepTime: StepTime, group: Group, term: string) =>
+  (stepTime[group] as Record<string, number>)[term]!;
 
 /** How far a derived term lies from the calibrated one, as a factor in words. */
 function ratioText(derived: StepTime, calibrated: StepTime, label: string): string {
   const [group, t] = label.split('.') as [Group, string];
-  const r =
-    (derived[group] as Record<string, number>)[t]! /
-    (calibrated[group] as Record<string, number>)[t]!;
+  const r = termOf(derived, group, t) / termOf(calibrated, group, t);
   return r >= 1 ? `${r.toFixed(2)}x` : `1/${(1 / r).toFixed(2)} of`;
 }
 
@@ -99,10 +97,10 @@ async function main(): Promise<void> {
         stepTime: v.replace(derived.stepTime, calibrated.stepTime),
       };
       const runs = await compareRuns(dataDir, threads, held, new Map([[profileOf(held), profile]]));
-      rows.push(figures(v.label, runs));
+      rows.push(rowOf(v.label, runs));
       process.stderr.write(`${held}, calibrated ${v.label}: ${pct(rows.at(-1)!.mape, 2)}\n`);
     }
-    const own = figures(
+    const own = rowOf(
       'the calibrated profile (nothing derived)',
       await compareRuns(dataDir, threads, held),
     );
@@ -114,7 +112,7 @@ async function main(): Promise<void> {
       `- ${held}: derived ${pct(rows[0]!.mape, 2)}; the calibrated step time with everything else derived ${pct(whole.mape, 2)}, against ${pct(own.mape, 2)} for the calibrated profile. The one term that removes most: \`${best.label}\` (to ${pct(best.mape, 2)}), whose derived value is ${ratioText(derived.stepTime, calibrated.stepTime, best.label)} the calibrated one.`,
     );
     const term = (group: Group, t: string) =>
-      `${(derived.stepTime[group] as Record<string, number>)[t]!.toPrecision(3)} / ${(calibrated.stepTime[group] as Record<string, number>)[t]!.toPrecision(3)}`;
+      `${termOf(derived.stepTime, group, t).toPrecision(3)} / ${termOf(calibrated.stepTime, group, t).toPrecision(3)}`;
     sections.push(
       `## ${held}, factors from ${fitOn.join(' + ')}`,
       '',

@@ -89,13 +89,14 @@ function kvFigures(derived: Profile, measured: Profile, bytesPerToken: number): 
   };
 }
 
-interface ServingFigures {
+export interface ServingFigures {
   throughput: ErrorSummary;
   verdictAgreement: number;
   verdictRuns: number;
 }
 
-function servingFigures(runs: readonly RunComparison[]): ServingFigures {
+/** Throughput error and starvation-verdict agreement over the runs the real server completed. */
+export function servingFigures(runs: readonly RunComparison[]): ServingFigures {
   const ok = runs.filter((r) => r.realOk);
   return {
     throughput: errorSummary(
