@@ -411,17 +411,17 @@ export function predictLatency(
   const regime = regimeOf(t);
   const distance = model && simulated ? envelopeDistance(model.envelope, simulated).distance : 0;
   const one = (metric: LatencyMetric): LatencyEstimate => {
-    if (!model || !point) {
-      const e = estimate(twinValue(t, metric), 0, 0);
-      return metric === 'ttftP99' ? withRealisationSpread(e, t) : e;
-    }
-    const m = model.metrics[metric];
-    const w = widthsFor(m, metric, regime, point[metric]);
-    const e = estimate(point[metric], w.halfWidthLog, w.sloQuantileLog);
-    // Outside, the widening starts from the interval the realisations' spread already widened:
-    // the model's error beyond the measured runs adds to the hour's own.
+    const m = model?.metrics[metric];
+    const w = m && point ? widthsFor(m, metric, regime, point[metric]) : undefined;
+    const e =
+      w && point
+        ? estimate(point[metric], w.halfWidthLog, w.sloQuantileLog)
+        : estimate(twinValue(t, metric), 0, 0);
+    // Outside (distance > 0 needs a model), the widening starts from the interval the
+    // realisations' spread already widened: the model's error beyond the measured runs adds to
+    // the hour's own.
     const spread = metric === 'ttftP99' ? withRealisationSpread(e, t) : e;
-    return widenedEstimate(spread, distance, growthIn(m.extrapolation, coarseOf(regime)));
+    return widenedEstimate(spread, distance, growthIn(m?.extrapolation, coarseOf(regime)));
   };
   return {
     ttftMs: { p50: one('ttftP50'), p99: one('ttftP99') },

@@ -119,10 +119,10 @@ export function slotShortfall(busyAdapters: number, maxLoras: number): number {
 export function estimateGpu(profile: Profile, lengths: MeanLengths, load: GpuLoad): GpuEstimate {
   const { base, lora } = profile.stepTime;
   const sched = profile.scheduler;
+  // Without counts every rate is one adapter's (x 1 is exact: the same sums bit for bit).
   const counts = load.rateCounts;
-  const lambda = counts
-    ? load.rates.reduce((s, r, i) => s + r * counts[i]!, 0)
-    : load.rates.reduce((s, r) => s + r, 0);
+  const countOf = (i: number) => counts?.[i] ?? 1;
+  const lambda = load.rates.reduce((s, r, i) => s + r * countOf(i), 0);
   const tokensPerRequest = lengths.prompt + lengths.output;
   const offered = lambda * tokensPerRequest;
   const kv = kvCacheTokens(profile, load.maxLoras, load.maxLoraRank);
@@ -132,10 +132,8 @@ export function estimateGpu(profile: Profile, lengths: MeanLengths, load: GpuLoa
     base.intercept + lora.intercept + lora.perSlot * load.maxLoras + Math.max(0, sched.intercept);
   const busyUnlimited = (lifetimeSeconds: number) => {
     let busy = 0;
-    if (counts)
-      for (let i = 0; i < load.rates.length; i++)
-        busy += counts[i]! * (1 - Math.exp(-load.rates[i]! * lifetimeSeconds));
-    else for (const r of load.rates) busy += 1 - Math.exp(-r * lifetimeSeconds);
+    for (let i = 0; i < load.rates.length; i++)
+      busy += countOf(i) * (1 - Math.exp(-load.rates[i]! * lifetimeSeconds));
     return busy;
   };
   const busyAdapters = (lifetimeSeconds: number) =>

@@ -11,6 +11,12 @@ export interface ArrivalInput {
   durationSeconds: number;
 }
 
+/** `to`, holding `from`'s values at its start (a column grown in place of `from`). */
+function copiedInto<T extends Float64Array | Int32Array>(to: T, from: T): T {
+  to.set(from);
+  return to;
+}
+
 /** Requests as a struct of arrays: one index per arrival, in arrival order. */
 export class RequestTable {
   arrival: Float64Array;
@@ -34,18 +40,10 @@ export class RequestTable {
   }
   private grow(): void {
     const n = this.arrival.length * 2;
-    const a = new Float64Array(n);
-    a.set(this.arrival);
-    this.arrival = a;
-    const b = new Int32Array(n);
-    b.set(this.adapter);
-    this.adapter = b;
-    const c = new Int32Array(n);
-    c.set(this.prompt);
-    this.prompt = c;
-    const d = new Int32Array(n);
-    d.set(this.output);
-    this.output = d;
+    this.arrival = copiedInto(new Float64Array(n), this.arrival);
+    this.adapter = copiedInto(new Int32Array(n), this.adapter);
+    this.prompt = copiedInto(new Int32Array(n), this.prompt);
+    this.output = copiedInto(new Int32Array(n), this.output);
   }
 }
 
