@@ -1,12 +1,12 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- parsed YAML documents, walked by path */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { main } from '../src/cli/main.js';
+import { scratchDir } from './scratch.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'loraplan-cli-'));
+const dir = scratchDir('loraplan-cli-');
 const file = (name: string, content: string) => {
   const path = join(dir, name);
   writeFileSync(path, content);
@@ -146,7 +146,7 @@ describe('the loraplan bin', () => {
   it('runs when invoked through a link, as npx does', async () => {
     const { symlinkSync } = await import('node:fs');
     const { execFileSync } = await import('node:child_process');
-    const link = join(mkdtempSync(join(tmpdir(), 'loraplan-bin-')), 'loraplan');
+    const link = join(scratchDir('loraplan-bin-'), 'loraplan');
     symlinkSync(join(process.cwd(), 'bin', 'loraplan.js'), link);
     const out = execFileSync(process.execPath, [link, '--help'], { encoding: 'utf8' });
     expect(out).toContain('usage: loraplan <command>');

@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/http/app.js';
@@ -8,6 +7,7 @@ import { problemSchema } from '../src/http/problems.js';
 import { ServiceCore } from '../src/service/core.js';
 import { openDatabase } from '../src/storage/db.js';
 import { simulationResultSchema } from '../src/twin/index.js';
+import { scratchDir } from './scratch.js';
 
 const LLAMA = 'h100-64gb/llama-3.1-8b-instruct';
 const scenario = (over: Record<string, unknown> = {}) => ({
@@ -38,7 +38,7 @@ async function makeApp(
 }
 
 describe('HTTP API', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'loraplan-http-'));
+  const dir = scratchDir('loraplan-http-');
   const dbPath = join(dir, 'runs.db');
   let s: Awaited<ReturnType<typeof makeApp>>;
   beforeAll(async () => {
@@ -223,7 +223,7 @@ describe('HTTP API', () => {
 
 describe('HTTP limits', () => {
   it('answers 413 over the body limit and 429 past the rate limit', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'loraplan-limits-'));
+    const dir = scratchDir('loraplan-limits-');
     const s = await makeApp(join(dir, 'db'), { rateLimitPerMinute: 3, bodyLimitBytes: 1000 });
     try {
       const big = await s.app.inject({

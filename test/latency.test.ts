@@ -1,5 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadLatencyModel } from '../src/profiles/latency.js';
@@ -22,6 +21,7 @@ import {
 import { evaluatedPoint } from '../src/search/index.js';
 import { parseScenario } from '../src/runtime/scenario-runner.js';
 import { measuredCase, stubOutcome, twinLatency } from './helpers.js';
+import { scratchDir } from './scratch.js';
 
 /** A measured run's workload and flags for a constructed twin: the generator's, at its pair. */
 const measuredOf = (t: TwinLatency): MeasuredCase =>
@@ -616,7 +616,7 @@ describe('latency predictions and the SLO', () => {
 
 describe('the shipped latency files', () => {
   it('an unreadable or outdated file leaves answers uncalibrated instead of failing them', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'latency-'));
+    const dir = scratchDir('latency-');
     mkdirSync(join(dir, 'gpu'), { recursive: true });
     writeFileSync(join(dir, 'gpu', 'old.json'), JSON.stringify({ profile: 'gpu/old' }));
     writeFileSync(join(dir, 'gpu', 'broken.json'), '{ not json');

@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync, cpSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readCsv } from '../src/calibrate/csv.js';
@@ -12,6 +11,7 @@ import {
 } from '../src/measure/ingest.js';
 import { MeasureInputError, readNpyFloat64 } from '../src/measure/npy.js';
 import { PACKAGE_ROOT } from '../src/profiles/store.js';
+import { scratchDir } from './scratch.js';
 
 const RAW = join(PACKAGE_ROOT, 'test', 'fixtures', 'raw');
 const LIGHT = 'llama-3.1-8b-instruct/rank_16_rates_0.1_0.05_0.025';
@@ -66,7 +66,7 @@ describe('ingesting the raw files a real vLLM run leaves', () => {
 });
 
 describe('bad input names the file and line, never a stack', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'loraplan-ingest-'));
+  const dir = scratchDir('loraplan-ingest-');
   it('a missing folder, a launcher without flags, a truncated .npy', () => {
     expect(() => ingestRun(join(dir, 'nope'))).toThrow(/nope: not a run folder/);
     const run = join(dir, 'run');

@@ -1,7 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +11,7 @@ import { runScript } from '../src/measure/runsh.js';
 import { scenarioSchema } from '../src/twin/scenario.js';
 import { simulate } from '../src/twin/simulate.js';
 import { loadProfile, PACKAGE_ROOT } from '../src/profiles/store.js';
+import { scratchDir } from './scratch.js';
 
 const measured = [
   loadProfile('h100-64gb/llama-3.1-8b-instruct'),
@@ -98,7 +98,7 @@ describe('loraplan measure plan', () => {
   it('run.sh passes shellcheck, and uses only vllm serve flags of the 0.8.5 parser', () => {
     const plan = measurePlan(a100, { ranks: [8, 16], budgetMinutes: 90, maxModelLen: 8192 });
     const script = runScript(plan);
-    const dir = mkdtempSync(join(tmpdir(), 'loraplan-plan-'));
+    const dir = scratchDir('loraplan-plan-');
     const file = join(dir, 'run.sh');
     writeFileSync(file, script);
     const shellcheck = spawnSync('shellcheck', ['--version']);

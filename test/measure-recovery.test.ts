@@ -1,5 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { derive, readDeriveCatalog } from '../src/derive/index.js';
@@ -21,6 +20,7 @@ import {
   type Profile,
 } from '../src/twin/index.js';
 import { StandIn } from './fixtures/standin.js';
+import { scratchDir } from './scratch.js';
 
 const measured = [
   loadProfile('h100-64gb/llama-3.1-8b-instruct'),
@@ -70,7 +70,7 @@ const hourPlan = () =>
 
 /** A fresh folder holding the plan, as `measure plan` leaves it. */
 function planFolder(plan: MeasurePlan, prefix: string): string {
-  const root = mkdtempSync(join(tmpdir(), prefix));
+  const root = scratchDir(prefix);
   writeFileSync(join(root, 'plan.json'), JSON.stringify(plan));
   return root;
 }

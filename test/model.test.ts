@@ -1,5 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -34,6 +33,7 @@ import { TWIN_VERSION } from '../src/twin/index.js';
 import { kvCacheTokens } from '../src/twin/profile.js';
 import { seededStream } from '../src/twin/random.js';
 import { stubOutcome } from './helpers.js';
+import { scratchDir } from './scratch.js';
 
 // A smooth synthetic target over 10 features, so the forests have something to learn.
 function synthetic(n: number, seed: number) {
@@ -171,7 +171,7 @@ describe('trained model files', () => {
   });
 
   it('load from disk and predict the same as before saving', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'loraplan-model-'));
+    const dir = scratchDir('loraplan-model-');
     const path = join(dir, 'h100-64gb', 'llama-3.1-8b-instruct.json');
     mkdirSync(join(dir, 'h100-64gb'), { recursive: true });
     writeFileSync(path, JSON.stringify(model));
@@ -265,7 +265,7 @@ describe('dataset builder', () => {
 
   it("refuses to resume or train on rows another twin labelled: their optimum is that twin's", async () => {
     const row = await buildRow(profile, 1, 3, fake, () => 0);
-    const dir = mkdtempSync(join(tmpdir(), 'loraplan-dataset-'));
+    const dir = scratchDir('loraplan-dataset-');
     const file = join(dir, 'set.jsonl');
     writeFileSync(file, `${JSON.stringify(row)}\n`);
     expect(readDataset(file, 1).map((r) => r.index)).toEqual([3]);

@@ -2,8 +2,7 @@
 // free loopback port with a temporary directory, and stops it. Without redis-server installed these
 // tests are skipped with one line saying why.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -17,6 +16,7 @@ import { LocalRedis, hasRedisServer } from '../src/runtime/local-redis.js';
 import { QUEUE_NAME, QueueRunner, startQueueWorker } from '../src/runtime/queue.js';
 import type { SimulateTask } from '../src/runtime/simulate-worker.js';
 import { scenarioSchema, type Scenario } from '../src/twin/index.js';
+import { scratchDir } from './scratch.js';
 
 const hasRedis = hasRedisServer();
 if (!hasRedis)
@@ -25,7 +25,7 @@ if (!hasRedis)
   );
 
 const LLAMA = 'h100-64gb/llama-3.1-8b-instruct';
-const dir = mkdtempSync(join(tmpdir(), 'loraplan-redis-'));
+const dir = scratchDir('loraplan-redis-');
 let redis: LocalRedis;
 let url = '';
 const stopRedis = () => redis.stop();

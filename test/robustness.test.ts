@@ -1,18 +1,17 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../src/http/app.js';
 import { ServiceCore } from '../src/service/core.js';
 import { openDatabase } from '../src/storage/db.js';
 import { RunRepository } from '../src/storage/runs.js';
+import { scratchDir } from './scratch.js';
 
 const LLAMA = 'h100-64gb/llama-3.1-8b-instruct';
 
 describe('a crash loses no acknowledged run', () => {
   it('keeps every acknowledged run after SIGKILL in the middle of a stream of requests', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'loraplan-kill-'));
+    const dir = scratchDir('loraplan-kill-');
     const dbPath = join(dir, 'runs.db');
     const port = 18000 + Math.floor(Math.random() * 1000);
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], {
@@ -118,7 +117,7 @@ describe('under load', () => {
 
 describe("the image's start command", () => {
   it('serves with node bin/loraplan.js serve and exits cleanly on SIGTERM', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'loraplan-start-'));
+    const dir = scratchDir('loraplan-start-');
     const port = 19000 + Math.floor(Math.random() * 1000);
     const child = spawn(process.execPath, ['bin/loraplan.js', 'serve'], {
       env: {

@@ -1,5 +1,4 @@
-import { copyFileSync, mkdirSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -10,6 +9,7 @@ import {
   startRetention,
   type NewRun,
 } from '../src/storage/runs.js';
+import { scratchDir } from './scratch.js';
 
 const DAY = 86_400_000;
 const run = (over: Partial<NewRun> = {}): NewRun => ({
@@ -90,7 +90,7 @@ describe('stored runs', () => {
   });
 
   it('gives runs stored before summaries existed their key numbers when migrating', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'loraplan-migrate-'));
+    const dir = scratchDir('loraplan-migrate-');
     const only001 = join(dir, 'migrations');
     mkdirSync(only001);
     copyFileSync(join(MIGRATIONS_DIR, '001_runs.sql'), join(only001, '001_runs.sql'));
@@ -122,7 +122,7 @@ describe('stored runs', () => {
 
 describe('the commit thread (a database file)', () => {
   const fileRepository = () => {
-    const db = openDatabase(join(mkdtempSync(join(tmpdir(), 'loraplan-commit-')), 'runs.db'));
+    const db = openDatabase(join(scratchDir('loraplan-commit-'), 'runs.db'));
     return { db, runs: new RunRepository(db) };
   };
 

@@ -1,5 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
@@ -8,10 +7,11 @@ import { openDatabase } from '../../src/storage/db.js';
 import { ProfileRepository } from '../../src/storage/profiles.js';
 import { derive, readDeriveCatalog } from '../../src/derive/index.js';
 import { measuredProfiles, PACKAGE_ROOT } from '../../src/profiles/store.js';
+import { scratchDir } from '../scratch.js';
 
 type App = Awaited<ReturnType<typeof buildApp>>;
 
-const dir = mkdtempSync(join(tmpdir(), 'loraplan-profiles-'));
+const dir = scratchDir('loraplan-profiles-');
 const dbPath = join(dir, 'loraplan.db');
 let app: App;
 let core: ServiceCore;
