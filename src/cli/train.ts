@@ -47,6 +47,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     twinVersion: TWIN_VERSION,
     datasetFile: relative(PACKAGE_ROOT, file),
     datasetSeed: rows[0]!.seed,
+    servingProfile: profile,
     folds,
     seed,
     onProgress: (m) => process.stderr.write(`${m}\n`),

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { PACKAGE_ROOT } from '../profiles/store.js';
 import { envelopeSchema } from './envelope.js';
+import { servesModelSchema } from './serves.js';
 import { FEATURE_NAMES } from './features.js';
 import {
   predict,
@@ -40,6 +41,8 @@ export const modelFileSchema = z.object({
    * how much, the forest's adapter count overshot the twin's starvation edge. Absent in older files.
    */
   concurrentEdgeResidualsLog2: z.array(z.number()).optional(),
+  /** The chance a pair serves, from the closed-form estimate at it (src/model/serves.ts). Absent in older files. */
+  servesAtPair: servesModelSchema.optional(),
   /** The ranges of the workloads the forests were trained on (src/model/envelope.ts). */
   envelope: envelopeSchema,
   hyperparameters: z.object({

@@ -6,6 +6,8 @@ import { envelopeOf } from './envelope.js';
 import { FEATURE_NAMES } from './features.js';
 import { trainForest, type CompactForest, type ForestHyperparameters } from './forest.js';
 import { predictRaw, type ModelFile } from './model.js';
+import { servesPairsOf, trainServes } from './serves.js';
+import type { Profile } from '../twin/index.js';
 import {
   decodePrediction,
   encodeOptimum,
@@ -156,6 +158,11 @@ export interface TrainOptions {
   seed?: number;
   grid?: ForestHyperparameters[];
   onProgress?: (message: string) => void;
+  /**
+   * The profile the dataset was simulated on: with it, the model also learns the chance that a
+   * pair serves from every pair the searches simulated (src/model/serves.ts).
+   */
+  servingProfile?: Profile;
   /** Where the grid's cross-validations run (default: one after another in this thread). */
   crossValidate?: CrossValidator;
 }
@@ -245,6 +252,9 @@ export async function trainModel(rows: DatasetRow[], options: TrainOptions): Pro
     featureMedians: medians,
     concurrentCeiling: ceiling,
     concurrentEdgeResidualsLog2: edgeResiduals,
+    ...(options.servingProfile
+      ? { servesAtPair: trainServes(servesPairsOf(rows, options.servingProfile), k) }
+      : {}),
     envelope: envelopeOf(usable),
     hyperparameters: chosen,
     hyperparameterSearch: search.map((s) => ({

@@ -4,8 +4,6 @@ import type { OutsideFeature } from '../envelope/index.js';
 import { localExplanation, type ForestPrediction, type ModelFile } from '../model/model.js';
 import {
   DEFAULT_GRID,
-  estimateGpu,
-  lengthsFor,
   offeredTokensPerSecond,
   snapLog,
   sortedUnique,
@@ -25,6 +23,7 @@ import {
   vllmArgs,
 } from './pairs.js';
 import type { RecommendRequest, RecommendResponse } from './schema.js';
+import { chanceOfServing, closedFormCheck, servesCheck } from './neighbours.js';
 
 /** The forest's prediction for a workload, and where it lies against the training envelope. */
 export interface ForestAnswer {
@@ -180,22 +179,35 @@ export function modelAnswer(
         `${from} adapters would serve ${(100 * fromRatio).toFixed(1)}% of their load, within the twin's measured error of the starvation line, so ${c} are recommended`,
       );
   }
-  // Last, the closed-form steady state of the server (src/search/estimate.ts): where it says the
-  // pair falls more than the threshold short, the neighbour it says serves with the most adapters
-  // (then slots) is the answer: one or two adapter steps down, or one slot step either way.
-  // Held out (validate:envelope), this turns 22 of 152 starving answers into serving ones.
-  const vetoed = closedFormVeto(profile, workload, maxLoraRank, threshold, c, p, {
+  // Last, the pairs next to the answer (src/recommend/neighbours.ts): with the forest's model of
+  // the chance a pair serves, the answer steps back where that chance is below a half, or one
+  // adapter step up where it is at least 90%; with an older forest, the closed-form steady state
+  // (src/search/estimate.ts) vetoes a pair it says starves.
+  const neighbourGrid = {
     concurrent: concurrentCandidates ?? DEFAULT_GRID.concurrent,
     parallel: (parallelCandidates ?? DEFAULT_GRID.parallel).filter((v) => v <= slotLimit),
     parallelGiven: parallelCandidates !== undefined,
-  });
-  if (vetoed) {
+  };
+  const neighbour = model.servesAtPair
+    ? servesCheck(
+        chanceOfServing(model.servesAtPair, profile, workload, maxLoraRank),
+        c,
+        p,
+        neighbourGrid,
+        (v) => (v === c ? throughput : Math.min(offered(v), capacity)),
+        servable,
+      )
+    : closedFormCheck(profile, workload, maxLoraRank, threshold, c, p, neighbourGrid);
+  if (neighbour) {
+    const pct = (v: number) => `${(100 * v).toFixed(0)}%`;
     notes.push(
-      `the closed-form steady state says ${c} adapters on ${p} slots complete ${(100 * vetoed.fromRatio).toFixed(0)}% of their load, so ${vetoed.c} on ${vetoed.p} are recommended (it says they complete ${(100 * vetoed.ratio).toFixed(0)}%)`,
+      neighbour.reading === 'chance'
+        ? `by the twin's verdicts on the training searches' pairs, ${c} adapters on ${p} slots serve with a chance of ${pct(neighbour.here)} and ${neighbour.c} on ${neighbour.p} with ${pct(neighbour.there)}, so ${neighbour.c} on ${neighbour.p} are recommended`
+        : `the closed-form steady state says ${c} adapters on ${p} slots complete ${pct(neighbour.here)} of their load, so ${neighbour.c} on ${neighbour.p} are recommended (it says they complete ${pct(neighbour.there)})`,
     );
-    [c, p] = [vetoed.c, vetoed.p];
+    [c, p] = [neighbour.c, neighbour.p];
     offeredAtC = offered(c);
-    throughput = Math.min(throughput, completionRatio * offeredAtC, capacity, vetoed.throughput);
+    throughput = Math.min(throughput, completionRatio * offeredAtC, capacity, neighbour.throughput);
   }
   const effects = localExplanation(model, x);
   const envelopeNote = outside.length
@@ -232,65 +244,4 @@ export function modelAnswer(
     },
     evaluated: [],
   };
-}
-
-/**
- * The closed-form check of a `model` answer: undefined where the steady-state estimate says the
- * pair serves (or no neighbour does better); else the neighbour it says serves with the most
- * adapters, then slots. Neighbours: the next two adapter counts down the grid on the same slots
- * (fewer where the adapters are fewer), and the next slot count down or up for the same adapters
- * (up only where vLLM still starts). Microseconds: one estimate per pair.
- */
-function closedFormVeto(
-  profile: Profile,
-  workload: RecommendRequest['workload'],
-  maxLoraRank: number,
-  threshold: number,
-  c: number,
-  p: number,
-  grid: { concurrent: readonly number[]; parallel: readonly number[]; parallelGiven: boolean },
-): { c: number; p: number; ratio: number; fromRatio: number; throughput: number } | undefined {
-  const lengths = lengthsFor(profile, workload.requestLengths ?? { kind: 'sharegpt' });
-  const groups = workload.rates.length;
-  const at = (cc: number, pp: number) => {
-    // Adapter i has the rate of group i mod groups: counts per group, not one rate per adapter.
-    const rateCounts = workload.rates.map(
-      (_, g) => Math.floor(cc / groups) + (g < cc % groups ? 1 : 0),
-    );
-    const e = estimateGpu(profile, lengths, {
-      rates: workload.rates,
-      rateCounts,
-      maxLoras: pp,
-      maxLoraRank,
-    });
-    const ratio =
-      e.offeredTokensPerSecond > 0 ? e.throughputTokensPerSecond / e.offeredTokensPerSecond : 1;
-    return { c: cc, p: pp, ratio, throughput: e.throughputTokensPerSecond };
-  };
-  const serves = (e: { ratio: number }) => e.ratio >= 1 - threshold;
-  const here = at(c, p);
-  if (serves(here)) return undefined;
-  const fewer = [...grid.concurrent]
-    .filter((v) => v < c)
-    .reverse()
-    .slice(0, 2);
-  const lowerSlots = [...grid.parallel].filter((v) => v < p).reverse()[0];
-  const higherSlots = grid.parallel.find((v) => v > p && v <= c);
-  // Fewer adapters keep the slots, but never more slots than adapters; a request's own slot
-  // candidates are kept to (the largest of them that fits).
-  const slotsFor = (v: number) =>
-    grid.parallelGiven
-      ? [...grid.parallel].reverse().find((s) => s <= Math.min(p, v))
-      : Math.min(p, v);
-  const neighbours = [
-    ...fewer.flatMap((v) => {
-      const slots = slotsFor(v);
-      return slots === undefined ? [] : [at(v, slots)];
-    }),
-    ...(lowerSlots !== undefined ? [at(c, lowerSlots)] : []),
-    ...(higherSlots !== undefined ? [at(c, higherSlots)] : []),
-  ].filter(serves);
-  if (neighbours.length === 0) return undefined;
-  const best = neighbours.reduce((a, b) => (b.c > a.c || (b.c === a.c && b.p > a.p) ? b : a));
-  return { ...best, fromRatio: here.ratio };
 }

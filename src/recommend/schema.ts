@@ -38,7 +38,7 @@ export const recommendRequestSchema = z
     workload: recommendWorkloadSchema,
     method: z.enum(['model', 'twin', 'auto']).default('auto').meta({
       description:
-        "model: the forest, with closed-form checks (start-up, capacity bound, steady-state estimate) and no simulation, in microseconds (no slo, no objective stable). twin: the twin's grid search, seconds. auto: the forest's answer checked and refined with the twin; outside the forest's training envelope or under an slo, the twin's grid search started from it",
+        "model: the forest, with closed-form checks (start-up, capacity bound, the chance each neighbouring pair serves, read off the steady-state estimate) and no simulation, in microseconds (no slo, no objective stable). twin: the twin's grid search, seconds. auto: the forest's answer checked and refined with the twin; outside the forest's training envelope or under an slo, the twin's grid search started from it",
     }),
     search: z
       .strictObject({

@@ -1,0 +1,240 @@
+// The chance that one (adapters, slots) pair serves a workload in the twin, from the closed-form
+// steady state's figures at that pair: a logistic model fitted on every pair the training
+// searches simulated. A `model` answer reads it to step back where the margin is thin, in
+// microseconds, without a simulation (src/recommend/model-answer.ts).
+import { z } from 'zod';
+import { estimateGpu, lengthsFor, workloadCapacity, type SearchWorkload } from '../search/index.js';
+import { solve } from '../stats/ols.js';
+import type { DatasetRow } from './dataset.js';
+import { kvCacheTokens, type Profile } from '../twin/index.js';
+
+/** What the logistic model reads at a pair, all from the closed-form estimate (src/search/estimate.ts). */
+export const SERVES_FEATURES = [
+  'log completion ratio (estimate)',
+  'log2 busy adapters per slot',
+  'KV cache fill',
+  'offered load / capacity bound',
+  'log2 adapters',
+  'log2 slots',
+  'token budget fill',
+] as const;
+
+export const servesModelSchema = z.object({
+  features: z.array(z.string()),
+  /** Features are standardised by these before the coefficients apply. */
+  mean: z.array(z.number()),
+  scale: z.array(z.number()),
+  /** Intercept first. */
+  coefficients: z.array(z.number()),
+  ridge: z.number(),
+  pairs: z.number(),
+  /** Out-of-fold (by workload) over the training pairs. */
+  cv: z.object({
+    folds: z.number(),
+    auc: z.number(),
+    /** Among out-of-fold pairs given at least SERVES_CV_CONFIDENCE, the share that starve. */
+    starvingAboveConfidence: z.number(),
+    pairsAboveConfidence: z.number(),
+  }),
+});
+export type ServesModel = z.infer<typeof servesModelSchema>;
+
+/**
+ * A `model` answer steps back where its pair is given less than this chance of serving (it more
+ * likely starves than serves), and one adapter step up where that pair is given at least
+ * SERVES_STEP_UP_FROM. Both were chosen on workloads of their own (seed 3 of
+ * `npm run validate:envelope -- --seed 3`), neither trained on nor the held-out report's: the
+ * fewest starving answers at no more throughput lost than the closed-form veto's
+ * (docs/performance.md).
+ */
+export const SERVES_STEP_BACK_BELOW = 0.5;
+export const SERVES_STEP_UP_FROM = 0.9;
+
+/** Out-of-fold pairs given at least this chance are counted in the model's `cv`. */
+export const SERVES_CV_CONFIDENCE = 0.9;
+
+/** The estimate's figures at a pair, in SERVES_FEATURES order. Bounded, so no feature runs off. */
+export function servesFeatures(
+  profile: Profile,
+  workload: SearchWorkload,
+  maxLoraRank: number,
+  concurrentAdapters: number,
+  parallelAdapters: number,
+): number[] {
+  return servesFeaturesOf(profile, workload, maxLoraRank)(concurrentAdapters, parallelAdapters);
+}
+
+/**
+ * servesFeatures for many pairs of one workload: its lengths and capacity bound are read once,
+ * so a pair costs one closed-form estimate (an answer reads five to seven pairs).
+ */
+export function servesFeaturesOf(
+  profile: Profile,
+  workload: SearchWorkload,
+  maxLoraRank: number,
+): (concurrentAdapters: number, parallelAdapters: number) => number[] {
+  const lengths = lengthsFor(profile, workload.requestLengths ?? { kind: 'sharegpt' });
+  const capacity = workloadCapacity(profile, workload);
+  const groups = workload.rates.length;
+  return (concurrentAdapters, parallelAdapters) => {
+    // Adapter i has the rate of group i mod groups: counts per group, not one rate per adapter.
+    const rateCounts = workload.rates.map(
+      (_, g) => Math.floor(concurrentAdapters / groups) + (g < concurrentAdapters % groups ? 1 : 0),
+    );
+    const e = estimateGpu(profile, lengths, {
+      rates: workload.rates,
+      rateCounts,
+      maxLoras: parallelAdapters,
+      maxLoraRank,
+    });
+    const ratio =
+      e.offeredTokensPerSecond > 0 ? e.throughputTokensPerSecond / e.offeredTokensPerSecond : 1;
+    const kv = kvCacheTokens(profile, parallelAdapters, maxLoraRank);
+    const kvFill = kv > 0 ? (e.runningRequests * lengths.kvPerRunningRequest) / kv : 3;
+    const tokensPerStep = e.runningRequests * (1 + lengths.prompt / Math.max(1, lengths.output));
+    return [
+      Math.log(Math.max(1e-3, Math.min(1, ratio))),
+      Math.log2(Math.max(1e-3, e.busyAdapters / parallelAdapters)),
+      Math.min(3, kvFill),
+      Math.min(3, capacity > 0 ? e.offeredTokensPerSecond / capacity : 3),
+      Math.log2(concurrentAdapters),
+      Math.log2(parallelAdapters),
+      Math.min(3, tokensPerStep / 2048),
+    ];
+  };
+}
+
+export function servesProbability(model: ServesModel, x: readonly number[]): number {
+  let eta = model.coefficients[0]!;
+  for (let k = 0; k < x.length; k++)
+    eta += model.coefficients[k + 1]! * ((x[k]! - model.mean[k]!) / model.scale[k]!);
+  return 1 / (1 + Math.exp(-eta));
+}
+
+/**
+ * Logistic regression by Newton's method (iteratively reweighted least squares) with a small
+ * ridge on the standardised coefficients, which keeps separable data finite. Deterministic.
+ */
+export function fitServes(
+  xs: readonly (readonly number[])[],
+  serves: readonly boolean[],
+  ridge = 1e-3,
+): Omit<ServesModel, 'cv' | 'features' | 'pairs'> {
+  const n = xs.length;
+  const d = xs[0]?.length ?? 0;
+  const mean = Array.from({ length: d }, (_, k) => xs.reduce((s, x) => s + x[k]!, 0) / n);
+  const scale = mean.map((m, k) => {
+    const sd = Math.sqrt(xs.reduce((s, x) => s + (x[k]! - m) ** 2, 0) / n);
+    return sd > 0 ? sd : 1;
+  });
+  const z = xs.map((x) => [1, ...x.map((v, k) => (v - mean[k]!) / scale[k]!)]);
+  let b = new Array<number>(d + 1).fill(0);
+  for (let iteration = 0; iteration < 100; iteration++) {
+    const hessian = Array.from({ length: d + 1 }, () => new Array<number>(d + 1).fill(0));
+    const gradient = new Array<number>(d + 1).fill(0);
+    for (let i = 0; i < n; i++) {
+      const row = z[i]!;
+      let eta = 0;
+      for (let k = 0; k <= d; k++) eta += row[k]! * b[k]!;
+      const p = 1 / (1 + Math.exp(-eta));
+      const w = Math.max(1e-12, p * (1 - p));
+      const residual = (serves[i] ? 1 : 0) - p;
+      for (let a = 0; a <= d; a++) {
+        gradient[a]! += residual * row[a]!;
+        for (let c = 0; c <= d; c++) hessian[a]![c]! += w * row[a]! * row[c]!;
+      }
+    }
+    // The intercept is not shrunk.
+    for (let a = 1; a <= d; a++) {
+      hessian[a]![a]! += ridge * n;
+      gradient[a]! -= ridge * n * b[a]!;
+    }
+    const step = solve(hessian, gradient);
+    b = b.map((v, k) => v + step[k]!);
+    if (Math.max(...step.map(Math.abs)) < 1e-9) break;
+  }
+  return { mean, scale, coefficients: b, ridge };
+}
+
+/** Area under the ROC curve of scores for the positives (serves) against the negatives. */
+export function rocAuc(scores: readonly number[], positive: readonly boolean[]): number {
+  const order = scores.map((_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
+  let positives = 0;
+  let rankSum = 0;
+  // Tied scores share their mean rank.
+  for (let start = 0; start < order.length;) {
+    let end = start;
+    while (end + 1 < order.length && scores[order[end + 1]!] === scores[order[start]!]) end++;
+    const rank = (start + end) / 2 + 1;
+    for (let k = start; k <= end; k++)
+      if (positive[order[k]!]) {
+        positives++;
+        rankSum += rank;
+      }
+    start = end + 1;
+  }
+  const negatives = order.length - positives;
+  return (rankSum - (positives * (positives + 1)) / 2) / (positives * negatives);
+}
+
+/** One simulated pair of a training search, with its verdict. */
+export interface TrainingPair {
+  workloadIndex: number;
+  features: number[];
+  serves: boolean;
+}
+
+/** Every pair a dataset's searches simulated, with the estimate's figures at it and the twin's verdict. */
+export function servesPairsOf(rows: readonly DatasetRow[], profile: Profile): TrainingPair[] {
+  return rows.flatMap((r) => {
+    const featuresAt = servesFeaturesOf(profile, r.workload, r.maxLoraRank);
+    return r.evaluated.map(([concurrent, parallel, , serves]) => ({
+      workloadIndex: r.index,
+      features: featuresAt(concurrent, parallel),
+      serves: serves === 1,
+    }));
+  });
+}
+
+/** The serving model of a profile's training pairs, cross-validated by workload. */
+export function trainServes(pairs: readonly TrainingPair[], folds = 5): ServesModel {
+  const outOfFold = new Array<number>(pairs.length);
+  for (let f = 0; f < folds; f++) {
+    const train = pairs.filter((p) => p.workloadIndex % folds !== f);
+    const fit = fitServes(
+      train.map((p) => p.features),
+      train.map((p) => p.serves),
+    );
+    const model = { ...fit, features: [], pairs: 0, cv: emptyCv };
+    pairs.forEach((p, i) => {
+      if (p.workloadIndex % folds === f) outOfFold[i] = servesProbability(model, p.features);
+    });
+  }
+  const confident = pairs.filter((_, i) => outOfFold[i]! >= SERVES_CV_CONFIDENCE);
+  const fit = fitServes(
+    pairs.map((p) => p.features),
+    pairs.map((p) => p.serves),
+  );
+  return {
+    ...fit,
+    features: [...SERVES_FEATURES],
+    pairs: pairs.length,
+    cv: {
+      folds,
+      auc: rocAuc(
+        outOfFold,
+        pairs.map((p) => p.serves),
+      ),
+      starvingAboveConfidence:
+        confident.length > 0 ? confident.filter((p) => !p.serves).length / confident.length : 0,
+      pairsAboveConfidence: confident.length,
+    },
+  };
+}
+
+const emptyCv: ServesModel['cv'] = {
+  folds: 0,
+  auc: 0,
+  starvingAboveConfidence: 0,
+  pairsAboveConfidence: 0,
+};
