@@ -15,7 +15,12 @@ import {
 } from '../src/model/serves.js';
 import { loadProfile } from '../src/profiles/store.js';
 import { Recommender } from '../src/recommend/index.js';
-import { estimateGpu, lengthsFor, workloadCapacity } from '../src/search/index.js';
+import {
+  estimateGpu,
+  lengthsFor,
+  offeredTokensPerSecond,
+  workloadCapacity,
+} from '../src/search/index.js';
 import { seededStream } from '../src/twin/random.js';
 import { kvCacheTokens } from '../src/twin/profile.js';
 import { constantModel } from './models.js';
@@ -151,6 +156,38 @@ describe('a model answer with the chance it serves', () => {
     const r = await answer(1024);
     expect(r.recommendation.concurrentAdapters).toBe(128);
     expect(r.recommendation.parallelAdapters).toBe(32);
+    expect(r.explanation.summary).not.toContain('chance');
+  });
+
+  it('keeps its slots where a slot neighbour, offering the same load, is only a little surer', async () => {
+    // A light load, well under the capacity bound. The chance falls with adapters and with slots:
+    // 128 on 32 serve with 95%, 128 on 16 with 98%. Both more likely serve than not, and both
+    // offer the same tokens, so the forest's slots stay.
+    const light = { rates: [0.02], ranks: [16] };
+    expect(offeredTokensPerSecond(llama, light, 128)).toBeLessThan(workloadCapacity(llama, light));
+    const fewerSlotsSurer: ServesModel = {
+      ...servesBelow(1024),
+      // eta = 15 - log2 adapters - log2 slots.
+      coefficients: [15, 0, 0, 0, 0, -1, -1, 0],
+    };
+    const r = await new Recommender({
+      loadProfile: () => llama,
+      loadModel: () => ({
+        ...constantModel(llama, light, 128, 32),
+        servesAtPair: fewerSlotsSurer,
+      }),
+      simulate: () => Promise.reject(new Error('a model answer simulates nothing')),
+    }).recommend({
+      profile: llama.id,
+      workload: light,
+      method: 'model',
+      search,
+      starvationThreshold: 0.1,
+      objective: 'paper',
+    });
+    expect([r.recommendation.concurrentAdapters, r.recommendation.parallelAdapters]).toEqual([
+      128, 32,
+    ]);
     expect(r.explanation.summary).not.toContain('chance');
   });
 

@@ -194,7 +194,7 @@ export function modelAnswer(
         c,
         p,
         neighbourGrid,
-        (v) => (v === c ? throughput : Math.min(offered(v), capacity)),
+        (v) => Math.min(offered(v), capacity),
         servable,
       )
     : closedFormCheck(profile, workload, maxLoraRank, threshold, c, p, neighbourGrid);

@@ -60,9 +60,10 @@ export function neighboursOf(c: number, p: number, grid: NeighbourGrid): Array<[
 /**
  * With the chance each pair serves: where the answer's is below SERVES_STEP_BACK_BELOW, or where
  * one adapter step up is given at least SERVES_STEP_UP_FROM, the pair with the most throughput
- * among those given at least SERVES_STEP_BACK_BELOW (the likeliest to serve when none is). The
- * answer is priced at the forest's claim, the others at what they offer (up to the capacity bound,
- * `price`). `mayOffer` rules out adapter counts the capacity bound says must starve.
+ * among those given at least SERVES_STEP_BACK_BELOW (the likeliest to serve when none is). Pairs
+ * are priced at what their adapters offer (up to the capacity bound, `price`); the answer's own
+ * slot neighbours offer the same, and on that tie the answer stays. `mayOffer` rules out adapter
+ * counts the capacity bound says must starve.
  */
 export function servesCheck(
   chanceAt: (c: number, p: number) => number,
@@ -85,9 +86,10 @@ export function servesCheck(
     if (chance >= SERVES_STEP_UP_FROM) candidates.push({ c: up, p, chance, price: price(up) });
   }
   const likely = [here, ...candidates].filter((s) => s.chance >= SERVES_STEP_BACK_BELOW);
+  // Pairs of the same adapters offer the same load: a slot step is taken only for the chance.
   const pick = likely.length
     ? likely.reduce((a, b) =>
-        b.price > a.price || (b.price === a.price && b.chance > a.chance) ? b : a,
+        b.price > a.price || (b.price === a.price && a !== here && b.chance > a.chance) ? b : a,
       )
     : candidates.reduce((a, b) => (b.chance > a.chance ? b : a), here);
   if (pick === here) return undefined;
