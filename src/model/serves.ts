@@ -3,7 +3,12 @@
 // searches simulated. A `model` answer reads it to step back where the margin is thin, in
 // microseconds, without a simulation (src/recommend/model-answer.ts).
 import { z } from 'zod';
-import { estimateGpu, lengthsFor, workloadCapacity, type SearchWorkload } from '../search/index.js';
+import {
+  estimatePair,
+  lengthsFor,
+  workloadCapacity,
+  type SearchWorkload,
+} from '../search/index.js';
 import { solve } from '../stats/ols.js';
 import type { DatasetRow } from './dataset.js';
 import { kvCacheTokens, type Profile } from '../twin/index.js';
@@ -75,20 +80,16 @@ export function servesFeaturesOf(
 ): (concurrentAdapters: number, parallelAdapters: number) => number[] {
   const lengths = lengthsFor(profile, workload.requestLengths ?? { kind: 'sharegpt' });
   const capacity = workloadCapacity(profile, workload);
-  const groups = workload.rates.length;
   return (concurrentAdapters, parallelAdapters) => {
-    // Adapter i has the rate of group i mod groups: counts per group, not one rate per adapter.
-    const rateCounts = workload.rates.map(
-      (_, g) => Math.floor(concurrentAdapters / groups) + (g < concurrentAdapters % groups ? 1 : 0),
-    );
-    const e = estimateGpu(profile, lengths, {
-      rates: workload.rates,
-      rateCounts,
-      maxLoras: parallelAdapters,
+    const e = estimatePair(
+      profile,
+      lengths,
+      workload.rates,
+      concurrentAdapters,
+      parallelAdapters,
       maxLoraRank,
-    });
-    const ratio =
-      e.offeredTokensPerSecond > 0 ? e.throughputTokensPerSecond / e.offeredTokensPerSecond : 1;
+    );
+    const ratio = e.completionRatio;
     const kv = kvCacheTokens(profile, parallelAdapters, maxLoraRank);
     const kvFill = kv > 0 ? (e.runningRequests * lengths.kvPerRunningRequest) / kv : 3;
     const tokensPerStep = e.runningRequests * (1 + lengths.prompt / Math.max(1, lengths.output));

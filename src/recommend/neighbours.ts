@@ -8,7 +8,7 @@ import {
   SERVES_STEP_UP_FROM,
   type ServesModel,
 } from '../model/serves.js';
-import { estimateGpu, lengthsFor, type SearchWorkload } from '../search/index.js';
+import { estimatePair, lengthsFor, type SearchWorkload } from '../search/index.js';
 import type { Profile } from '../twin/index.js';
 
 /** The candidates a neighbour is taken from: the request's own, or the default grid's. */
@@ -129,21 +129,9 @@ export function closedFormCheck(
   grid: NeighbourGrid,
 ): Neighbour | undefined {
   const lengths = lengthsFor(profile, workload.requestLengths ?? { kind: 'sharegpt' });
-  const groups = workload.rates.length;
   const at = (cc: number, pp: number) => {
-    // Adapter i has the rate of group i mod groups: counts per group, not one rate per adapter.
-    const rateCounts = workload.rates.map(
-      (_, g) => Math.floor(cc / groups) + (g < cc % groups ? 1 : 0),
-    );
-    const e = estimateGpu(profile, lengths, {
-      rates: workload.rates,
-      rateCounts,
-      maxLoras: pp,
-      maxLoraRank,
-    });
-    const ratio =
-      e.offeredTokensPerSecond > 0 ? e.throughputTokensPerSecond / e.offeredTokensPerSecond : 1;
-    return { c: cc, p: pp, ratio, throughput: e.throughputTokensPerSecond };
+    const e = estimatePair(profile, lengths, workload.rates, cc, pp, maxLoraRank);
+    return { c: cc, p: pp, ratio: e.completionRatio, throughput: e.throughputTokensPerSecond };
   };
   const serves = (e: { ratio: number }) => e.ratio >= 1 - threshold;
   const here = at(c, p);

@@ -204,3 +204,26 @@ export function estimateGpu(profile: Profile, lengths: MeanLengths, load: GpuLoa
     stepMs,
   };
 }
+
+/**
+ * The estimate of `concurrentAdapters` adapters of a workload's rate groups on `maxLoras` slots:
+ * adapter i has the rate of group i mod groups, so the groups are counted, not each adapter.
+ * `completionRatio` is the share of the offered load it completes (1 with nothing offered).
+ */
+export function estimatePair(
+  profile: Profile,
+  lengths: MeanLengths,
+  rates: readonly number[],
+  concurrentAdapters: number,
+  maxLoras: number,
+  maxLoraRank: number,
+): GpuEstimate & { completionRatio: number } {
+  const groups = rates.length;
+  const rateCounts = rates.map(
+    (_, g) => Math.floor(concurrentAdapters / groups) + (g < concurrentAdapters % groups ? 1 : 0),
+  );
+  const e = estimateGpu(profile, lengths, { rates, rateCounts, maxLoras, maxLoraRank });
+  const completionRatio =
+    e.offeredTokensPerSecond > 0 ? e.throughputTokensPerSecond / e.offeredTokensPerSecond : 1;
+  return { ...e, completionRatio };
+}

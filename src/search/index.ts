@@ -45,6 +45,7 @@ export type { RunSimulation, SimulationOutcome } from './outcome.js';
 export { withTtftAcrossArrivals } from './arrivals.js';
 export {
   estimateGpu,
+  estimatePair,
   lengthsFor,
   slotShortfall,
   type GpuEstimate,
