@@ -2,6 +2,8 @@
 // AUC computed by hand, features that are the closed-form estimate's own figures, and a `model`
 // answer that steps back where that chance is thin.
 import { describe, expect, it } from 'vitest';
+import { datasetPath, readDataset } from '../src/model/dataset.js';
+import { loadModel } from '../src/model/model.js';
 import {
   fitServes,
   rocAuc,
@@ -9,6 +11,7 @@ import {
   SERVES_STEP_BACK_BELOW,
   SERVES_STEP_UP_FROM,
   servesFeatures,
+  servesPairsOf,
   servesProbability,
   trainServes,
   type ServesModel,
@@ -63,6 +66,17 @@ describe('the logistic fit', () => {
       serves: Math.sin(i) + 0.3 * Math.cos(7 * i) > 0,
     }));
     expect(JSON.stringify(trainServes(pairs))).toBe(JSON.stringify(trainServes(pairs)));
+  });
+});
+
+describe("the shipped forest's chance of serving", () => {
+  it('is what the fit gives on the shipped training set, and ranks its pairs far better than chance', () => {
+    const rows = readDataset(datasetPath(llama.id));
+    const fitted = trainServes(servesPairsOf(rows, llama));
+    const shipped = loadModel(llama.id).servesAtPair!;
+    expect(shipped).toEqual(fitted);
+    expect(fitted.pairs).toBe(rows.reduce((n, r) => n + r.evaluated.length, 0));
+    expect(fitted.cv.auc).toBeGreaterThan(0.95);
   });
 });
 

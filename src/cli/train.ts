@@ -3,6 +3,7 @@ import { dirname, relative } from 'node:path';
 import { modelPath } from '../model/model.js';
 import { availableParallelism } from 'node:os';
 import { trainModel, type CvResult, type CvTask } from '../model/train.js';
+import { SERVES_CV_CONFIDENCE } from '../model/serves.js';
 import { workerPool } from '../runtime/pool.js';
 import { loadProfile, PACKAGE_ROOT } from '../profiles/store.js';
 import { TWIN_VERSION } from '../twin/index.js';
@@ -61,6 +62,9 @@ export async function trainCommand(argv: string[]): Promise<number> {
   process.stdout.write(
     `${profile.id}: ${model.trainingSet.rows} workloads, hyperparameters ${JSON.stringify(model.hyperparameters)}\n` +
       `  CV paper-SMAPE: concurrent ${t.concurrent.cv.smapePaper.toFixed(2)}%, parallel ${t.parallel.cv.smapePaper.toFixed(2)}%, throughput ${t.throughput.cv.smapePaper.toFixed(2)}%\n` +
+      (model.servesAtPair
+        ? `  chance a pair serves: ${model.servesAtPair.pairs} simulated pairs, CV AUC ${model.servesAtPair.cv.auc.toFixed(3)}, ${(100 * model.servesAtPair.cv.starvingAboveConfidence).toFixed(1)}% of ${model.servesAtPair.cv.pairsAboveConfidence} pairs given at least ${SERVES_CV_CONFIDENCE} starve\n`
+        : '') +
       `  wrote ${out} (${(json.length / 1e6).toFixed(2)} MB) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
   );
   return 0;
