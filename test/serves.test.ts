@@ -1,12 +1,13 @@
-// The chance a pair serves (src/model/serves.ts): a logistic fit that recovers a known model, an
-// AUC computed by hand, features that are the closed-form estimate's own figures, and a `model`
+// The chance a pair serves (src/model/serves.ts): boosted trees that learn a known rule, an AUC
+// computed by hand, features that are the closed-form estimate's own figures, and a `model`
 // answer that steps back where that chance is thin.
 import { describe, expect, it } from 'vitest';
 import { datasetPath, readDataset } from '../src/model/dataset.js';
 import { loadModel } from '../src/model/model.js';
+import { boostedProbability, trainBoostedClassifier } from '../src/model/boost.js';
 import {
-  fitServes,
   rocAuc,
+  SERVES_BOOSTING,
   SERVES_FEATURES,
   SERVES_STEP_BACK_BELOW,
   SERVES_STEP_UP_FROM,
@@ -30,33 +31,45 @@ import { constantModel } from './models.js';
 
 const llama = loadProfile('h100-64gb/llama-3.1-8b-instruct');
 
-describe('the logistic fit', () => {
-  it('recovers the coefficients of the model that drew the verdicts', () => {
-    // serves with chance 1 / (1 + exp(-(0.5 + 2 x0 - 1 x1))), x uniform on [-2, 2].
-    const u = seededStream(7, 1);
+describe('the boosted trees', () => {
+  /** 20,000 rows, x uniform on [-2, 2]^2, labelled with chance 1 / (1 + exp(-(0.5 + 2 x0 - x1))). */
+  const drawn = (seed: number) => {
+    const u = seededStream(seed, 1);
     const xs: number[][] = [];
-    const serves: boolean[] = [];
+    const labels: boolean[] = [];
+    const truth: number[] = [];
     for (let i = 0; i < 20_000; i++) {
       const x = [4 * u.next() - 2, 4 * u.next() - 2];
+      const chance = 1 / (1 + Math.exp(-(0.5 + 2 * x[0]! - x[1]!)));
       xs.push(x);
-      serves.push(u.next() < 1 / (1 + Math.exp(-(0.5 + 2 * x[0]! - x[1]!))));
+      truth.push(chance);
+      labels.push(u.next() < chance);
     }
-    const fit = fitServes(xs, serves, 0);
-    // Back from standardised units: slope_k = b_k / scale_k, intercept = b_0 - sum b_k mean_k / scale_k.
-    const slopes = fit.mean.map((_, k) => fit.coefficients[k + 1]! / fit.scale[k]!);
-    const intercept = fit.coefficients[0]! - fit.mean.reduce((s, m, k) => s + slopes[k]! * m, 0);
-    expect(Math.abs(slopes[0]! - 2)).toBeLessThan(0.15);
-    expect(Math.abs(slopes[1]! + 1)).toBeLessThan(0.1);
-    expect(Math.abs(intercept - 0.5)).toBeLessThan(0.1);
+    return { xs, labels, truth };
+  };
+
+  it('rank fresh rows about as well as the chance that drew their labels', () => {
+    const train = drawn(7);
+    const model = trainBoostedClassifier(train.xs, train.labels, SERVES_BOOSTING);
+    const test = drawn(8);
+    const fitted = rocAuc(
+      test.xs.map((x) => boostedProbability(model, x)),
+      test.labels,
+    );
+    const best = rocAuc(test.truth, test.labels);
+    expect(fitted).toBeGreaterThan(best - 0.01);
+    // And the chances themselves: at x = (1, 0) the drawing chance is 1 / (1 + e^-2.5) = 0.924.
+    expect(boostedProbability(model, [1, 0])).toBeGreaterThan(0.85);
+    expect(boostedProbability(model, [1, 0])).toBeLessThan(0.97);
   });
 
-  it('stays finite on verdicts a feature separates exactly', () => {
-    const xs = [[0], [1], [2], [3], [4], [5]];
-    const fit = fitServes(xs, [false, false, false, true, true, true]);
-    expect(fit.coefficients.every(Number.isFinite)).toBe(true);
-    const model = { ...fit, features: ['x'], pairs: 6, cv: trainCvOf(1) };
-    expect(servesProbability(model, [0])).toBeLessThan(0.1);
-    expect(servesProbability(model, [5])).toBeGreaterThan(0.9);
+  it('stay finite and on the right side on labels one feature separates exactly', () => {
+    const xs = Array.from({ length: 100 }, (_, i) => [i / 10]);
+    const labels = xs.map(([x]) => x! >= 5);
+    const model = trainBoostedClassifier(xs, labels, { ...SERVES_BOOSTING, minLeaf: 5 });
+    expect(model.trees.trees.flat().every(Number.isFinite)).toBe(true);
+    expect(boostedProbability(model, [1])).toBeLessThan(0.1);
+    expect(boostedProbability(model, [8])).toBeGreaterThan(0.9);
   });
 
   it('gives the same model for the same pairs, bit for bit', () => {
@@ -119,46 +132,85 @@ describe("the estimate's figures at a pair", () => {
 describe('a model answer with the chance it serves', () => {
   const workload = { rates: [0.3], ranks: [16] };
   const search = { concurrent: [32, 64, 96, 128], parallel: [16, 32, 64] };
-  /** A serving model that reads only log2 adapters: more than `edge` adapters rarely serve. */
-  const servesBelow = (edge: number): ServesModel => ({
+  const ADAPTERS = SERVES_FEATURES.indexOf('log2 adapters');
+  const SLOTS = SERVES_FEATURES.indexOf('log2 slots');
+  /**
+   * A serving model of one tree per feature named: each a staircase whose leaf for values from
+   * one step's threshold on is that step's log-odds (the first leaf is `below`).
+   */
+  const servesBy = (
+    stairs: Array<{ feature: number; below: number; steps: Array<[number, number]> }>,
+  ): ServesModel => ({
     features: [...SERVES_FEATURES],
-    mean: SERVES_FEATURES.map(() => 0),
-    scale: SERVES_FEATURES.map(() => 1),
-    // chance 1 / (1 + exp(-8 (log2 edge - log2 c))).
-    coefficients: [8 * Math.log2(edge), 0, 0, 0, 0, -8, 0, 0],
-    ridge: 0,
+    base: 0,
+    trees: {
+      trees: stairs.map(({ feature, below, steps }) => {
+        // Node k splits at step k's threshold: left is the leaf before it, right the next node.
+        const nodes: number[] = [];
+        steps.forEach(([threshold], k) => {
+          const at = nodes.length / 4;
+          nodes.push(
+            feature,
+            threshold,
+            at + 1,
+            at + 2,
+            -1,
+            k === 0 ? below : steps[k - 1]![1],
+            0,
+            0,
+          );
+        });
+        nodes.push(-1, steps[steps.length - 1]![1], 0, 0);
+        return nodes;
+      }),
+    },
+    hyperparameters: { ...SERVES_BOOSTING },
     pairs: 0,
     cv: trainCvOf(5),
   });
-  const answer = (edge: number, forestAdapters = 128) =>
+  const logOdds = (chance: number) => Math.log(chance / (1 - chance));
+  /** The chance of 32, 64, 96 and 128 adapters, whatever the slots. */
+  const byAdapters = (c32: number, c64: number, c96: number, c128: number) =>
+    servesBy([
+      {
+        feature: ADAPTERS,
+        below: logOdds(c32),
+        steps: [
+          [5.5, logOdds(c64)],
+          [6.3, logOdds(c96)],
+          [6.8, logOdds(c128)],
+        ],
+      },
+    ]);
+  const answer = (serves: ServesModel, forestAdapters = 128, w: typeof workload = workload) =>
     new Recommender({
       loadProfile: () => llama,
       loadModel: () => ({
-        ...constantModel(llama, workload, forestAdapters, 32),
-        servesAtPair: servesBelow(edge),
+        ...constantModel(llama, w, forestAdapters, 32),
+        servesAtPair: serves,
       }),
       simulate: () => Promise.reject(new Error('a model answer simulates nothing')),
     }).recommend({
       profile: llama.id,
-      workload,
+      workload: w,
       method: 'model',
       search,
       starvationThreshold: 0.1,
       objective: 'paper',
     });
-
-  const chance = (edge: number, c: number) =>
-    1 / (1 + Math.exp(-8 * (Math.log2(edge) - Math.log2(c))));
+  const chanceAt = (serves: ServesModel, c: number, p: number) =>
+    servesProbability(serves, servesFeatures(llama, workload, 16, c, p));
 
   it('steps back to the neighbour with the most throughput that more likely serves than not', async () => {
-    // At an edge of 80 adapters, 128 and 96 more likely starve, and 64 more likely serves.
-    expect(chance(80, 96)).toBeLessThan(SERVES_STEP_BACK_BELOW);
-    expect(chance(80, 64)).toBeGreaterThanOrEqual(SERVES_STEP_BACK_BELOW);
-    const r = await answer(80);
+    // 128 and 96 adapters more likely starve, and 64 more likely serves.
+    const serves = byAdapters(0.99, 0.93, 0.1, 0.01);
+    expect(chanceAt(serves, 96, 32)).toBeLessThan(SERVES_STEP_BACK_BELOW);
+    expect(chanceAt(serves, 64, 32)).toBeGreaterThanOrEqual(SERVES_STEP_BACK_BELOW);
+    const r = await answer(serves);
     expect(r.recommendation.concurrentAdapters).toBe(64);
     expect(r.recommendation.parallelAdapters).toBe(32);
     expect(r.explanation.summary).toContain(
-      '128 adapters on 32 slots serve with a chance of 0% and 64 on 32 with 93%, so 64 on 32 are recommended',
+      '128 adapters on 32 slots serve with a chance of 1% and 64 on 32 with 93%, so 64 on 32 are recommended',
     );
     expect(r.vllmArgs).toContain('--max-cpu-loras=64');
     expect(r.recommendation.throughputTokensPerSecond).toBeLessThanOrEqual(
@@ -167,38 +219,29 @@ describe('a model answer with the chance it serves', () => {
   });
 
   it('keeps a pair it is sure of at the top of the candidates', async () => {
-    const r = await answer(1024);
+    const r = await answer(byAdapters(0.99, 0.99, 0.99, 0.99));
     expect(r.recommendation.concurrentAdapters).toBe(128);
     expect(r.recommendation.parallelAdapters).toBe(32);
     expect(r.explanation.summary).not.toContain('chance');
   });
 
   it('keeps its slots where a slot neighbour, offering the same load, is only a little surer', async () => {
-    // A light load, well under the capacity bound. The chance falls with adapters and with slots:
-    // 128 on 32 serve with 95%, 128 on 16 with 98%. Both more likely serve than not, and both
-    // offer the same tokens, so the forest's slots stay.
+    // A light load, well under the capacity bound. The chance falls with slots: 128 adapters on
+    // 16 slots serve with 98%, on 32 with 95%, on 64 with 88%. All more likely serve than not,
+    // and all offer the same tokens, so the forest's slots stay.
     const light = { rates: [0.02], ranks: [16] };
     expect(offeredTokensPerSecond(llama, light, 128)).toBeLessThan(workloadCapacity(llama, light));
-    const fewerSlotsSurer: ServesModel = {
-      ...servesBelow(1024),
-      // eta = 15 - log2 adapters - log2 slots.
-      coefficients: [15, 0, 0, 0, 0, -1, -1, 0],
-    };
-    const r = await new Recommender({
-      loadProfile: () => llama,
-      loadModel: () => ({
-        ...constantModel(llama, light, 128, 32),
-        servesAtPair: fewerSlotsSurer,
-      }),
-      simulate: () => Promise.reject(new Error('a model answer simulates nothing')),
-    }).recommend({
-      profile: llama.id,
-      workload: light,
-      method: 'model',
-      search,
-      starvationThreshold: 0.1,
-      objective: 'paper',
-    });
+    const fewerSlotsSurer = servesBy([
+      {
+        feature: SLOTS,
+        below: logOdds(0.98),
+        steps: [
+          [4.5, logOdds(0.95)],
+          [5.5, logOdds(0.88)],
+        ],
+      },
+    ]);
+    const r = await answer(fewerSlotsSurer, 128, light);
     expect([r.recommendation.concurrentAdapters, r.recommendation.parallelAdapters]).toEqual([
       128, 32,
     ]);
@@ -206,8 +249,9 @@ describe('a model answer with the chance it serves', () => {
   });
 
   it('steps one adapter count up where that pair is given at least 90%', async () => {
-    expect(chance(1024, 96)).toBeGreaterThanOrEqual(SERVES_STEP_UP_FROM);
-    const r = await answer(1024, 64);
+    const serves = byAdapters(0.99, 0.99, 0.99, 0.99);
+    expect(chanceAt(serves, 96, 32)).toBeGreaterThanOrEqual(SERVES_STEP_UP_FROM);
+    const r = await answer(serves, 64);
     expect(r.recommendation.concurrentAdapters).toBe(96);
     expect(r.explanation.summary).toContain('so 96 on 32 are recommended');
     // Claimed no higher than the forest claimed for the pair it started from.
@@ -217,10 +261,9 @@ describe('a model answer with the chance it serves', () => {
   });
 
   it('does not step up where the chance is below 90%', async () => {
-    // An edge of 100: 96 adapters serve with about 60%, below the step-up's bar.
-    expect(chance(100, 96)).toBeLessThan(SERVES_STEP_UP_FROM);
-    expect(chance(100, 64)).toBeGreaterThanOrEqual(SERVES_STEP_BACK_BELOW);
-    const r = await answer(100, 64);
+    const serves = byAdapters(0.99, 0.95, 0.6, 0.1);
+    expect(chanceAt(serves, 96, 32)).toBeLessThan(SERVES_STEP_UP_FROM);
+    const r = await answer(serves, 64);
     expect(r.recommendation.concurrentAdapters).toBe(64);
   });
 });

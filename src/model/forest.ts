@@ -155,6 +155,14 @@ export function predictTrees(forest: CompactForest, x: readonly number[]): numbe
   return Array.from(p.roots, (root) => leafOf(p, root, x));
 }
 
+/** The sum of the trees' leaves at x (a boosted ensemble's score; `predict` is their mean). */
+export function sumOfTrees(forest: CompactForest, x: readonly number[]): number {
+  const p = packedForest(forest);
+  let s = 0;
+  for (let k = 0; k < p.roots.length; k++) s += leafOf(p, p.roots[k]!, x);
+  return s;
+}
+
 export function predict(forest: CompactForest, x: readonly number[]): number {
   const p = packedForest(forest);
   let s = 0;
