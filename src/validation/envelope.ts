@@ -204,7 +204,7 @@ async function main(): Promise<void> {
         )
         .join('\n');
       sections.push(
-        `### ${profileId}\n\nAnswers the twin says starve${starving.length > 6 ? ' (first six)' : ''}:\n\n${worst || '- none'}\n`,
+        `### ${profileId}\n\n${starvingBreakdown(starving)}\n\nAnswers the twin says starve${starving.length > 6 ? ' (first six)' : ''}:\n\n${worst || '- none'}\n`,
       );
       process.stdout.write(`${row}\n`);
     }
@@ -248,6 +248,18 @@ ${reseedLines.join('\n')}
 }${sections.join('\n')}`;
   writeFileSync(reportPath, md);
   process.stdout.write(`wrote ${reportPath}\n`);
+}
+
+/** Where the starving answers lie against the twin's optimum. */
+function starvingBreakdown(starving: readonly Case[]): string {
+  const none = starving.filter((c) => !c.optimum).length;
+  const more = starving.filter((c) => c.optimum && c.model!.c > c.optimum.c).length;
+  const slots = starving.length - none - more;
+  return (
+    `Of the ${starving.length} answers that starve: ${more} have more adapters than the twin's ` +
+    `optimum, ${slots} at most its adapters (they starve on their slots), and ${none} are ` +
+    'workloads where no pair of the grid serves in the twin.'
+  );
 }
 
 if (process.argv[1]?.endsWith('validation/envelope.js')) {
