@@ -18,7 +18,7 @@ import {
   type ServesModel,
 } from '../src/model/serves.js';
 import { loadProfile } from '../src/profiles/store.js';
-import { Recommender } from '../src/recommend/index.js';
+import { NoServingConfigurationError, Recommender } from '../src/recommend/index.js';
 import {
   estimateGpu,
   lengthsFor,
@@ -215,6 +215,16 @@ describe('a model answer with the chance it serves', () => {
     expect(r.vllmArgs).toContain('--max-cpu-loras=64');
     expect(r.recommendation.throughputTokensPerSecond).toBeLessThanOrEqual(
       r.recommendation.offeredTokensPerSecond,
+    );
+  });
+
+  it('refuses where not even the fewest adapters are likely to serve, naming both chances', async () => {
+    // The request's fewest adapters (32, on 16 or 32 slots) are given 30%, under the 70% a pair
+    // is recommended from.
+    const r = answer(byAdapters(0.3, 0.2, 0.1, 0.01));
+    await expect(r).rejects.toBeInstanceOf(NoServingConfigurationError);
+    await expect(r).rejects.toThrow(
+      /every configuration likely starves: .*even 32 adapter\(s\) on any slot count with at most 30%/,
     );
   });
 

@@ -23,7 +23,8 @@ import {
   vllmArgs,
 } from './pairs.js';
 import type { RecommendRequest, RecommendResponse } from './schema.js';
-import { chanceOfServing, closedFormCheck, servesCheck } from './neighbours.js';
+import { chanceOfServing, closedFormCheck, nothingLikely, servesCheck } from './neighbours.js';
+import { SERVES_STEP_BACK_BELOW } from '../model/serves.js';
 
 /** The forest's prediction for a workload, and where it lies against the training envelope. */
 export interface ForestAnswer {
@@ -208,6 +209,21 @@ export function modelAnswer(
     [c, p] = [neighbour.c, neighbour.p];
     offeredAtC = offered(c);
     throughput = Math.min(throughput, completionRatio * offeredAtC, capacity, neighbour.throughput);
+  }
+  // Where not even the grid's fewest adapters are likely enough to serve, no pair is: refuse, as
+  // the capacity bound refuses, rather than answer a pair that starves.
+  if (model.servesAtPair) {
+    const hopeless = nothingLikely(
+      chanceOfServing(model.servesAtPair, profile, workload, maxLoraRank),
+      c,
+      p,
+      neighbourGrid,
+    );
+    if (hopeless)
+      throw new NoServingConfigurationError(
+        `every configuration likely starves: by the twin's verdicts on the training searches' pairs, ${c} adapters on ${p} slots serve with a chance of ${(100 * hopeless.here).toFixed(0)}%, and even ${hopeless.fewest} adapter(s) on any slot count with at most ${(100 * hopeless.atFewest).toFixed(0)}% (a pair is recommended from ${(100 * SERVES_STEP_BACK_BELOW).toFixed(0)}%); split the adapters over more GPUs or lower the rates, or ask method auto or twin to simulate`,
+        [],
+      );
   }
   const effects = localExplanation(model, x);
   const envelopeNote = outside.length

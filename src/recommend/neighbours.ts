@@ -103,6 +103,27 @@ export function servesCheck(
   };
 }
 
+/**
+ * After servesCheck: undefined where the answer is given at least SERVES_STEP_BACK_BELOW, or the
+ * grid's fewest adapters are on some slot count it holds; else both chances, for the refusal.
+ */
+export function nothingLikely(
+  chanceAt: (c: number, p: number) => number,
+  c: number,
+  p: number,
+  grid: NeighbourGrid,
+): { here: number; fewest: number; atFewest: number } | undefined {
+  const here = chanceAt(c, p);
+  if (here >= SERVES_STEP_BACK_BELOW) return undefined;
+  // The fewest adapters vLLM starts with on some slot count (max_loras <= max_cpu_loras).
+  const fewestSlots = grid.parallel[0];
+  const fewest = grid.concurrent.find((v) => fewestSlots !== undefined && v >= fewestSlots);
+  if (fewest === undefined) return undefined;
+  const slots = grid.parallel.filter((v) => v <= fewest);
+  const atFewest = Math.max(...slots.map((v) => chanceAt(fewest, v)));
+  return atFewest >= SERVES_STEP_BACK_BELOW ? undefined : { here, fewest, atFewest };
+}
+
 /** The chance `serves` gives a pair of this workload, from the closed-form estimate's figures. */
 export function chanceOfServing(
   serves: ServesModel,

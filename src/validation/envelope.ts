@@ -257,8 +257,8 @@ function starvingBreakdown(starving: readonly Case[]): string {
   const slots = starving.length - none - more;
   return (
     `Of the ${starving.length} answers that starve: ${more} have more adapters than the twin's ` +
-    `optimum, ${slots} at most its adapters (they starve on their slots), and ${none} are ` +
-    'workloads where no pair of the grid serves in the twin.'
+    `optimum, ${slots} at most its adapters (they starve on their slots), and ${none} ` +
+    `${none === 1 ? 'is a workload' : 'are workloads'} where no pair of the grid serves in the twin.`
   );
 }
 
