@@ -39,6 +39,9 @@ export interface KitFit {
     loadSteps: number;
     adapterLoads?: number;
     adapterLoadScale?: number;
+    /** Adapters read from disk for the first time in the loads experiment, and the fitted read. */
+    diskReads?: number;
+    diskToCpuMs?: number;
   };
 }
 
@@ -225,21 +228,28 @@ export function fitKitRuns(start: Profile, runs: readonly KitRun[]): KitFit {
   const ys: number[] = [];
   const scales: number[] = [];
   let adapterLoads = 0;
+  const firstUseSteps: Array<{ ms: number; other: number; loadMs: number; firstUses: number }> = [];
   const fittedLoraMs = loraMsOf(profile);
   for (const run of loadRuns) {
     const maxLoras = flag(run.experiment.serverArgs, 'max-loras') ?? 0;
     const maxLoraRank = flag(run.experiment.serverArgs, 'max-lora-rank') ?? 0;
     const rankOf = new Map(run.experiment.adapters.map((a) => [a.name, a.rank]));
+    // With room on the host for every adapter, an adapter is read from disk at its first use only.
+    const hostHoldsAll =
+      (flag(run.experiment.serverArgs, 'max-cpu-loras') ?? 0) >= run.experiment.adapters.length;
     const steps = observedSteps(run.records, start.blockSize);
-    replaySlots(steps, maxLoras).forEach(({ loaded, firstUse }, i) => {
-      // A first use reads the adapter from disk too (a term not fitted here).
-      if (firstUse) return;
+    replaySlots(steps, maxLoras).forEach(({ loaded, firstUse, firstUses }, i) => {
       const s = steps[i]!;
       const loadMs = loaded.reduce(
         (sum, a) => sum + cpuToGpuLoadMs(start, maxLoraRank, rankOf.get(a) ?? maxLoraRank),
         0,
       );
       const other = baseMs(s) + fittedLoraMs(s, maxLoras);
+      // A first use reads the adapter from disk too: fitted after the loads, from these steps.
+      if (firstUse) {
+        if (hostHoldsAll) firstUseSteps.push({ ms: s.ms, other, loadMs, firstUses });
+        return;
+      }
       rows.push([loadMs]);
       ys.push(s.ms - other);
       scales.push(other + loadMs);
@@ -259,13 +269,34 @@ export function fitKitRuns(start: Profile, runs: readonly KitRun[]): KitFit {
       paddedPenalty: load.cpuToGpuFallback.paddedPenalty * scale,
     };
     refitted.push(
-      `adapterLoad, one scale on the host-to-GPU load times (${adapterLoads} loads in ${rows.length} steps of the loads experiment; disk reads stay)`,
+      `adapterLoad, one scale on the host-to-GPU load times (${adapterLoads} loads in ${rows.length} steps of the loads experiment)`,
     );
   } else
     unchanged.push(
       loadRuns.length > 0
         ? "adapterLoad (the loads experiment made no load after each adapter's first use)"
         : 'adapterLoad (no loads experiment was recorded)',
+    );
+  // Disk reads: what the first-use steps take beyond their fitted time and host-to-GPU loads,
+  // per adapter read for the first time in them.
+  const loadScale = report.adapterLoadScale ?? 1;
+  const diskReads = firstUseSteps.reduce((n, f) => n + f.firstUses, 0);
+  report.diskReads = diskReads;
+  if (diskReads > 0) {
+    const startDisk = start.adapterLoad.diskToCpuMs;
+    const [diskMs] = scaledLeastSquares(
+      firstUseSteps.map((f) => [f.firstUses]),
+      firstUseSteps.map((f) => f.ms - f.other - loadScale * f.loadMs),
+      firstUseSteps.map((f) => f.other + loadScale * f.loadMs + startDisk * f.firstUses),
+    ) as [number];
+    profile.adapterLoad.diskToCpuMs = Math.max(0, diskMs);
+    report.diskToCpuMs = profile.adapterLoad.diskToCpuMs;
+    refitted.push(
+      `adapterLoad.diskToCpuMs, an adapter's disk read (${diskReads} first uses in ${firstUseSteps.length} steps of the loads experiment)`,
+    );
+  } else
+    unchanged.push(
+      "adapterLoad.diskToCpuMs (no loads experiment with every adapter held on the host recorded an adapter's first use)",
     );
   unchanged.push('scheduler (its CPU terms carry over)');
   profile.fit = { ...start.fit, kitFit: report };
@@ -280,7 +311,7 @@ export function fitKitRuns(start: Profile, runs: readonly KitRun[]): KitFit {
 function replaySlots(
   steps: readonly ObservedStep[],
   maxLoras: number,
-): Array<{ loaded: string[]; firstUse: boolean }> {
+): Array<{ loaded: string[]; firstUse: boolean; firstUses: number }> {
   const lastUsed = new Map<string, number>();
   const seen = new Set<string>();
   return steps.map((s, i) => {
@@ -298,8 +329,8 @@ function replaySlots(
       lastUsed.set(a, i);
       loaded.push(a);
     }
-    const firstUse = names.some((a) => !seen.has(a));
+    const firstUses = names.filter((a) => !seen.has(a)).length;
     for (const a of names) seen.add(a);
-    return { loaded, firstUse };
+    return { loaded, firstUse: firstUses > 0, firstUses };
   });
 }
