@@ -1,22 +1,10 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- parsed YAML documents, walked by path */
 import { parseAllDocuments } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/http/app.js';
-import { ServiceCore } from '../../src/service/core.js';
-import { openDatabase } from '../../src/storage/db.js';
+import { describe, expect, it } from 'vitest';
+import { withService, type App } from './service.js';
 
-type App = Awaited<ReturnType<typeof buildApp>>;
 let app: App;
-let core: ServiceCore;
-beforeAll(async () => {
-  core = new ServiceCore({ db: openDatabase(':memory:'), threads: 2 });
-  app = await buildApp({ core });
-  await app.ready();
-});
-afterAll(async () => {
-  await app.close();
-  await core.close();
-});
+withService((a) => (app = a));
 const post = (url: string, payload: unknown) =>
   app.inject({
     method: 'POST',

@@ -1,22 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/http/app.js';
-import { ServiceCore } from '../../src/service/core.js';
-import { openDatabase } from '../../src/storage/db.js';
+import { describe, expect, it } from 'vitest';
+import { withService, type App } from './service.js';
 
 const QWEN = 'h100-64gb/qwen-2.5-7b-instruct';
-type App = Awaited<ReturnType<typeof buildApp>>;
-
 let app: App;
-let core: ServiceCore;
-beforeAll(async () => {
-  core = new ServiceCore({ db: openDatabase(':memory:'), threads: 2 });
-  app = await buildApp({ core });
-  await app.ready();
-});
-afterAll(async () => {
-  await app.close();
-  await core.close();
-});
+withService((a) => (app = a));
 
 const post = (payload: unknown) =>
   app.inject({

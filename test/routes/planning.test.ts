@@ -1,22 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/http/app.js';
-import { ServiceCore } from '../../src/service/core.js';
-import { openDatabase } from '../../src/storage/db.js';
+import { describe, expect, it } from 'vitest';
+import { withService, type App } from './service.js';
+import type { ServiceCore } from '../../src/service/core.js';
 
 const LLAMA = 'h100-64gb/llama-3.1-8b-instruct';
-type App = Awaited<ReturnType<typeof buildApp>>;
-
 let app: App;
 let core: ServiceCore;
-beforeAll(async () => {
-  core = new ServiceCore({ db: openDatabase(':memory:'), threads: 2 });
-  app = await buildApp({ core });
-  await app.ready();
-});
-afterAll(async () => {
-  await app.close();
-  await core.close();
-});
+withService((a, c) => ([app, core] = [a, c]));
 
 const post = (url: string, payload: unknown, headers: Record<string, string> = {}) =>
   app.inject({
