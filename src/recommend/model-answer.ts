@@ -181,23 +181,19 @@ export function modelAnswer(
       );
   }
   // Last, the pairs next to the answer (src/recommend/neighbours.ts): with the forest's model of
-  // the chance a pair serves, the answer steps back where that chance is below a half, or one
-  // adapter step up where it is at least 90%; with an older forest, the closed-form steady state
-  // (src/search/estimate.ts) vetoes a pair it says starves.
+  // the chance a pair serves, the answer steps back where that chance is below
+  // SERVES_STEP_BACK_BELOW, or one adapter step up where it reaches SERVES_STEP_UP_FROM; with an
+  // older forest, the closed-form steady state (src/search/estimate.ts) vetoes a pair it says starves.
+  const chanceAt = model.servesAtPair
+    ? chanceOfServing(model.servesAtPair, profile, workload, maxLoraRank)
+    : undefined;
   const neighbourGrid = {
     concurrent: concurrentCandidates ?? DEFAULT_GRID.concurrent,
     parallel: (parallelCandidates ?? DEFAULT_GRID.parallel).filter((v) => v <= slotLimit),
     parallelGiven: parallelCandidates !== undefined,
   };
-  const neighbour = model.servesAtPair
-    ? servesCheck(
-        chanceOfServing(model.servesAtPair, profile, workload, maxLoraRank),
-        c,
-        p,
-        neighbourGrid,
-        (v) => Math.min(offered(v), capacity),
-        servable,
-      )
+  const neighbour = chanceAt
+    ? servesCheck(chanceAt, c, p, neighbourGrid, (v) => Math.min(offered(v), capacity), servable)
     : closedFormCheck(profile, workload, maxLoraRank, threshold, c, p, neighbourGrid);
   if (neighbour) {
     const pct = (v: number) => `${(100 * v).toFixed(0)}%`;
@@ -212,13 +208,8 @@ export function modelAnswer(
   }
   // Where not even the grid's fewest adapters are likely enough to serve, no pair is: refuse, as
   // the capacity bound refuses, rather than answer a pair that starves.
-  if (model.servesAtPair) {
-    const hopeless = nothingLikely(
-      chanceOfServing(model.servesAtPair, profile, workload, maxLoraRank),
-      c,
-      p,
-      neighbourGrid,
-    );
+  if (chanceAt) {
+    const hopeless = nothingLikely(chanceAt, c, p, neighbourGrid);
     if (hopeless)
       throw new NoServingConfigurationError(
         `every configuration likely starves: by the twin's verdicts on the training searches' pairs, ${c} adapters on ${p} slots serve with a chance of ${(100 * hopeless.here).toFixed(0)}%, and even ${hopeless.fewest} adapter(s) on any slot count with at most ${(100 * hopeless.atFewest).toFixed(0)}% (a pair is recommended from ${(100 * SERVES_STEP_BACK_BELOW).toFixed(0)}%); split the adapters over more GPUs or lower the rates, or ask method auto or twin to simulate`,
