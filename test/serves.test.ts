@@ -228,6 +228,25 @@ describe('a model answer with the chance it serves', () => {
     );
   });
 
+  it("names the answer's own adapters where it has fewer than the grid's fewest", async () => {
+    // Without a grid of its own the forest may answer 4 adapters, fewer than the grid's 8.
+    const r = new Recommender({
+      loadProfile: () => llama,
+      loadModel: () => ({
+        ...constantModel(llama, workload, 4, 2),
+        servesAtPair: byAdapters(0.3, 0.2, 0.1, 0.01),
+      }),
+      simulate: () => Promise.reject(new Error('a model answer simulates nothing')),
+    }).recommend({
+      profile: llama.id,
+      workload,
+      method: 'model',
+      starvationThreshold: 0.1,
+      objective: 'paper',
+    });
+    await expect(r).rejects.toThrow(/even 4 adapter\(s\) on any slot count with at most 30%/);
+  });
+
   it('keeps a pair it is sure of at the top of the candidates', async () => {
     const r = await answer(byAdapters(0.99, 0.99, 0.99, 0.99));
     expect(r.recommendation.concurrentAdapters).toBe(128);

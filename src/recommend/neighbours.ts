@@ -115,11 +115,13 @@ export function nothingLikely(
 ): { here: number; fewest: number; atFewest: number } | undefined {
   const here = chanceAt(c, p);
   if (here >= SERVES_STEP_BACK_BELOW) return undefined;
-  // The fewest adapters vLLM starts with on some slot count (max_loras <= max_cpu_loras).
+  // The grid's fewest adapters vLLM starts with on some slot count (max_loras <= max_cpu_loras),
+  // or the answer's own where it has fewer still (a forest answer off the grid).
   const fewestSlots = grid.parallel[0];
-  const fewest = grid.concurrent.find((v) => fewestSlots !== undefined && v >= fewestSlots);
-  if (fewest === undefined) return undefined;
-  const slots = grid.parallel.filter((v) => v <= fewest);
+  const gridFewest = grid.concurrent.find((v) => fewestSlots !== undefined && v >= fewestSlots);
+  const fewest = gridFewest === undefined ? c : Math.min(c, gridFewest);
+  const gridSlots = grid.parallel.filter((v) => v <= fewest);
+  const slots = gridSlots.length > 0 ? gridSlots : [Math.min(p, fewest)];
   const atFewest = Math.max(...slots.map((v) => chanceAt(fewest, v)));
   return atFewest >= SERVES_STEP_BACK_BELOW ? undefined : { here, fewest, atFewest };
 }
