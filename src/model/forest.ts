@@ -164,10 +164,7 @@ export function sumOfTrees(forest: CompactForest, x: readonly number[]): number 
 }
 
 export function predict(forest: CompactForest, x: readonly number[]): number {
-  const p = packedForest(forest);
-  let s = 0;
-  for (let k = 0; k < p.roots.length; k++) s += leafOf(p, p.roots[k]!, x);
-  return s / p.roots.length;
+  return sumOfTrees(forest, x) / forest.trees.length;
 }
 
 /** Trains one ml-random-forest regressor (one target: the library silently fails on several). */

@@ -126,7 +126,10 @@ export function nothingLikely(
   return atFewest >= SERVES_STEP_BACK_BELOW ? undefined : { here, fewest, atFewest };
 }
 
-/** The chance `serves` gives a pair of this workload, from the closed-form estimate's figures. */
+/**
+ * The chance `serves` gives a pair of this workload, from the closed-form estimate's figures.
+ * Each pair is read once: the neighbour check and the refusal after it ask for the same pairs.
+ */
 export function chanceOfServing(
   serves: ServesModel,
   profile: Profile,
@@ -134,7 +137,14 @@ export function chanceOfServing(
   maxLoraRank: number,
 ): (c: number, p: number) => number {
   const featuresAt = servesFeaturesOf(profile, workload, maxLoraRank);
-  return (c, p) => servesProbability(serves, featuresAt(c, p));
+  const known = new Map<string, number>();
+  return (c, p) => {
+    const key = `${c}x${p}`;
+    let chance = known.get(key);
+    if (chance === undefined)
+      known.set(key, (chance = servesProbability(serves, featuresAt(c, p))));
+    return chance;
+  };
 }
 
 /**
