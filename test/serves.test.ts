@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { datasetPath, readDataset } from '../src/model/dataset.js';
 import { loadModel } from '../src/model/model.js';
 import { boostedProbability, trainBoostedClassifier } from '../src/model/boost.js';
+import { rocAuc } from '../src/stats/index.js';
 import {
-  rocAuc,
   SERVES_BOOSTING,
   SERVES_FEATURES,
   SERVES_STEP_BACK_BELOW,

@@ -11,6 +11,7 @@ import {
 } from '../search/index.js';
 import { boostedProbability, trainBoostedClassifier, type BoostHyperparameters } from './boost.js';
 import type { DatasetRow } from './dataset.js';
+import { rocAuc } from '../stats/index.js';
 import { kvCacheTokens, type Profile } from '../twin/index.js';
 
 /** What the model reads at a pair, all from the closed-form estimate (src/search/estimate.ts). */
@@ -126,27 +127,6 @@ export const SERVES_BOOSTING: BoostHyperparameters = {
   bins: 32,
   l2: 1,
 };
-
-/** Area under the ROC curve of scores for the positives (serves) against the negatives. */
-export function rocAuc(scores: readonly number[], positive: readonly boolean[]): number {
-  const order = scores.map((_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
-  let positives = 0;
-  let rankSum = 0;
-  // Tied scores share their mean rank.
-  for (let start = 0; start < order.length;) {
-    let end = start;
-    while (end + 1 < order.length && scores[order[end + 1]!] === scores[order[start]!]) end++;
-    const rank = (start + end) / 2 + 1;
-    for (let k = start; k <= end; k++)
-      if (positive[order[k]!]) {
-        positives++;
-        rankSum += rank;
-      }
-    start = end + 1;
-  }
-  const negatives = order.length - positives;
-  return (rankSum - (positives * (positives + 1)) / 2) / (positives * negatives);
-}
 
 /** One simulated pair of a training search, with its verdict. */
 export interface TrainingPair {

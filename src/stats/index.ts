@@ -65,3 +65,24 @@ export function errorSummary(pairs: Array<{ real: number; predicted: number }>):
     maxApe: 100 * maxApe,
   };
 }
+
+/** Area under the ROC curve of scores for the positives (serves) against the negatives. */
+export function rocAuc(scores: readonly number[], positive: readonly boolean[]): number {
+  const order = scores.map((_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
+  let positives = 0;
+  let rankSum = 0;
+  // Tied scores share their mean rank.
+  for (let start = 0; start < order.length;) {
+    let end = start;
+    while (end + 1 < order.length && scores[order[end + 1]!] === scores[order[start]!]) end++;
+    const rank = (start + end) / 2 + 1;
+    for (let k = start; k <= end; k++)
+      if (positive[order[k]!]) {
+        positives++;
+        rankSum += rank;
+      }
+    start = end + 1;
+  }
+  const negatives = order.length - positives;
+  return (rankSum - (positives * (positives + 1)) / 2) / (positives * negatives);
+}
