@@ -202,9 +202,18 @@ export function modelAnswer(
         ? `by the twin's verdicts on the training searches' pairs, ${c} adapters on ${p} slots serve with a chance of ${pct(neighbour.here)} and ${neighbour.c} on ${neighbour.p} with ${pct(neighbour.there)}, so ${neighbour.c} on ${neighbour.p} are recommended`
         : `the closed-form steady state says ${c} adapters on ${p} slots complete ${pct(neighbour.here)} of their load, so ${neighbour.c} on ${neighbour.p} are recommended (it says they complete ${pct(neighbour.there)})`,
     );
+    // A step down keeps the claim under the one for more adapters; a step up is priced at its own
+    // load, as the forest prices any pair (capping it at the smaller pair's claim would make the
+    // answer say it starves).
+    const claimBefore = neighbour.c > c ? Infinity : throughput;
     [c, p] = [neighbour.c, neighbour.p];
     offeredAtC = offered(c);
-    throughput = Math.min(throughput, completionRatio * offeredAtC, capacity, neighbour.throughput);
+    throughput = Math.min(
+      claimBefore,
+      completionRatio * offeredAtC,
+      capacity,
+      neighbour.throughput,
+    );
   }
   // Where not even the grid's fewest adapters are likely enough to serve, no pair is: refuse, as
   // the capacity bound refuses, rather than answer a pair that starves.
